@@ -1,0 +1,333 @@
+"""Definitions of the claims in ../shared/CLAIMS.md: what each says, its statistic, nulls and test.
+
+A definition is data. The registry maps an id to its definition and to the pydantic model of the
+options a protocol may give it; unknown ids get a "did you mean" error. The statistical analysis
+of each claim operates on the measurements table and is attached to these ids by the analysis layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ClaimDefinition", "CATALOGUE", "get_claim", "list_claims", "UnknownClaimError"]
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PairedTest = Literal["wilcoxon", "sign", "ttest"]
+
+
+class PerpendicularOptions(_Options):
+    null: Literal["random_subspace", "other_image", "beta"] = Field(
+        "random_subspace", description="What 'chance' means for r_T."
+    )
+    test: PairedTest = "wilcoxon"
+
+
+class NotBelowRandomOptions(_Options):
+    margin: float = Field(
+        0.05, gt=0, description="TOST equivalence margin on the median of r_T - r_R."
+    )
+    test: PairedTest = "wilcoxon"
+
+
+class NormAsymmetryOptions(_Options):
+    test: PairedTest = "wilcoxon"
+
+
+class OffEqualsUnrestrictedOptions(_Options):
+    margin: float = Field(
+        math.log(1.1), gt=0, description="TOST margin on log(norm_off / norm_plain)."
+    )
+
+
+class OffSucceedsMoreOptions(_Options):
+    pass
+
+
+class PlainVsIsometricOptions(_Options):
+    plain: str | None = Field(
+        None, description="Autoencoder name of the plain model (default: the one with kind none)."
+    )
+    isometric: str | None = Field(
+        None, description="Autoencoder name of the regularised model (default: kind isometric)."
+    )
+    test: PairedTest = "wilcoxon"
+
+
+class ValidityOptions(_Options):
+    pass
+
+
+class DefenseOptions(_Options):
+    eps: tuple[float, ...] | None = Field(
+        None, description="Attack budgets for robust accuracy (default: the attack's plain eps)."
+    )
+
+
+class ClingingOptions(_Options):
+    every: int = Field(1, ge=1, description="Measure every this many epochs.")
+
+
+class AdvTrainingOptions(_Options):
+    margin: float = Field(0.05, gt=0, description="TOST margin on the median change of r_T.")
+
+
+@dataclass(frozen=True)
+class ClaimDefinition:
+    """One claim of the catalogue.
+
+    Attributes
+    ----------
+    id : str
+        Stable identifier used in protocols and result tables.
+    source : str
+        Who made the claim.
+    hypothesis : str
+        H1 in words: what the claim says.
+    statistic : str
+        The per-sample statistic the test is applied to.
+    test : str
+        The default test.
+    nulls : dict
+        Null name -> the null hypothesis in plain language.
+    columns : tuple of str
+        Measurement columns the claim reads.
+    censoring : str
+        How failed attacks (censored at eps) bias the test.
+    options : type
+        Pydantic model of the options a protocol may pass.
+    """
+
+    id: str
+    source: str
+    hypothesis: str
+    statistic: str
+    test: str
+    nulls: dict[str, str]
+    columns: tuple[str, ...]
+    censoring: str
+    options: type[BaseModel] = field(repr=False)
+
+
+_PERP_NULLS = {
+    "random_subspace": "r_T is no smaller than r_R for a random subspace of the same dimension "
+    "(median of r_T - r_R >= 0).",
+    "other_image": "r_T is no smaller than for the tangent space of another image of the same "
+    "class (median of r_T - r_Tother >= 0).",
+    "beta": "r_T^2 is no smaller than the chance level k/n of a random direction "
+    "(median of r_T^2 - k/n >= 0; r^2 ~ Beta(k/2, (n-k)/2)).",
+}
+
+CATALOGUE: dict[str, ClaimDefinition] = {
+    c.id: c
+    for c in (
+        ClaimDefinition(
+            id="dmm.perpendicular",
+            source="Shamir et al. 2021 (DMM)",
+            hypothesis="Adversarial perturbations are more perpendicular to the manifold than chance.",
+            statistic="r_T - r_R (random_subspace) | r_T - r_Tother (other_image) | r_T^2 - k/n (beta)",
+            test="one-sided Wilcoxon signed-rank (less); effect: median r_T / sqrt(k/n) with "
+            "bootstrap CI, rank-biserial r",
+            nulls=_PERP_NULLS,
+            columns=("r_T", "r_R", "r_Tother", "n", "k", "success_plain"),
+            censoring="r_T is measured on the perturbation reached at eps; a failed attack's "
+            "direction is still a gradient direction, so keeping it biases toward the gradient's "
+            "own r_T (toward r_T_grad), not toward rejection.",
+            options=PerpendicularOptions,
+        ),
+        ClaimDefinition(
+            id="zp.not_below_random",
+            source="Zhao & Pushpita 2021",
+            hypothesis="Perturbations are NOT more perpendicular than a random subspace of the "
+            "same dimension.",
+            statistic="r_T - r_R",
+            test="one-sided Wilcoxon signed-rank (greater) and TOST equivalence within +-margin",
+            nulls={
+                "random_subspace": "r_T is smaller than r_R by more than the margin "
+                "(TOST: |median of r_T - r_R| >= margin).",
+            },
+            columns=("r_T", "r_R", "success_plain"),
+            censoring="as dmm.perpendicular: censored directions pull r_T toward r_T_grad.",
+            options=NotBelowRandomOptions,
+        ),
+        ClaimDefinition(
+            id="dmm.gradient_perpendicular",
+            source="Shamir et al. 2021 (DMM)",
+            hypothesis="The input gradient of the margin is more perpendicular to the manifold "
+            "than chance.",
+            statistic="r_T_grad vs the same nulls as dmm.perpendicular",
+            test="one-sided Wilcoxon signed-rank (less)",
+            nulls={k: v.replace("r_T ", "r_T_grad ").replace("r_T^2", "r_T_grad^2")
+                   for k, v in _PERP_NULLS.items()},
+            columns=("r_T_grad", "r_R", "r_Tother", "n", "k"),
+            censoring="no attack is involved; nothing is censored.",
+            options=PerpendicularOptions,
+        ),
+        ClaimDefinition(
+            id="dmm.norm_asymmetry",
+            source="Shamir et al. 2021 (DMM)",
+            hypothesis="On-manifold attacks need larger norms than off-manifold ones beyond what "
+            "dimension counting predicts.",
+            statistic="log(norm_on / norm_off) - 0.5 * log((n - k) / k); the naive "
+            "log(norm_on / norm_off) is reported beside it",
+            test="one-sided Wilcoxon signed-rank (greater)",
+            nulls={
+                "dimension_counting": "norm_on / norm_off is no larger than sqrt((n-k)/k), the "
+                "ratio a locally linear classifier with a gradient unrelated to T gives.",
+            },
+            columns=("norm_on", "norm_off", "success_on", "success_off", "n", "k"),
+            censoring="norms of failed attacks are set to eps, a lower bound of the true norm; "
+            "on-manifold attacks fail more often, so censoring shrinks norm_on and biases "
+            "AGAINST the claim (conservative).",
+            options=NormAsymmetryOptions,
+        ),
+        ClaimDefinition(
+            id="dmm.off_equals_unrestricted",
+            source="Shamir et al. 2021 (DMM)",
+            hypothesis="Off-manifold attacks are as efficient as unrestricted ones.",
+            statistic="log(norm_off / norm_plain)",
+            test="TOST equivalence within +-log(1.1)",
+            nulls={
+                "not_equivalent": "|median log(norm_off / norm_plain)| >= margin: off-manifold "
+                "norms differ from unrestricted ones by at least the margin.",
+            },
+            columns=("norm_off", "norm_plain", "success_off", "success_plain"),
+            censoring="censoring at eps caps both norms; when eps_off > eps_plain a failed "
+            "plain attack shrinks norm_plain, which biases toward non-equivalence (conservative).",
+            options=OffEqualsUnrestrictedOptions,
+        ),
+        ClaimDefinition(
+            id="dmm.off_succeeds_more",
+            source="Shamir et al. 2021 vs Xiao et al. 2022",
+            hypothesis="At a matched budget, off-manifold attacks succeed more often than "
+            "on-manifold ones.",
+            statistic="paired (success_on, success_off)",
+            test="exact McNemar (binomial on discordant pairs)",
+            nulls={
+                "equal_rates": "on- and off-manifold attacks succeed equally often "
+                "(discordant pairs split 50:50).",
+            },
+            columns=("success_on", "success_off"),
+            censoring="censoring is the outcome itself; every sample counts.",
+            options=OffSucceedsMoreOptions,
+        ),
+        ClaimDefinition(
+            id="iso.plain_vs_isometric",
+            source="phase two (isometric autoencoders)",
+            hypothesis="The isometric autoencoder's manifold changes r_T relative to the plain one.",
+            statistic="r_T(plain) - r_T(isometric), same samples",
+            test="two-sided Wilcoxon signed-rank; dmm.perpendicular per autoencoder",
+            nulls={
+                "no_change": "r_T is the same under both autoencoders (median paired "
+                "difference = 0).",
+            },
+            columns=("r_T", "autoencoder", "sample"),
+            censoring="the same attack is projected on both manifolds; censoring affects both "
+            "sides equally.",
+            options=PlainVsIsometricOptions,
+        ),
+        ClaimDefinition(
+            id="ae.validity",
+            source="control",
+            hypothesis="Conclusions do not hinge on reconstruction error.",
+            statistic="Spearman(recon_err / norm_plain, r_T)",
+            test="Spearman rank correlation; results stratified by recon_err tercile",
+            nulls={
+                "no_association": "r_T is not associated with the relative reconstruction error "
+                "(Spearman rho = 0).",
+            },
+            columns=("recon_err", "norm_plain", "r_T"),
+            censoring="censored norms (= eps) understate recon_err / norm_plain's denominator; "
+            "they are kept and counted.",
+            options=ValidityOptions,
+        ),
+        ClaimDefinition(
+            id="iso.defense",
+            source="phase two (isometric autoencoders)",
+            hypothesis="Projecting inputs through an isometric autoencoder raises robust accuracy "
+            "under adaptive white-box attacks.",
+            statistic="paired robust-correct indicators (adaptive attack through the projection)",
+            test="exact McNemar vs the plain autoencoder and vs no projection; clean-accuracy cost",
+            nulls={
+                "no_gain": "robust accuracy is the same with and without the projection "
+                "(discordant pairs split 50:50).",
+            },
+            columns=("robust_correct", "defense", "eps"),
+            censoring="a failed adaptive attack counts as robust-correct: the outcome itself.",
+            options=DefenseOptions,
+        ),
+        ClaimDefinition(
+            id="dmm.clinging_then_dimpling",
+            source="Shamir et al. 2021 (DMM)",
+            hypothesis="During training the boundary distance falls fast early, then slowly, while "
+            "r_T stays below chance throughout.",
+            statistic="per epoch: median norm_plain and median r_T",
+            test="Spearman trend per phase, two-segment fit with change point",
+            nulls={
+                "no_change_point": "median norm_plain follows a single linear trend across "
+                "epochs (no change of slope).",
+            },
+            columns=("epoch", "norm_plain", "r_T", "r_R"),
+            censoring="early-epoch attacks fail less (the boundary is near); censoring at eps "
+            "flattens late epochs, biasing toward a change point: reported with n_censored per epoch.",
+            options=ClingingOptions,
+        ),
+        ClaimDefinition(
+            id="dmm.adv_training_deepens",
+            source="Shamir et al. 2021 (DMM)",
+            hypothesis="Adversarial training deepens the dimples (larger norms) but does not turn "
+            "the boundary (r_T unchanged).",
+            statistic="r_T and norm_plain, standard vs adversarially trained classifier, same samples",
+            test="TOST on r_T, one-sided Wilcoxon (greater) on norm_plain",
+            nulls={
+                "no_deepening": "norm_plain is no larger after adversarial training.",
+                "turned": "r_T changes by at least the margin after adversarial training.",
+            },
+            columns=("r_T", "norm_plain", "classifier"),
+            censoring="robust models fail more attacks at a fixed eps; censoring at eps shrinks "
+            "their norms and biases against deepening (conservative).",
+            options=AdvTrainingOptions,
+        ),
+    )
+}
+
+
+class UnknownClaimError(KeyError):
+    """Raised for a claim id not in the catalogue; the message suggests the nearest id."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0])
+
+
+def get_claim(claim_id: str) -> ClaimDefinition:
+    """Look up a claim by id.
+
+    Examples
+    --------
+    >>> get_claim("dmm.perpendicular").test.split(";")[0]
+    'one-sided Wilcoxon signed-rank (less)'
+    >>> get_claim("dmm.perpendiculr")
+    Traceback (most recent call last):
+    ...
+    dimple_stats.claims.catalogue.UnknownClaimError: unknown claim 'dmm.perpendiculr' (did you mean 'dmm.perpendicular'?)
+    """
+    try:
+        return CATALOGUE[claim_id]
+    except KeyError:
+        from dimple_stats.suggest import did_you_mean
+
+        raise UnknownClaimError(
+            f"unknown claim {claim_id!r}{did_you_mean(claim_id, CATALOGUE)}"
+        ) from None
+
+
+def list_claims() -> list[ClaimDefinition]:
+    """All claims in catalogue order."""
+    return list(CATALOGUE.values())

@@ -1,0 +1,153 @@
+"""The ``dimple-stats`` command.
+
+Subcommands that only read protocols or stored tables (validate, schema, claims) never import
+torch; those that compute import ``runners`` lazily, inside the command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dimple_stats import __version__
+from dimple_stats.claims import get_claim, list_claims
+from dimple_stats.claims.catalogue import UnknownClaimError
+from dimple_stats.protocol import Protocol, ProtocolError, load_protocol
+
+__all__ = ["app", "main"]
+
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    name="dimple-stats",
+    help="Significance tests for the dimpled manifold model of adversarial examples.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--set",
+        help="Override a protocol field, e.g. --set attack.eps=0.5 --set seeds=[0,1] (repeatable).",
+        metavar="KEY=VALUE",
+    ),
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    # Plain stderr, not rich: the message must survive intact in logs and pipes.
+    typer.echo(message, err=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"dimple-stats {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Significance tests for the dimpled manifold model of adversarial examples."""
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Protocol YAML files.", show_default=False)],
+    set_: SetOption = None,
+) -> None:
+    """Check protocol files against the schema; exit 2 naming file, line and key on any error."""
+    console = Console()
+    failed = False
+    for file in files:
+        try:
+            protocol = load_protocol(file, overrides=set_ or ())
+        except ProtocolError as exc:
+            typer.echo(str(exc), err=True)
+            failed = True
+            continue
+        console.print(
+            f"[green]ok[/green] {file}: {protocol.name} (hash {protocol.hash}), "
+            f"dataset {protocol.dataset.name}, {len(protocol.autoencoders)} autoencoder(s), "
+            f"{len(protocol.claims)} claim(s), seeds {list(protocol.seeds)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if failed:
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+def schema(
+    out: Annotated[Optional[Path], typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the protocol JSON Schema (for editor completion and validation)."""
+    text = json.dumps(Protocol.model_json_schema(by_alias=True), indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+
+
+@app.command()
+def claims(
+    claim_id: Annotated[Optional[str], typer.Argument(help="Show one claim in full.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the claim catalogue: ids, hypotheses, statistics, tests and nulls."""
+    try:
+        chosen = [get_claim(claim_id)] if claim_id else list_claims()
+    except UnknownClaimError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps([
+            {
+                "id": c.id, "source": c.source, "hypothesis": c.hypothesis,
+                "statistic": c.statistic, "test": c.test, "nulls": c.nulls,
+                "columns": list(c.columns), "censoring": c.censoring,
+                "options": c.options.model_json_schema(),
+            }
+            for c in chosen
+        ], indent=2))
+        return
+    console = Console()
+    if claim_id:
+        c = chosen[0]
+        console.print(f"[bold]{c.id}[/bold]  ({c.source})", highlight=False)
+        for label, text in (("H1", c.hypothesis), ("statistic", c.statistic), ("test", c.test),
+                            ("censoring", c.censoring)):
+            console.print(f"  [cyan]{label}[/cyan]: {text}", highlight=False)
+        for name, text in c.nulls.items():
+            console.print(f"  [cyan]null {name}[/cyan]: {text}", highlight=False)
+        opts = ", ".join(f"{k}={f.default!r}" for k, f in c.options.model_fields.items())
+        console.print(f"  [cyan]options[/cyan]: {opts or '(none)'}", highlight=False)
+        return
+    table = Table(title="dimple-stats claim catalogue (details: dimple-stats claims ID)")
+    table.add_column("id", no_wrap=True, style="bold")
+    table.add_column("H1 (what the claim says)", overflow="fold")
+    table.add_column("nulls", overflow="fold")
+    for c in chosen:
+        table.add_row(c.id, c.hypothesis, ", ".join(c.nulls))
+    console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="dimple-stats")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

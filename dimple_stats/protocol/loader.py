@@ -1,0 +1,411 @@
+"""Load a protocol file: safe YAML with line numbers, strict keys, overrides, readable errors.
+
+PyYAML's ``safe_load`` forgets where values came from and lets a repeated key silently win, so the
+loader composes the node tree itself (still with the safe constructors), records the source line of
+every key path and refuses duplicate keys. Validation is pydantic's; its error locations are mapped
+back onto the YAML (dropping discriminator tags pydantic inserts) to name file, line and key path,
+the allowed values and the nearest valid name.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from dimple_stats.protocol.errors import ProtocolError, ProtocolIssue
+from dimple_stats.protocol.schema import AutoencoderConfig, Protocol
+from dimple_stats.suggest import closest
+
+__all__ = ["load_protocol", "load_protocol_text", "parse_overrides", "apply_overrides"]
+
+KeyPath = tuple[Union[str, int], ...]
+_UNION_TYPES = (Union, types.UnionType)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 demands ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _fmt_path(path: Iterable[str | int]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _key_of(node: yaml.Node) -> str | None:
+    """Keys are names: take their text as written.
+
+    YAML 1.1 would turn the keys ``null``, ``on`` and ``off`` into None, True and False, and the
+    protocol uses all three as option names (``{null: beta}``, ``eps: {on: 10, off: 10}``).
+    """
+    return node.value if isinstance(node, yaml.ScalarNode) else None
+
+
+def _compose(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
+    """Parse YAML into plain Python data plus a map from key path to 1-based source line."""
+    loader = _Loader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else None
+            raise ProtocolError(
+                [ProtocolIssue(file, line, "", f"invalid YAML: {exc.problem or exc}")]
+            ) from None
+        if root is None:
+            raise ProtocolError([ProtocolIssue(file, 1, "", "the protocol file is empty")])
+        lines: dict[KeyPath, int] = {(): root.start_mark.line + 1}
+        issues: list[ProtocolIssue] = []
+
+        def build(node: yaml.Node, path: KeyPath) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = _key_of(key_node)
+                    line = key_node.start_mark.line + 1
+                    if key in seen:
+                        issues.append(ProtocolIssue(
+                            file, line, _fmt_path(path + (key,)),
+                            f"duplicate key (first given on line {seen[key]}); "
+                            "a repeated key would silently override the first",
+                        ))
+                    seen.setdefault(key, line)
+                loader.flatten_mapping(node)
+                out: dict[Any, Any] = {}
+                for key_node, value_node in node.value:
+                    key = _key_of(key_node)
+                    if key is None:
+                        issues.append(ProtocolIssue(
+                            file, key_node.start_mark.line + 1, _fmt_path(path),
+                            "keys must be plain names, not lists or mappings",
+                        ))
+                        continue
+                    lines.setdefault(path + (key,), key_node.start_mark.line + 1)
+                    out[key] = build(value_node, path + (key,))
+                return out
+            if isinstance(node, yaml.SequenceNode):
+                items = []
+                for i, item in enumerate(node.value):
+                    lines.setdefault(path + (i,), item.start_mark.line + 1)
+                    items.append(build(item, path + (i,)))
+                return items
+            return loader.construct_object(node, deep=True)
+
+        try:
+            data = build(root, ())
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            raise ProtocolError([ProtocolIssue(
+                file, mark.line + 1 if mark else None, "", f"invalid YAML: {exc.problem or exc}"
+            )]) from None
+        if issues:
+            raise ProtocolError(issues)
+        return data, lines
+    finally:
+        loader.dispose()
+
+
+# --------------------------------------------------------------------------- overrides
+
+def parse_overrides(items: Sequence[str]) -> list[tuple[str, Any]]:
+    """Parse ``key.path=value`` strings; values are YAML (``seeds=[0,1]``, ``attack.eps=0.5``).
+
+    >>> parse_overrides(["attack.eps=0.5", "seeds=[0, 1]", "dataset.name=mnist"])
+    [('attack.eps', 0.5), ('seeds', [0, 1]), ('dataset.name', 'mnist')]
+    """
+    parsed = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ProtocolError([ProtocolIssue(
+                "--set", None, item, "an override must look like key.path=value"
+            )])
+        try:
+            value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ProtocolError([ProtocolIssue(
+                "--set", None, key, f"value {raw!r} is not valid YAML: {exc}"
+            )]) from None
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: Sequence[tuple[str, Any]], file: str = "--set"
+) -> tuple[dict[str, Any], set[KeyPath]]:
+    """Return a copy of ``data`` with overrides applied, and the key paths they set.
+
+    A path component may itself contain dots when the mapping has such a key (claim ids do):
+    the longest existing key wins. Integers index lists.
+    """
+    import copy
+
+    data = copy.deepcopy(data)
+    touched: set[KeyPath] = set()
+    for dotted, value in overrides:
+        parts = dotted.split(".")
+        node: Any = data
+        path: list[str | int] = []
+        i = 0
+        while True:
+            if isinstance(node, list):
+                if not parts[i].lstrip("-").isdigit() or not -len(node) <= int(parts[i]) < len(node):
+                    raise ProtocolError([ProtocolIssue(
+                        file, None, _fmt_path(path + [parts[i]]),
+                        f"--set {dotted}: {parts[i]!r} is not an index of a list of {len(node)}",
+                    )])
+                key: str | int = int(parts[i])
+                i += 1
+            elif isinstance(node, dict):
+                key = parts[i]
+                for j in range(len(parts), i, -1):  # longest existing dotted key
+                    if ".".join(parts[i:j]) in node:
+                        key = ".".join(parts[i:j])
+                        i = j
+                        break
+                else:
+                    i += 1
+            else:
+                raise ProtocolError([ProtocolIssue(
+                    file, None, _fmt_path(path),
+                    f"--set {dotted}: {_fmt_path(path)} is a value, not a mapping",
+                )])
+            path.append(key)
+            if i == len(parts):
+                node[key] = value
+                break
+            if isinstance(node, dict) and not isinstance(node.get(key), (dict, list)):
+                node[key] = {}
+                touched.add(tuple(path))  # created by the override: its errors point at --set
+            node = node[key]
+        touched.add(tuple(path))
+    return data, touched
+
+
+# --------------------------------------------------------------------------- error mapping
+
+def _unwrap_optional(tp: Any) -> Any:
+    if get_origin(tp) is typing.Annotated:
+        return _unwrap_optional(get_args(tp)[0])
+    if get_origin(tp) in _UNION_TYPES:
+        members = [a for a in get_args(tp) if a is not type(None)]
+        if len(members) == 1:
+            return _unwrap_optional(members[0])
+    return tp
+
+
+def _model_fields_by_key(model: type[BaseModel]) -> dict[str, Any]:
+    return {(f.alias or name): f for name, f in model.model_fields.items()}
+
+
+def _tag_values(member: type[BaseModel], discriminator: str) -> tuple[str, ...]:
+    return tuple(get_args(_unwrap_optional(member.model_fields[discriminator].annotation)))
+
+
+def _walk_loc(loc: Sequence[str | int]) -> tuple[KeyPath, list[Any]]:
+    """Drop pydantic's discriminator tags from ``loc``; also return the type at each data level."""
+    tp: Any = Protocol
+    discriminator: str | None = None
+    path: list[str | int] = []
+    types: list[Any] = [tp]
+    for elem in loc:
+        tp = _unwrap_optional(tp)
+        members = get_args(tp) if get_origin(tp) in _UNION_TYPES else ()
+        if discriminator and members:
+            chosen = next((m for m in members if elem in _tag_values(m, discriminator)), None)
+            tp, discriminator = chosen, None
+            types[-1] = chosen
+            continue  # a tag, not a key of the data
+        discriminator = None
+        path.append(elem)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = _model_fields_by_key(tp).get(str(elem))
+            tp = field.annotation if field else None
+            discriminator = field.discriminator if field else None  # type: ignore[assignment]
+        elif get_origin(tp) is dict:
+            tp = get_args(tp)[1]
+        elif get_origin(tp) in (tuple, list):
+            args = get_args(tp)
+            tp = args[0] if len(args) == 2 and args[1] is Ellipsis else (
+                args[elem] if isinstance(elem, int) and elem < len(args) else None)
+        else:
+            tp = None
+        types.append(tp)
+    return tuple(path), types
+
+
+def _allowed_keys(tp: Any) -> tuple[str, ...]:
+    tp = _unwrap_optional(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tuple(_model_fields_by_key(tp))
+    return ()
+
+
+def _literal_values(tp: Any) -> tuple[str, ...]:
+    tp = _unwrap_optional(tp)
+    if get_origin(tp) is Literal:
+        return tuple(str(a) for a in get_args(tp))
+    return ()
+
+
+def _line_for(path: KeyPath, lines: dict[KeyPath, int]) -> int | None:
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return None
+
+
+def _origin_for(path: KeyPath, overridden: set[KeyPath]) -> str | None:
+    for end in range(len(path), 0, -1):
+        if path[:end] in overridden:
+            return f"--set {_fmt_path(path[:end])}"
+    return None
+
+
+def _issue_from_error(
+    err: dict[str, Any], file: str, lines: dict[KeyPath, int], overridden: set[KeyPath]
+) -> ProtocolIssue:
+    kind = err["type"]
+    path, types = _walk_loc(err["loc"])
+    allowed: tuple[str, ...] = ()
+    suggestion = None
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(types[-2] if len(types) >= 2 else None)
+        suggestion = closest(str(path[-1]), allowed)
+        message = "unknown key"
+    elif kind == "missing":
+        allowed = _allowed_keys(types[-2] if len(types) >= 2 else None)
+        message = "required key is missing"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        ctx = err.get("ctx", {})
+        disc = str(ctx.get("discriminator", "")).strip("'")
+        allowed = tuple(re.findall(r"'([^']*)'", str(ctx.get("expected_tags", ""))))
+        path = path + (disc,) if disc else path
+        if kind == "union_tag_invalid":
+            suggestion = closest(str(ctx.get("tag", "")), allowed)
+            message = f"unknown value {ctx.get('tag')!r}"
+        else:
+            message = f"required key {disc!r} is missing"
+    elif kind in ("literal_error", "enum"):
+        allowed = _literal_values(types[-1])
+        suggestion = closest(str(err.get("input")), allowed)
+        message = f"invalid value {err.get('input')!r}"
+    line = None if _origin_for(path, overridden) else _line_for(path, lines)
+    return ProtocolIssue(
+        file=file,
+        line=line,
+        path=_fmt_path(path),
+        message=message,
+        allowed=allowed,
+        suggestion=suggestion,
+        origin=_origin_for(path, overridden),
+    )
+
+
+# --------------------------------------------------------------------------- cross-field checks
+
+def _semantic_issues(protocol: Protocol) -> list[tuple[KeyPath, str]]:
+    """Checks that span sections; each returns the key path it concerns and a message."""
+    found: list[tuple[KeyPath, str]] = []
+    synthetic = protocol.dataset.name in ("synthetic", "linear_subspace")
+    classes = protocol.dataset.classes
+    for name, ae in protocol.autoencoders.items():
+        if ae.arch == "oracle" and not synthetic:
+            found.append((("autoencoders", name, "arch"),
+                          "arch 'oracle' (the true generator) needs dataset synthetic or linear_subspace"))
+        if ae.train_classes and classes is not None:
+            extra = sorted(set(ae.train_classes) - set(classes))
+            if extra:
+                found.append((("autoencoders", name, "train_classes"),
+                              f"classes {extra} are not in dataset.classes {list(classes)}"))
+    for i, entry in enumerate(protocol.claims):
+        if entry.id == "iso.plain_vs_isometric":
+            found += [((("claims", i, entry.id) + tail), msg)
+                      for tail, msg in _plain_vs_iso_issues(entry.options, protocol.autoencoders)]
+    return found
+
+
+def _plain_vs_iso_issues(
+    options: Any, autoencoders: dict[str, AutoencoderConfig]
+) -> list[tuple[KeyPath, str]]:
+    out: list[tuple[KeyPath, str]] = []
+    for role, kinds in (("plain", ("none",)), ("isometric", ("isometric", "irvae"))):
+        given = getattr(options, role)
+        if given is not None and given not in autoencoders:
+            hint = closest(given, autoencoders)
+            out.append(((role,), f"no autoencoder named {given!r}"
+                        + (f" (did you mean {hint!r}?)" if hint else "")
+                        + f"; protocol has: {', '.join(autoencoders)}"))
+        elif given is None and not any(ae.regulariser.kind in kinds for ae in autoencoders.values()):
+            out.append(((role,), f"needs an autoencoder with regulariser kind {' or '.join(kinds)}, "
+                        f"or name one with `{role}: <name>`"))
+    return out
+
+
+# --------------------------------------------------------------------------- entry points
+
+def load_protocol_text(
+    text: str, file: str = "<string>", overrides: Sequence[str] = ()
+) -> Protocol:
+    """Validate protocol YAML given as text. Raises :class:`ProtocolError` listing every issue."""
+    data, lines = _compose(text, file)
+    if not isinstance(data, dict):
+        raise ProtocolError([ProtocolIssue(file, 1, "", "a protocol must be a mapping of keys")])
+    data, overridden = apply_overrides(data, parse_overrides(overrides), file)
+    try:
+        protocol = Protocol.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # pydantic also reports "too short" for a list whose items failed; the item errors say why.
+        errors = [e for e in errors if not (e["type"] == "too_short" and any(
+            o is not e and tuple(o["loc"][: len(e["loc"])]) == tuple(e["loc"]) for o in errors))]
+        issues = [_issue_from_error(e, file, lines, overridden) for e in errors]
+        issues.sort(key=lambda i: (i.line is None, i.line or 0, i.path))
+        raise ProtocolError(issues) from None
+    semantic = _semantic_issues(protocol)
+    if semantic:
+        raise ProtocolError([
+            ProtocolIssue(file, None if _origin_for(p, overridden) else _line_for(p, lines),
+                          _fmt_path(p), msg, origin=_origin_for(p, overridden))
+            for p, msg in semantic
+        ])
+    return protocol
+
+
+def load_protocol(path: str | Path, overrides: Sequence[str] = ()) -> Protocol:
+    """Load and validate a protocol file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The YAML file.
+    overrides : sequence of str
+        ``key.path=value`` strings applied before validation (the CLI's ``--set``).
+
+    Raises
+    ------
+    ProtocolError
+        With one :class:`ProtocolIssue` per problem, each naming file, line and key path.
+    """
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProtocolError([ProtocolIssue(file, None, "", f"cannot read: {exc.strerror}")]) from None
+    return load_protocol_text(text, file=file, overrides=overrides)

@@ -1,0 +1,388 @@
+"""Typed, frozen models of a dimple-stats protocol.
+
+A protocol is data: it names a dataset, a classifier, one or more autoencoders, an attack, the
+tangent-space method, the claims to test and the statistics settings. Every model forbids unknown
+keys so that a misspelt option is an error rather than a silently ignored default.
+
+The models import nothing heavy (no torch), so protocols validate on any machine.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dimple_stats.claims.entry import ClaimEntry
+
+__all__ = [
+    "Frozen",
+    "SyntheticDataset",
+    "LinearSubspaceDataset",
+    "DigitsDataset",
+    "TorchvisionDataset",
+    "ImageFolderDataset",
+    "DatasetConfig",
+    "ClassifierConfig",
+    "NoRegulariser",
+    "IsometricRegulariser",
+    "IRVAERegulariser",
+    "AutoencoderConfig",
+    "PerMode",
+    "AttackConfig",
+    "TangentConfig",
+    "StatsConfig",
+    "ReportConfig",
+    "Protocol",
+    "CLASSIFIER_ARCHS",
+    "AUTOENCODER_ARCHS",
+]
+
+
+class Frozen(BaseModel):
+    """Base of every protocol model: immutable, strict about unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PixelRange = tuple[float, float]
+
+
+class _DatasetCommon(Frozen):
+    root: str | None = Field(
+        None, description="Directory holding the dataset files; '~' is expanded."
+    )
+    download: bool = Field(False, description="Download the files when they are absent.")
+    classes: tuple[int, ...] | None = Field(
+        None,
+        description="Class subset used everywhere (labels are remapped to 0..C-1 in this order).",
+    )
+    eval_classes: tuple[int, ...] | None = Field(
+        None,
+        description="Classes the evaluation samples are drawn from (a subset of `classes`); "
+        "e.g. the CIFAR-10 reproduction attacked classes 0 and 1 only.",
+    )
+    train_samples: int | None = Field(
+        None, ge=1, description="Training images to use (all available when null)."
+    )
+    eval_samples: int = Field(500, ge=1, description="Evaluation images to attack.")
+    pixel_range: PixelRange = Field(
+        (0.0, 1.0), description="Pixel values are mapped linearly onto this interval."
+    )
+
+    @field_validator("pixel_range")
+    @classmethod
+    def _increasing(cls, v: PixelRange) -> PixelRange:
+        if not v[0] < v[1]:
+            raise ValueError(f"pixel_range must be increasing, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _eval_classes_subset(self) -> "_DatasetCommon":
+        if self.eval_classes is not None and self.classes is not None:
+            extra = sorted(set(self.eval_classes) - set(self.classes))
+            if extra:
+                raise ValueError(f"eval_classes {extra} are not in classes {list(self.classes)}")
+        return self
+
+
+class SyntheticDataset(_DatasetCommon):
+    """Images from a fixed random smooth decoder of a k-dim latent: the true manifold is known."""
+
+    name: Literal["synthetic"]
+    latent_dim: int = Field(8, ge=1, description="Dimension k of the true manifold.")
+    image_shape: tuple[int, int, int] = Field((1, 8, 8), description="(channels, height, width).")
+    hidden: int = Field(64, ge=1, description="Hidden width of the generating decoder.")
+    num_classes: int = Field(2, ge=2, description="Classes, assigned by a fixed linear map of z.")
+    manifold_seed: int = Field(
+        0, description="Seed of the generating decoder (the manifold itself; fixed across seeds)."
+    )
+    train_samples: int | None = Field(2000, ge=1)
+
+
+class LinearSubspaceDataset(_DatasetCommon):
+    """Data on a k-dim affine subspace (Melamed et al. 2023): the tangent space is the same everywhere."""
+
+    name: Literal["linear_subspace"]
+    latent_dim: int = Field(8, ge=1)
+    image_shape: tuple[int, int, int] = (1, 8, 8)
+    num_classes: int = Field(2, ge=2)
+    manifold_seed: int = 0
+    train_samples: int | None = Field(2000, ge=1)
+
+
+class DigitsDataset(_DatasetCommon):
+    """scikit-learn's 8x8 handwritten digits (1,797 real images shipped with scikit-learn)."""
+
+    name: Literal["digits"]
+
+
+class TorchvisionDataset(_DatasetCommon):
+    """MNIST, Fashion-MNIST, CIFAR-10 or SVHN in the on-disk formats torchvision uses."""
+
+    name: Literal["mnist", "fashion_mnist", "cifar10", "svhn"]
+    root: str = Field("~/.cache/dimple-stats/data")
+
+
+class ImageFolderDataset(_DatasetCommon):
+    """An ImageNet-style folder tree: ``root/<split>/<class>/<image>``."""
+
+    name: Literal["imagefolder"]
+    root: str
+    train_dir: str = "train"
+    eval_dir: str = "val"
+    image_size: int = Field(224, ge=8, description="Images are resized and centre-cropped to this.")
+    normalize: Literal["none", "imagenet"] = Field(
+        "none", description="'imagenet' standardises channels with the ImageNet mean and std."
+    )
+
+
+DatasetConfig = Annotated[
+    Union[
+        SyntheticDataset,
+        LinearSubspaceDataset,
+        DigitsDataset,
+        TorchvisionDataset,
+        ImageFolderDataset,
+    ],
+    Field(discriminator="name"),
+]
+
+CLASSIFIER_ARCHS = ("mlp", "cnn_small", "vgg_cifar", "resnet18_cifar", "linear")
+_TORCHVISION_ARCH = re.compile(r"^torchvision:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ClassifierConfig(Frozen):
+    """The classifier under attack: trained from the protocol or loaded from a checkpoint."""
+
+    arch: str = Field(
+        "mlp",
+        description="One of " + ", ".join(CLASSIFIER_ARCHS) + ", or 'torchvision:<name>'.",
+    )
+    checkpoint: str | None = Field(
+        None, description="A user's trained weights (state dict); training is skipped."
+    )
+    hidden: tuple[int, ...] = Field((256, 256), description="Hidden widths of the mlp.")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    epochs: int = Field(20, ge=0)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    patience: int | None = Field(
+        5, ge=1, description="Early stopping on the validation split (null: never)."
+    )
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, v: str) -> str:
+        if v in CLASSIFIER_ARCHS or _TORCHVISION_ARCH.match(v):
+            return v
+        from dimple_stats.suggest import did_you_mean
+
+        raise ValueError(
+            f"unknown classifier arch {v!r}{did_you_mean(v, CLASSIFIER_ARCHS)}; "
+            f"allowed: {', '.join(CLASSIFIER_ARCHS)}, torchvision:<name>"
+        )
+
+
+class NoRegulariser(Frozen):
+    """A plain autoencoder: reconstruction loss only."""
+
+    kind: Literal["none"]
+
+
+class IsometricRegulariser(Frozen):
+    """Gropp et al. 2020: weight * (L_iso + L_piso), norms taken before squaring."""
+
+    kind: Literal["isometric"]
+    weight: float = Field(1.0, gt=0)
+    interpolate: bool = Field(
+        False, description="Also sample z on segments between encoded training points."
+    )
+
+
+class IRVAERegulariser(Frozen):
+    """Lee et al. 2022: relaxed distortion Tr(H^2)/(Tr H)^2 with latent mixup."""
+
+    kind: Literal["irvae"]
+    weight: float = Field(1.0, gt=0)
+    eta: float = Field(0.2, ge=0, description="Mixup extrapolation: alpha ~ U[-eta, 1+eta].")
+
+
+Regulariser = Annotated[
+    Union[NoRegulariser, IsometricRegulariser, IRVAERegulariser], Field(discriminator="kind")
+]
+
+AUTOENCODER_ARCHS = ("conv", "mlp", "segnet", "oracle")
+
+
+class AutoencoderConfig(Frozen):
+    """An autoencoder whose decoder defines the manifold; 'oracle' is the true generator (synthetic)."""
+
+    arch: Literal["conv", "mlp", "segnet", "oracle"] = "conv"
+    latent_dim: int | None = Field(
+        None, ge=1, description="Latent size k (the oracle uses the dataset's)."
+    )
+    hidden: tuple[int, ...] | None = Field(
+        None, description="Channel widths (conv) or layer widths (mlp); an architecture default when null."
+    )
+    regulariser: Regulariser = Field(default_factory=lambda: NoRegulariser(kind="none"))
+    train_classes: tuple[int, ...] | None = Field(
+        None, description="Train on these classes only (the CIFAR-10 reproduction used 0 and 1)."
+    )
+    checkpoint: str | None = None
+    epochs: int = Field(30, ge=0)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    patience: int | None = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _latent_required(self) -> "AutoencoderConfig":
+        if self.arch != "oracle" and self.latent_dim is None:
+            raise ValueError(f"latent_dim is required for arch {self.arch!r}")
+        return self
+
+
+Mode = Literal["plain", "on", "off"]
+
+
+class PerMode(Frozen):
+    """A value per attack mode: unrestricted (plain), on-manifold (on), off-manifold (off)."""
+
+    plain: float
+    on: float
+    off: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _broadcast_scalar(cls, v: Any) -> Any:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return {"plain": v, "on": v, "off": v}
+        return v
+
+    def __getitem__(self, mode: str) -> float:
+        return float(getattr(self, mode))
+
+
+class PerModeSteps(PerMode):
+    plain: int = Field(ge=1)  # type: ignore[assignment]
+    on: int = Field(ge=1)  # type: ignore[assignment]
+    off: int = Field(ge=1)  # type: ignore[assignment]
+
+
+class AttackConfig(Frozen):
+    """Minimal-norm PGD. ``eps``/``step``/``steps`` take one number or one per mode."""
+
+    norm: Literal["l2", "linf"] = "l2"
+    loss: Literal["margin", "ce"] = "margin"
+    eps: PerMode = Field(default_factory=lambda: PerMode(plain=2.0, on=10.0, off=10.0))
+    step: PerMode = Field(default_factory=lambda: PerMode(plain=0.02, on=0.2, off=0.02))
+    steps: PerModeSteps = Field(
+        default_factory=lambda: PerModeSteps(plain=50, on=1000, off=1000)
+    )
+    early_stop: bool = True
+    refine: bool = Field(True, description="Bisect along the found perturbation to the boundary.")
+    refine_steps: int = Field(12, ge=1)
+    random_start: bool = False
+    batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _step_below_eps(self) -> "AttackConfig":
+        for mode in ("plain", "on", "off"):
+            if self.step[mode] <= 0 or self.eps[mode] <= 0:
+                raise ValueError(f"eps and step must be positive (mode {mode!r})")
+        return self
+
+
+class TangentConfig(Frozen):
+    """How the decoder's tangent space is computed."""
+
+    method: Literal["auto", "dense", "matrix_free"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    rank_tol: float | None = Field(
+        None, gt=0, description="Relative |diag R| cut-off; null: max(n, k) * machine eps."
+    )
+    chunk_size: int = Field(16, ge=1, description="Samples per vmap(jacfwd) call (bounds memory).")
+    matrix_free_threshold: int = Field(
+        50_000_000, ge=1, description="'auto' goes matrix-free when n*k exceeds this."
+    )
+    solver: Literal["cg", "lsqr"] = "cg"
+    tol: float = Field(1e-4, gt=0, description="Relative residual of the matrix-free solve.")
+    max_iter: int = Field(200, ge=1)
+
+
+class StatsConfig(Frozen):
+    alpha: float = Field(0.05, gt=0, lt=1)
+    correction: Literal["holm", "fdr_bh", "none"] = "holm"
+    confidence: float = Field(0.95, gt=0, lt=1)
+    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for CIs.")
+    power: float = Field(0.8, gt=0, lt=1, description="Target power of the suggested n.")
+
+
+class ReportConfig(Frozen):
+    formats: tuple[Literal["csv", "latex", "markdown"], ...] = ("csv", "latex", "markdown")
+    figures: bool = True
+
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+class Protocol(Frozen):
+    """A whole test protocol (see ``dimple-stats schema`` for the JSON Schema)."""
+
+    name: str = Field(description="Identifier used for the report directory.")
+    description: str = ""
+    dataset: DatasetConfig
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    autoencoders: dict[str, AutoencoderConfig] = Field(min_length=1)
+    attack: AttackConfig = Field(default_factory=AttackConfig)
+    tangent: TangentConfig = Field(default_factory=TangentConfig)
+    claims: tuple[ClaimEntry, ...] = Field(min_length=1)
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+    seeds: tuple[int, ...] = Field((0,), min_length=1)
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    executor: Literal["local", "processes", "ray"] = "local"
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"name must be letters, digits, '_' or '-', got {v!r}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not _DEVICE.match(v):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {v!r}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        dupes = sorted({s for s in v if v.count(s) > 1})
+        if dupes:
+            raise ValueError(f"seeds must be distinct; repeated: {dupes}")
+        return v
+
+    @field_validator("autoencoders")
+    @classmethod
+    def _ae_names(cls, v: dict[str, AutoencoderConfig]) -> dict[str, AutoencoderConfig]:
+        for key in v:
+            if not _NAME.match(key):
+                raise ValueError(f"autoencoder name must be an identifier, got {key!r}")
+        return v
+
+    @property
+    def claim_ids(self) -> tuple[str, ...]:
+        return tuple(entry.id for entry in self.claims)
+
+    @property
+    def hash(self) -> str:
+        """Canonical hash of the validated protocol (defaults filled in, key order irrelevant)."""
+        from dimple_stats.hashing import canonical_hash
+
+        return canonical_hash(self)

@@ -1,0 +1,91 @@
+"""The command line: exit codes and messages of validate, schema and claims."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from dimple_stats.cli import app
+from dimple_stats.claims import CATALOGUE
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+BAD_KEY = """\
+name: bad
+dataset: {name: digits}
+autoencoders:
+  plain:
+    arch: mlp
+    latnet_dim: 8
+claims: [dmm.norm_asymmetry]
+"""
+
+
+def test_validate_all_shipped_protocols_exits_0() -> None:
+    files = sorted(str(p) for p in (ROOT / "protocols").glob("*.yaml"))
+    result = runner.invoke(app, ["validate", *files])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("ok ") == len(files)
+
+
+def test_validate_misspelt_key_exits_2_with_line_and_suggestion(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_KEY)
+    # A real process: the exit code and stderr a user sees.
+    proc = subprocess.run([sys.executable, "-m", "dimple_stats", "validate", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert f"{bad}:6: autoencoders.plain.latnet_dim: unknown key" in proc.stderr
+    assert "did you mean 'latent_dim'" in proc.stderr
+
+
+def test_validate_duplicate_key_exits_2(tmp_path: Path) -> None:
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(BAD_KEY.replace("latnet_dim: 8", "latent_dim: 8\n    latent_dim: 4"))
+    result = runner.invoke(app, ["validate", str(dup)])
+    assert result.exit_code == 2
+    assert "dup.yaml:7: autoencoders.plain.latent_dim: duplicate key" in result.output
+
+
+def test_validate_reports_every_file_and_fails_if_any_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_KEY)
+    good = ROOT / "protocols" / "quickstart.yaml"
+    result = runner.invoke(app, ["validate", str(bad), str(good)])
+    assert result.exit_code == 2
+    assert "ok " in result.output and "latnet_dim" in result.output
+
+
+def test_validate_missing_file_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_validate_set_override(tmp_path: Path) -> None:
+    good = str(ROOT / "protocols" / "quickstart.yaml")
+    assert runner.invoke(app, ["validate", good, "--set", "attack.norm=linf"]).exit_code == 0
+    result = runner.invoke(app, ["validate", good, "--set", "attack.norm=l3"])
+    assert result.exit_code == 2 and "[from --set attack.norm]" in result.output
+
+
+def test_schema_is_json_schema() -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert schema["title"] == "Protocol" and "dataset" in schema["properties"]
+
+
+def test_claims_lists_catalogue_and_details() -> None:
+    result = runner.invoke(app, ["claims", "--json"])
+    assert result.exit_code == 0
+    listed = json.loads(result.output)
+    assert [c["id"] for c in listed] == list(CATALOGUE)
+    detail = runner.invoke(app, ["claims", "dmm.norm_asymmetry"])
+    assert detail.exit_code == 0 and "dimension" in detail.output
+    unknown = runner.invoke(app, ["claims", "dmm.norm_asymmetri"])
+    assert unknown.exit_code == 2 and "did you mean 'dmm.norm_asymmetry'" in unknown.output

@@ -1,0 +1,60 @@
+"""`import dimple_stats` and the torch-free commands work where torch cannot be imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A meta-path hook that makes every torch import fail, as on a machine without torch.
+BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'torchvision', 'runners'):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by test)")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def run_blocked(body: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + body], capture_output=True,
+                          text=True, cwd=ROOT)
+
+
+def test_the_block_really_blocks_torch() -> None:
+    proc = run_blocked("import torch")
+    assert proc.returncode != 0 and "blocked by test" in proc.stderr
+
+
+def test_import_and_load_without_torch() -> None:
+    proc = run_blocked(
+        "import dimple_stats, dimple_stats.cli\n"
+        "p = dimple_stats.load_protocol('protocols/quickstart.yaml')\n"
+        "assert p.name == 'quickstart'\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'runners')]\n"
+        "print('ok')\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_cli_validate_schema_claims_without_torch(tmp_path: Path) -> None:
+    files = sorted(str(p) for p in (ROOT / "protocols").glob("*.yaml"))
+    for argv, code in (
+        (["validate", *files], 0),
+        (["schema"], 0),
+        (["claims"], 0),
+    ):
+        proc = run_blocked(f"import sys; sys.argv = ['dimple-stats', *{argv!r}]\n"
+                           "from dimple_stats.cli import main\nmain()\n")
+        assert proc.returncode == code, (argv, proc.stderr)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndataset: {name: digits}\nautoencoders: {a: {arch: mlp, latnet_dim: 2}}\n"
+                   "claims: [dmm.norm_asymmetry]\n")
+    proc = run_blocked(f"import sys; sys.argv = ['dimple-stats', 'validate', {str(bad)!r}]\n"
+                       "from dimple_stats.cli import main\nmain()\n")
+    assert proc.returncode == 2 and ":3: autoencoders.a.latnet_dim" in proc.stderr
