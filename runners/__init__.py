@@ -1,0 +1,1 @@
+"""Compute side of dimple-stats (torch): datasets, models, geometry, attacks, executors."""

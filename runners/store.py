@@ -1,0 +1,696 @@
+"""Content-addressed artifact store for stage outputs: checkpoints, metrics, measurement shards.
+
+Every stage of a run (``train_classifier``, ``train_autoencoder``, ``measure``, ...) is keyed by a hash
+of its own configuration and the keys of its inputs, so a stage that finished is found again instead of
+recomputed, and an interrupted run resumes where it stopped. An artifact is a directory
+``<root>/<stage>/<digest>/`` holding the stage's files plus ``_meta.json`` (provenance).
+
+Writes are crash-safe and safe under concurrency without locks, which matters because the store may
+live on a filesystem shared by the processes of a pool or the nodes of a Ray cluster:
+
+* a writer fills a private directory ``<root>/<stage>/.tmp-<digest>-<uuid>/`` and publishes it with one
+  ``os.rename`` (atomic on POSIX), so a reader sees either no artifact or a complete one;
+* when two writers race for the same key, the first rename wins and the loser discards its copy: the
+  key is a hash of everything that determines the content, so both copies are equivalent;
+* a process killed mid-write leaves only a ``.tmp-*`` directory, which readers ignore and
+  :meth:`ArtifactStore.clean_stale` deletes.
+
+Checkpoints are read with ``torch.load(..., weights_only=True)`` only: a store on a shared filesystem
+or a downloaded cache is not trusted input, and full unpickling would run whatever code a file names.
+
+Neither torch nor pandas is imported at module level, so the store's metadata side (keys, ``has``,
+JSON, bytes) works where torch is not installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import platform
+import re
+import shutil
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from dimple_stats.hashing import canonical_hash, canonical_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+__all__ = [
+    "ArtifactError",
+    "ArtifactKey",
+    "ArtifactNotFoundError",
+    "ArtifactStore",
+    "ArtifactWriter",
+    "UnsafeArtifactError",
+    "InputKeys",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "default_store_root",
+]
+
+STORE_ENV = "DIMPLE_STATS_STORE"
+META_FILE = "_meta.json"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+DIGEST_LENGTH = 16
+DEFAULT_STALE_AGE_S = 24 * 3600.0
+
+# Stage names become directory names on every OS and never start with "." so they cannot collide
+# with the store's own ".tmp-*" / ".trash-*" entries.
+_STAGE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
+_DIGEST_RE = re.compile(r"[0-9a-f]{8,64}\Z")
+
+
+class ArtifactError(Exception):
+    """An artifact could not be written or read."""
+
+
+class ArtifactNotFoundError(ArtifactError, LookupError):
+    """The store has no such artifact, or the artifact has no such file."""
+
+
+class UnsafeArtifactError(ArtifactError):
+    """A tensor file holds pickled objects other than tensors, so loading it was refused."""
+
+
+@dataclass(frozen=True)
+class ArtifactKey:
+    """Address of one artifact: the stage that produced it and the digest of what determined it.
+
+    Parameters
+    ----------
+    stage : str
+        Stage name, also the artifact's parent directory (letters, digits, ``_ . -``).
+    digest : str
+        Hex digest of the stage, its configuration and its inputs' keys.
+    provenance : mapping, optional
+        The exact object that was hashed (``stage``, ``config``, ``inputs``), carried along so the
+        writer can record it in ``_meta.json``. Not part of equality or hashing; keys built by
+        :meth:`parse` or found by :meth:`ArtifactStore.keys` have none.
+
+    Examples
+    --------
+    >>> key = ArtifactKey("train_classifier", "3fa9c2d1e0b4a786")
+    >>> str(key)
+    'train_classifier/3fa9c2d1e0b4a786'
+    >>> ArtifactKey.parse(str(key)) == key
+    True
+    """
+
+    stage: str
+    digest: str
+    provenance: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_stage(self.stage)
+        if not isinstance(self.digest, str) or not _DIGEST_RE.match(self.digest):
+            raise ValueError(f"artifact digest must be 8-64 lowercase hex characters, got {self.digest!r}")
+
+    def __str__(self) -> str:
+        return f"{self.stage}/{self.digest}"
+
+    @classmethod
+    def parse(cls, text: str) -> ArtifactKey:
+        """Read a key from its ``"<stage>/<digest>"`` form (as written in manifests and ``_meta.json``)."""
+        stage, sep, digest = text.partition("/")
+        if not sep:
+            raise ValueError(f"artifact key must look like '<stage>/<digest>', got {text!r}")
+        return cls(stage, digest)
+
+
+#: Inputs of a stage: a sequence of keys (hashed in the given order, since position can carry a role)
+#: or a mapping from role name to key (hashed with sorted roles, so the mapping's order is irrelevant).
+InputKeys = Union[Sequence[Union[ArtifactKey, str]], Mapping[str, Union[ArtifactKey, str]]]
+
+
+def default_store_root() -> Path:
+    """Directory of the default store.
+
+    ``$DIMPLE_STATS_STORE`` if set, else ``$XDG_CACHE_HOME/dimple-stats/store``, else
+    ``~/.cache/dimple-stats/store``. A relative ``$XDG_CACHE_HOME`` is ignored, as the XDG base
+    directory specification requires.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["DIMPLE_STATS_STORE"] = "/data/store"
+    >>> str(default_store_root())
+    '/data/store'
+    >>> del os.environ["DIMPLE_STATS_STORE"]
+    """
+    explicit = os.environ.get(STORE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    cache = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return cache / "dimple-stats" / "store"
+
+
+class ArtifactWriter:
+    """Fills one artifact's private temporary directory; obtained from :meth:`ArtifactStore.writer`.
+
+    File names are relative POSIX paths inside the artifact (``"model.pt"``, ``"shards/seed0.parquet"``)
+    and each may be written once. Nothing is visible to readers until the ``with`` block exits.
+
+    Attributes
+    ----------
+    published : bool or None
+        After the ``with`` block: True if this writer's directory became the artifact, False if
+        another process had published the same key first and this copy was discarded.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._open = True
+        self.published: bool | None = None
+
+    @property
+    def dir(self) -> Path:
+        """The temporary directory, for a tool that writes its files itself (valid inside the block)."""
+        self._check_open()
+        return self._dir
+
+    def save_bytes(self, name: str, data: bytes | bytearray | memoryview) -> Path:
+        """Write raw bytes to file ``name``; return its (temporary) path."""
+        target = self._target(name)
+        with open(target, "xb") as fh:
+            fh.write(data)
+        return target
+
+    def save_json(self, name: str, obj: Any) -> Path:
+        """Write ``obj`` as indented JSON with sorted keys; numpy/torch scalars and arrays become lists/numbers.
+
+        Non-finite floats are written as ``NaN``/``Infinity`` (Python's JSON dialect) rather than
+        refused, because a diverged training run must still be able to record its losses.
+        """
+        if hasattr(obj, "model_dump"):
+            obj = obj.model_dump(mode="json", by_alias=True)
+        text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+        return self.save_bytes(name, text.encode("utf-8"))
+
+    def save_tensors(self, name: str, tensors: Mapping[str, torch.Tensor]) -> Path:
+        """Write a state dict or any mapping of names to tensors with ``torch.save``.
+
+        Tensors are detached and moved to the CPU so the checkpoint loads on any machine, and views
+        are copied so a slice does not drag its whole base storage into the file. Only tensors are
+        accepted: anything else would need full unpickling to load, which the store refuses.
+        """
+        import torch
+
+        if not isinstance(tensors, Mapping):
+            raise TypeError(f"save_tensors takes a mapping of names to tensors, got {type(tensors).__name__}")
+        # An OrderedDict (what state_dict returns) can carry _metadata below; weights_only loads it.
+        out: OrderedDict[str, torch.Tensor] = OrderedDict()
+        for tensor_name, value in tensors.items():
+            if not isinstance(tensor_name, str):
+                raise TypeError(f"tensor names must be str, got {tensor_name!r}")
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"save_tensors stores tensors only, but {tensor_name!r} is a {type(value).__name__}; "
+                    "put scalars and settings in save_json"
+                )
+            out[tensor_name] = _portable_tensor(value)
+        # load_state_dict uses the per-module version numbers in _metadata to upgrade old checkpoints;
+        # it is a dict of dicts of ints, which weights_only loading accepts.
+        module_versions = getattr(tensors, "_metadata", None)
+        if module_versions is not None:
+            out._metadata = copy.deepcopy(module_versions)  # type: ignore[attr-defined]
+        target = self._target(name)
+        torch.save(out, target)
+        return target
+
+    def save_table(self, name: str, table: pd.DataFrame) -> Path:
+        """Write a DataFrame as Parquet (pyarrow), keeping dtypes and the index."""
+        import pandas as pd
+
+        if not isinstance(table, pd.DataFrame):
+            raise TypeError(f"save_table takes a pandas DataFrame, got {type(table).__name__}")
+        target = self._target(name)
+        table.to_parquet(target, engine="pyarrow")
+        return target
+
+    def _target(self, name: str) -> Path:
+        self._check_open()
+        target = self._dir / _check_name(name)
+        if target.exists():
+            raise ArtifactError(f"file {name!r} was already written to this artifact")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise ArtifactError("the artifact writer is closed: write files inside the `with` block")
+
+    def _close(self) -> None:
+        self._open = False
+
+
+class ArtifactStore:
+    """A directory of content-addressed artifacts, ``<root>/<stage>/<digest>/``.
+
+    Parameters
+    ----------
+    root : str or Path, optional
+        Store directory; :func:`default_store_root` when omitted. Created on the first write, so
+        opening a store to look things up never creates directories.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = ArtifactStore(tempfile.mkdtemp())
+    >>> key = store.key("train_classifier", {"arch": "mlp", "epochs": 3})
+    >>> store.has(key)
+    False
+    >>> with store.writer(key) as w:
+    ...     _ = w.save_json("metrics.json", {"accuracy": 0.97})
+    >>> store.has(key), store.load_json(key, "metrics.json")
+    (True, {'accuracy': 0.97})
+    >>> store.key("train_classifier", {"epochs": 3, "arch": "mlp"}) == key
+    True
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_store_root()
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({str(self.root)!r})"
+
+    # ----------------------------------------------------------------------------------- keys
+    def key(self, stage: str, config: Any, inputs: InputKeys = ()) -> ArtifactKey:
+        """Key of the artifact that ``stage`` produces from ``config`` and the artifacts ``inputs``.
+
+        Parameters
+        ----------
+        stage : str
+            Stage name.
+        config : pydantic model or JSON-able data
+            Everything in the stage's own configuration that can change its output. Dict key order
+            and tuple-vs-list do not change the key; any value does.
+        inputs : sequence or mapping of ArtifactKey or str
+            Keys of the artifacts the stage reads. A sequence is hashed in its order (position can
+            carry a role); a mapping names the roles and its order does not matter.
+
+        Returns
+        -------
+        ArtifactKey
+        """
+        _check_stage(stage)
+        hashed = {"stage": stage, "config": _plain_json(config), "inputs": _normalise_inputs(inputs)}
+        return ArtifactKey(stage, canonical_hash(hashed, length=DIGEST_LENGTH), provenance=hashed)
+
+    def path(self, key: ArtifactKey) -> Path:
+        """Final directory of ``key`` (whether or not it exists)."""
+        return self.root / key.stage / key.digest
+
+    def has(self, key: ArtifactKey) -> bool:
+        """Whether ``key`` was published. ``_meta.json`` is written last before the rename, so its
+        presence marks a complete artifact even on filesystems where the rename is not atomic."""
+        return (self.path(key) / META_FILE).is_file()
+
+    def keys(self, stage: str | None = None) -> Iterator[ArtifactKey]:
+        """Published keys, of one stage or all, in sorted order; temporary and removed ones are skipped."""
+        if stage is not None:
+            stages = [_check_stage(stage)]
+        elif self.root.is_dir():
+            stages = sorted(entry.name for entry in os.scandir(self.root) if _is_stage_dir(entry))
+        else:
+            stages = []
+        for stage_name in stages:
+            stage_dir = self.root / stage_name
+            if not stage_dir.is_dir():
+                continue
+            for digest in sorted(entry.name for entry in os.scandir(stage_dir)):
+                if not _DIGEST_RE.match(digest):
+                    continue
+                key = ArtifactKey(stage_name, digest)
+                if self.has(key):
+                    yield key
+
+    # -------------------------------------------------------------------------------- writing
+    @contextlib.contextmanager
+    def writer(self, key: ArtifactKey) -> Iterator[ArtifactWriter]:
+        """Write the artifact ``key``; it is published atomically when the ``with`` block exits.
+
+        An exception inside the block deletes the temporary directory and propagates. If another
+        process published ``key`` first, this copy is discarded and the existing one kept
+        (``writer.published`` tells which happened).
+
+        Yields
+        ------
+        ArtifactWriter
+
+        Notes
+        -----
+        Open the writer after the stage's computation, not before: :meth:`clean_stale` judges a
+        temporary directory abandoned by the age of its newest file.
+        """
+        provenance = key.provenance
+        if provenance is not None and canonical_hash(provenance, length=len(key.digest)) != key.digest:
+            raise ArtifactError(f"the provenance carried by {key} no longer hashes to its digest (mutated?)")
+        stage_dir = self.root / key.stage
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        # os.mkdir with the default mode (not tempfile.mkdtemp's 0700) so that on a shared store the
+        # published artifact gets the same umask-controlled permissions as every other file.
+        tmp = stage_dir / f"{TMP_PREFIX}{key.digest}-{uuid.uuid4().hex}"
+        os.mkdir(tmp)
+        writer = ArtifactWriter(tmp)
+        try:
+            yield writer
+            writer._close()
+            writer.published = self._publish(key, tmp)
+        except BaseException:
+            writer._close()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _publish(self, key: ArtifactKey, tmp: Path) -> bool:
+        _write_meta(tmp, key)
+        # Flush every file and directory entry to disk before the rename makes them visible: after a
+        # power loss the artifact must be either absent or complete, never present with empty files.
+        _fsync_tree(tmp)
+        final = self.path(key)
+        try:
+            os.rename(tmp, final)
+        except OSError as exc:
+            # POSIX rename refuses to replace a non-empty directory, so the first publisher wins.
+            shutil.rmtree(tmp, ignore_errors=True)
+            if self.has(key):
+                return False
+            raise ArtifactError(
+                f"cannot publish {key} to {final}: {exc}. If that directory is a damaged leftover, "
+                f"delete it with ArtifactStore.remove and run the stage again."
+            ) from exc
+        _fsync_dir(final.parent)
+        return True
+
+    # -------------------------------------------------------------------------------- reading
+    def meta(self, key: ArtifactKey) -> dict[str, Any]:
+        """Provenance of ``key``: stage, digest, config, inputs, creation time (UTC), versions, files."""
+        return json.loads(self._file(key, META_FILE, reserved_ok=True).read_text(encoding="utf-8"))
+
+    def files(self, key: ArtifactKey) -> list[str]:
+        """Relative POSIX paths of the artifact's files, sorted, without ``_meta.json``."""
+        return [name for name in _list_files(self._require(key)) if name != META_FILE]
+
+    def load_bytes(self, key: ArtifactKey, name: str) -> bytes:
+        """Raw bytes of file ``name``."""
+        return self._file(key, name).read_bytes()
+
+    def load_json(self, key: ArtifactKey, name: str) -> Any:
+        """Parsed JSON file ``name``."""
+        return json.loads(self._file(key, name).read_text(encoding="utf-8"))
+
+    def load_table(self, key: ArtifactKey, name: str) -> pd.DataFrame:
+        """Parquet file ``name`` as a DataFrame."""
+        import pandas as pd
+
+        return pd.read_parquet(self._file(key, name), engine="pyarrow")
+
+    def load_tensors(
+        self, key: ArtifactKey, name: str, map_location: str | torch.device | None = "cpu"
+    ) -> dict[str, torch.Tensor]:
+        """Tensors saved by :meth:`ArtifactWriter.save_tensors`, on ``map_location``.
+
+        Raises
+        ------
+        UnsafeArtifactError
+            The file pickles objects other than tensors and plain containers. It is refused rather
+            than unpickled because unpickling can execute arbitrary code, and a store on a shared or
+            downloaded filesystem is not trusted input.
+        ArtifactError
+            The file loads safely but is not a mapping of names to tensors.
+        """
+        import pickle
+
+        import torch
+
+        target = self._file(key, name)
+        try:
+            # weights_only=True is the whole point: it restricts unpickling to tensors, primitive
+            # types and containers, so a crafted checkpoint cannot run code. Never relax it here.
+            loaded = torch.load(target, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise UnsafeArtifactError(
+                f"refused to load {target}: it pickles objects other than tensors, and unpickling them "
+                f"could run arbitrary code. The store only loads files written by save_tensors; do not "
+                f"load this one with weights_only=False unless you made it yourself. "
+                f"({_unpickling_culprit(exc)})"
+            ) from exc
+        if not isinstance(loaded, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+        ):
+            raise ArtifactError(
+                f"{target} does not hold a mapping of names to tensors ({type(loaded).__name__})"
+            )
+        return loaded  # type: ignore[return-value]
+
+    def _require(self, key: ArtifactKey) -> Path:
+        if not self.has(key):
+            raise ArtifactNotFoundError(f"no artifact {key} in the store at {self.root}")
+        return self.path(key)
+
+    def _file(self, key: ArtifactKey, name: str, *, reserved_ok: bool = False) -> Path:
+        directory = self._require(key)
+        target = directory / (name if reserved_ok else _check_name(name))
+        if not target.is_file():
+            available = ", ".join(self.files(key)) or "none"
+            raise ArtifactNotFoundError(f"artifact {key} has no file {name!r}; its files: {available}")
+        return target
+
+    # ---------------------------------------------------------------------------- maintenance
+    def remove(self, key: ArtifactKey) -> bool:
+        """Delete artifact ``key``; return whether there was one.
+
+        The directory is first renamed out of place, so concurrent readers see the artifact either
+        whole or gone, never half-deleted.
+        """
+        final = self.path(key)
+        trash = final.parent / f"{TRASH_PREFIX}{key.digest}-{uuid.uuid4().hex}"
+        try:
+            os.rename(final, trash)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
+    def clean_stale(self, older_than_s: float = DEFAULT_STALE_AGE_S) -> list[Path]:
+        """Delete temporary directories of killed writers (and interrupted removals).
+
+        Parameters
+        ----------
+        older_than_s : float
+            Only directories whose newest file is at least this old are deleted, so that writers
+            still at work (possibly on other machines sharing the store) are left alone.
+
+        Returns
+        -------
+        list of Path
+            The directories deleted.
+        """
+        if older_than_s < 0:
+            raise ValueError(f"older_than_s must be >= 0, got {older_than_s}")
+        if not self.root.is_dir():
+            return []
+        now = time.time()
+        removed: list[Path] = []
+        for stage_entry in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if not _is_stage_dir(stage_entry):
+                continue
+            for entry in sorted(os.scandir(stage_entry.path), key=lambda e: e.name):
+                if not entry.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
+                    continue
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                if now - _newest_mtime(Path(entry.path)) >= older_than_s:
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    removed.append(Path(entry.path))
+        return removed
+
+
+# ---------------------------------------------------------------------------- single files
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:
+    """Replace file ``path`` by ``data`` atomically: readers see the old content or the new, never a mix.
+
+    The data go to a temporary file in the same directory (``os.replace`` is only atomic within one
+    filesystem), are fsynced, and the temporary file is renamed over ``path``. Missing parent
+    directories are created. The new file gets default (umask) permissions.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "results.csv"
+    >>> _ = atomic_write_bytes(target, b"a,b\\n1,2\\n")
+    >>> target.read_bytes()
+    b'a,b\\n1,2\\n'
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(target.parent)
+    return target
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """:func:`atomic_write_bytes` of ``text`` encoded; newlines are written as given on every OS,
+    so reports are byte-identical across machines."""
+    return atomic_write_bytes(path, text.encode(encoding))
+
+
+# -------------------------------------------------------------------------------- helpers
+def _check_stage(stage: str) -> str:
+    if not isinstance(stage, str) or not _STAGE_RE.match(stage):
+        raise ValueError(
+            f"stage name must be letters, digits, '_', '.', '-' and not start with '.' or '-', got {stage!r}"
+        )
+    return stage
+
+
+def _check_name(name: str) -> str:
+    """Reject file names that would escape the artifact directory or clobber its metadata."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"artifact file name must be a non-empty str, got {name!r}")
+    parts = name.split("/")
+    if "\\" in name or name.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"artifact file name must be a relative POSIX path without '.', '..', got {name!r}")
+    if name == META_FILE:
+        raise ValueError(f"{META_FILE!r} is reserved for the store's provenance record")
+    return name
+
+
+def _is_stage_dir(entry: os.DirEntry[str]) -> bool:
+    return bool(_STAGE_RE.match(entry.name)) and entry.is_dir()
+
+
+def _plain_json(obj: Any) -> Any:
+    """The JSON value that is hashed (pydantic models dumped, tuples as lists), so meta records it exactly."""
+    return json.loads(canonical_json(obj))
+
+
+def _normalise_inputs(inputs: InputKeys) -> list[str] | dict[str, str]:
+    if isinstance(inputs, (str, bytes)):
+        raise TypeError("inputs must be a sequence or mapping of artifact keys, not a single string")
+    if isinstance(inputs, Mapping):
+        return {str(role): str(_as_key(value)) for role, value in inputs.items()}
+    return [str(_as_key(value)) for value in inputs]
+
+
+def _as_key(value: ArtifactKey | str) -> ArtifactKey:
+    # Parsing strings catches a typo'd input key now rather than as a silently different digest.
+    return value if isinstance(value, ArtifactKey) else ArtifactKey.parse(value)
+
+
+def _portable_tensor(value: torch.Tensor) -> torch.Tensor:
+    import torch
+
+    tensor = value.detach().cpu()
+    if tensor.layout == torch.strided:
+        used = tensor.numel() * tensor.element_size()
+        if tensor.untyped_storage().nbytes() > used:
+            tensor = tensor.clone()
+    return tensor
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy and torch scalars/arrays expose tolist(); metrics computed with either are common.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def _write_meta(directory: Path, key: ArtifactKey) -> None:
+    provenance = key.provenance or {}
+    record = {
+        "stage": key.stage,
+        "digest": key.digest,
+        "key": str(key),
+        "config": provenance.get("config"),
+        "inputs": provenance.get("inputs"),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {
+            "dimple-stats": _package_version("dimple-stats"),
+            "torch": _package_version("torch"),
+            "python": platform.python_version(),
+        },
+        "files": {name: (directory / name).stat().st_size for name in _list_files(directory)},
+    }
+    try:
+        with open(directory / META_FILE, "x", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+    except FileExistsError as exc:
+        raise ArtifactError(f"a tool wrote {META_FILE!r} into the artifact; that name is reserved") from exc
+
+
+def _package_version(distribution: str) -> str | None:
+    # importlib.metadata reads the installed version without importing the package (torch is slow).
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _list_files(directory: Path) -> list[str]:
+    return sorted(path.relative_to(directory).as_posix() for path in directory.rglob("*") if path.is_file())
+
+
+def _fsync_tree(directory: Path) -> None:
+    for current, _dirs, filenames in os.walk(directory):
+        for filename in filenames:
+            fd = os.open(os.path.join(current, filename), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(current))
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a directory's entries (a rename is only durable once its directory is synced).
+
+    Windows cannot open directories, and its renames are journalled by NTFS anyway.
+    """
+    if os.name == "nt":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _newest_mtime(directory: Path) -> float:
+    newest = 0.0
+    for current, _dirs, filenames in os.walk(directory):
+        for path in [current, *(os.path.join(current, f) for f in filenames)]:
+            with contextlib.suppress(FileNotFoundError):
+                newest = max(newest, os.lstat(path).st_mtime)
+    return newest
+
+
+def _unpickling_culprit(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    # torch's message explains weights_only first and names the offending global further down.
+    culprit = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), None)
+    return (culprit or (lines[0] if lines else type(exc).__name__)).strip()
