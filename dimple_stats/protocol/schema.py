@@ -12,7 +12,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from dimple_stats.claims.entry import ClaimEntry
 
@@ -92,13 +100,22 @@ class SyntheticDataset(_DatasetCommon):
 
     name: Literal["synthetic"]
     latent_dim: int = Field(8, ge=1, description="Dimension k of the true manifold.")
-    image_shape: tuple[int, int, int] = Field((1, 8, 8), description="(channels, height, width).")
+    image_shape: tuple[PositiveInt, PositiveInt, PositiveInt] = Field(
+        (1, 8, 8), description="(channels, height, width).")
     hidden: int = Field(64, ge=1, description="Hidden width of the generating decoder.")
     num_classes: int = Field(2, ge=2, description="Classes, assigned by a fixed linear map of z.")
     manifold_seed: int = Field(
-        0, description="Seed of the generating decoder (the manifold itself; fixed across seeds)."
+        0, ge=0, description="Seed of the generating decoder (the manifold itself; fixed across seeds)."
     )
-    train_samples: int | None = Field(2000, ge=1)
+    train_samples: int = Field(2000, ge=1)
+
+    @model_validator(mode="after")
+    def _dimensions(self) -> "SyntheticDataset":
+        _check_latent_fits(self.latent_dim, self.image_shape)
+        if self.hidden < self.latent_dim:
+            raise ValueError(f"hidden ({self.hidden}) must be >= latent_dim ({self.latent_dim}) "
+                             "or the generator's Jacobian cannot have rank k")
+        return self
 
 
 class LinearSubspaceDataset(_DatasetCommon):
@@ -106,10 +123,22 @@ class LinearSubspaceDataset(_DatasetCommon):
 
     name: Literal["linear_subspace"]
     latent_dim: int = Field(8, ge=1)
-    image_shape: tuple[int, int, int] = (1, 8, 8)
+    image_shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (1, 8, 8)
     num_classes: int = Field(2, ge=2)
-    manifold_seed: int = 0
-    train_samples: int | None = Field(2000, ge=1)
+    manifold_seed: int = Field(0, ge=0)
+    train_samples: int = Field(2000, ge=1)
+
+    @model_validator(mode="after")
+    def _dimensions(self) -> "LinearSubspaceDataset":
+        _check_latent_fits(self.latent_dim, self.image_shape)
+        return self
+
+
+def _check_latent_fits(latent_dim: int, image_shape: tuple[int, int, int]) -> None:
+    n = image_shape[0] * image_shape[1] * image_shape[2]
+    if latent_dim >= n:
+        raise ValueError(f"latent_dim ({latent_dim}) must be smaller than the image dimension "
+                         f"C*H*W = {n}")
 
 
 class DigitsDataset(_DatasetCommon):
@@ -134,8 +163,16 @@ class ImageFolderDataset(_DatasetCommon):
     eval_dir: str = "val"
     image_size: int = Field(224, ge=8, description="Images are resized and centre-cropped to this.")
     normalize: Literal["none", "imagenet"] = Field(
-        "none", description="'imagenet' standardises channels with the ImageNet mean and std."
+        "none", description="'imagenet' standardises channels with the ImageNet mean and std "
+        "(then pixel_range does not apply)."
     )
+
+    @model_validator(mode="after")
+    def _one_pixel_convention(self) -> "ImageFolderDataset":
+        if self.normalize == "imagenet" and "pixel_range" in self.model_fields_set:
+            raise ValueError("pixel_range and normalize: imagenet exclude each other: the "
+                             "standardised range follows from the ImageNet mean and std")
+        return self
 
 
 DatasetConfig = Annotated[
@@ -341,7 +378,7 @@ class Protocol(Frozen):
     tangent: TangentConfig = Field(default_factory=TangentConfig)
     claims: tuple[ClaimEntry, ...] = Field(min_length=1)
     stats: StatsConfig = Field(default_factory=StatsConfig)
-    seeds: tuple[int, ...] = Field((0,), min_length=1)
+    seeds: tuple[NonNegativeInt, ...] = Field((0,), min_length=1)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     executor: Literal["local", "processes", "ray"] = "local"
     report: ReportConfig = Field(default_factory=ReportConfig)
