@@ -19,6 +19,7 @@ from dimple_stats import __version__
 from dimple_stats.claims import get_claim, list_claims
 from dimple_stats.claims.catalogue import UnknownClaimError
 from dimple_stats.protocol import Protocol, ProtocolError, load_protocol
+from dimple_stats.seeds import parse_seeds
 
 __all__ = ["app", "main"]
 
@@ -142,6 +143,57 @@ def claims(
     for c in chosen:
         table.add_row(c.id, c.hypothesis, ", ".join(c.nulls))
     console.print(table)
+
+
+@app.command()
+def train(
+    protocol_file: Annotated[Path, typer.Argument(help="Protocol YAML file.", show_default=False)],
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds to train, e.g. 0-4 or 0,2 "
+                                                 "(default: the protocol's).")] = None,
+    store: Annotated[Optional[Path], typer.Option(help="Artifact store directory "
+                                                  "(default: $DIMPLE_STATS_STORE or "
+                                                  "~/.cache/dimple-stats/store).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
+    set_: SetOption = None,
+) -> None:
+    """Train (or load from the store) every model a protocol names and print their metrics."""
+    try:
+        protocol = load_protocol(protocol_file, overrides=set_ or ())
+        seed_list = parse_seeds(seeds) if seeds else None
+    except ProtocolError as exc:
+        raise _fail(str(exc)) from None
+    except ValueError as exc:
+        raise _fail(f"--seeds: {exc}") from None
+    # Imported here: everything above runs without torch.
+    from runners.datasets import DatasetConfigError, DatasetNotFoundError
+    from runners.store import ArtifactStore
+    from runners.training import train_protocol
+
+    try:
+        rows = train_protocol(protocol, seeds=seed_list, store=ArtifactStore(store),
+                              device=device, progress=sys.stderr.isatty())
+    except (DatasetNotFoundError, DatasetConfigError) as exc:
+        raise _fail(f"{protocol_file}: dataset: {exc}") from None
+    _print_metrics(rows)
+
+
+def _print_metrics(rows: list[dict]) -> None:
+    columns = ["seed", "model", "arch", "loaded", "test_accuracy", "recon_mse", "median_cond",
+               "mean_sigma_spread", "epochs_run", "train_seconds"]
+    table = Table(title="trained models")
+    for col in columns:
+        table.add_column(col, justify="right" if col not in ("model", "arch") else "left")
+    for row in rows:
+        table.add_row(*(_cell(row.get(col)) for col in columns))
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def main() -> None:

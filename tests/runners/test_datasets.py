@@ -38,7 +38,15 @@ from runners.datasets import (
 from runners.datasets._select import stratified_choice
 from runners.datasets.torchvision_sets import read_cifar10_batch
 
-MNIST_SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist-sample"
+def _find_mnist_sample() -> Path:
+    # The 5,000 real digits live in the project workspace's shared/ folder, beside the checkout;
+    # CI may clone elsewhere, so look upward from here and then at the workspace's usual place.
+    candidates = [p / "shared" / "data" / "mnist-sample" for p in Path(__file__).resolve().parents]
+    candidates.append(Path("/work/shared/data/mnist-sample"))
+    return next((c for c in candidates if (c / "MNIST" / "raw").is_dir()), candidates[0])
+
+
+MNIST_SAMPLE = _find_mnist_sample()
 
 
 # ----------------------------------------------------------------------------- file writers

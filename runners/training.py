@@ -1,0 +1,386 @@
+"""Training of classifiers and autoencoders, with seeded determinism, early stopping on a held-out
+validation split, and checkpoints in the artifact store keyed by configuration.
+
+A second call with the same configuration, data and seed loads the checkpoint instead of training.
+On CPU the same seed gives bit-identical weights: every random draw (initialisation, dropout,
+batch order, validation split, regulariser directions) comes from seeded generators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from runners.geometry.isometry import isometry_diagnostics
+from runners.models import Autoencoder, build_autoencoder, build_classifier
+from runners.models.regularisers import isometric_loss, relaxed_distortion
+from runners.store import ArtifactKey, ArtifactStore
+
+if TYPE_CHECKING:
+    from dimple_stats.protocol.schema import AutoencoderConfig, ClassifierConfig
+    from runners.datasets.base import DatasetSplits, Split
+
+__all__ = [
+    "TrainResult",
+    "resolve_device",
+    "train_classifier",
+    "train_autoencoder",
+    "accuracy",
+    "TRAINING_VERSION",
+    "autoencoder_metrics",
+    "train_protocol",
+]
+
+# Part of every checkpoint key: bump it when a change to this module changes what training produces.
+TRAINING_VERSION = 1
+VALIDATION_FRACTION = 0.1
+# Isometry diagnostics need the dense Jacobian; beyond this many numbers per sample they are skipped.
+DIAGNOSTICS_MAX_NK = 20_000_000
+DIAGNOSTICS_SAMPLES = 128
+
+
+@dataclass
+class TrainResult:
+    """A trained (or loaded) model with its metrics and store key."""
+
+    model: nn.Module
+    metrics: dict[str, Any]
+    key: ArtifactKey | None
+    loaded: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; anything else is passed to torch.device."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def _generator(seed: int, purpose: str) -> torch.Generator:
+    # Independent streams per purpose, so adding a draw in one place never shifts another.
+    offset = sum(ord(c) * 31**i for i, c in enumerate(purpose)) % 1_000_003
+    return torch.Generator().manual_seed(seed * 1_000_003 + offset)
+
+
+def _split_validation(x: Tensor, y: Tensor, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    perm = torch.randperm(len(x), generator=_generator(seed, "validation"))
+    n_val = max(1, int(round(VALIDATION_FRACTION * len(x))))
+    val, tr = perm[:n_val], perm[n_val:]
+    return x[tr], y[tr], x[val], y[val]
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    perm = torch.randperm(n, generator=generator)
+    yield from perm.split(batch_size)
+
+
+@contextlib.contextmanager
+def _progress(description: str, total: int, enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield lambda **_: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task(description, total=total, info="")
+        yield lambda **info: bar.update(task, advance=1, info=" ".join(
+            f"{k} {v:.4g}" for k, v in info.items()))
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 512) -> float:
+    """Fraction of ``x`` classified as ``y`` (model in eval mode)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    correct = sum(int((model(xb.to(device)).argmax(1) == yb.to(device)).sum())
+                  for xb, yb in zip(x.split(batch_size), y.split(batch_size)))
+    model.train(was_training)
+    return correct / max(1, len(x))
+
+
+def _data_identity(data_config: Any) -> Any:
+    return data_config.model_dump(mode="json") if hasattr(data_config, "model_dump") else data_config
+
+
+def _load_weights(path: str, model: nn.Module) -> None:
+    from pathlib import Path
+
+    # weights_only: a user's checkpoint file is untrusted input; full unpickling would run code.
+    state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    model.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------- classifiers
+
+def train_classifier(
+    config: "ClassifierConfig",
+    data: "DatasetSplits",
+    *,
+    data_config: Any,
+    seed: int,
+    store: ArtifactStore | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> TrainResult:
+    """Train (or load) the classifier a protocol describes.
+
+    Parameters
+    ----------
+    config : ClassifierConfig
+        The protocol's ``classifier`` section.
+    data : DatasetSplits
+        Train images (a validation tenth is held out for early stopping) and eval images (the
+        reported test accuracy).
+    data_config : pydantic model or JSON-able
+        The dataset's identity, part of the checkpoint key.
+    seed : int
+        Replication seed: initialisation, dropout, batch order and validation split.
+    store : ArtifactStore, optional
+        Where checkpoints live; without one nothing is saved or loaded.
+    """
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model = build_classifier(config, image_shape=data.image_shape, num_classes=data.num_classes)
+    if config.checkpoint:
+        _load_weights(config.checkpoint, model)
+        model.to(device).eval()
+        return TrainResult(model, {"test_accuracy": accuracy(model, data.eval.x, data.eval.y),
+                                   "source": config.checkpoint}, None, loaded=True)
+    key = None
+    if store is not None:
+        key = store.key("train_classifier", {
+            "classifier": config.model_dump(mode="json"), "dataset": _data_identity(data_config),
+            "seed": seed, "version": TRAINING_VERSION,
+        })
+        if store.has(key):
+            model.load_state_dict(store.load_tensors(key, "weights.pt"))
+            model.to(device).eval()
+            return TrainResult(model, store.load_json(key, "metrics.json"), key, loaded=True,
+                               history=store.load_json(key, "history.json"))
+    model.to(device)
+    x_tr, y_tr, x_val, y_val = _split_validation(data.train.x, data.train.y, seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    order = _generator(seed, "batches")
+    best = (-1.0, copy.deepcopy(model.state_dict()), 0)
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    with _progress(f"classifier {config.arch} (seed {seed})", config.epochs, progress) as tick:
+        for epoch in range(config.epochs):
+            model.train()
+            total = 0.0
+            for idx in _batches(len(x_tr), config.batch_size, order):
+                xb, yb = x_tr[idx].to(device), y_tr[idx].to(device)
+                loss = nn.functional.cross_entropy(model(xb), yb)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                total += float(loss.detach()) * len(idx)
+            val_acc = accuracy(model, x_val, y_val)
+            history.append({"epoch": epoch + 1, "train_loss": total / len(x_tr), "val_accuracy": val_acc})
+            tick(loss=total / len(x_tr), val_acc=val_acc)
+            if val_acc > best[0]:
+                best = (val_acc, copy.deepcopy(model.state_dict()), epoch + 1)
+            elif config.patience is not None and epoch + 1 - best[2] >= config.patience:
+                break
+    model.load_state_dict(best[1])
+    model.eval()
+    metrics = {
+        "test_accuracy": accuracy(model, data.eval.x, data.eval.y),
+        "val_accuracy": best[0],
+        "best_epoch": best[2],
+        "epochs_run": len(history),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_seconds": time.perf_counter() - start,
+    }
+    if store is not None and key is not None:
+        with store.writer(key) as w:
+            w.save_tensors("weights.pt", model.state_dict())
+            w.save_json("metrics.json", metrics)
+            w.save_json("history.json", history)
+    return TrainResult(model, metrics, key, loaded=False, history=history)
+
+
+# --------------------------------------------------------------------------- autoencoders
+
+def _train_subset(split: "Split", train_classes: tuple[int, ...] | None, data_config: Any) -> "Split":
+    if not train_classes:
+        return split
+    from runners.datasets.base import Split as SplitType
+
+    classes = getattr(data_config, "classes", None)
+    wanted = [classes.index(c) for c in train_classes] if classes else list(train_classes)
+    mask = torch.isin(split.y, torch.tensor(wanted))
+    return SplitType(x=split.x[mask], y=split.y[mask],
+                     latent=None if split.latent is None else split.latent[mask],
+                     manifold=split.manifold)
+
+
+def _regulariser_loss(config: "AutoencoderConfig", ae: Autoencoder, x: Tensor, z: Tensor,
+                      generator: torch.Generator) -> Tensor:
+    reg = config.regulariser
+    if reg.kind == "isometric":
+        return reg.weight * isometric_loss(ae.encode, ae.decode, x, z,
+                                           interpolate=reg.interpolate, generator=generator)
+    if reg.kind == "irvae":
+        return reg.weight * relaxed_distortion(ae.decode, z, eta=reg.eta, generator=generator)
+    return z.new_zeros(())
+
+
+@torch.no_grad()
+def _reconstruction_mse(ae: Autoencoder, x: Tensor, *, batch_size: int = 512) -> float:
+    device = next(iter(ae.buffers())).device
+    total = sum(float(((ae(xb.to(device)) - xb.to(device)) ** 2).sum()) for xb in x.split(batch_size))
+    return total / max(1, x.numel())
+
+
+def autoencoder_metrics(ae: Autoencoder, data: "DatasetSplits") -> dict[str, Any]:
+    """Reconstruction MSE (per pixel) on the eval split and the decoder's isometry diagnostics
+    at the eval latents (skipped where the dense Jacobian would be too large)."""
+    metrics: dict[str, Any] = {"recon_mse": _reconstruction_mse(ae, data.eval.x),
+                               "latent_dim": ae.latent_dim}
+    if data.n * ae.latent_dim <= DIAGNOSTICS_MAX_NK:
+        device = next(iter(ae.buffers())).device
+        with torch.no_grad():
+            z = ae.encode(data.eval.x[:DIAGNOSTICS_SAMPLES].to(device))
+        metrics.update(isometry_diagnostics(ae.decode, z))
+    return metrics
+
+
+def train_autoencoder(
+    config: "AutoencoderConfig",
+    data: "DatasetSplits",
+    *,
+    data_config: Any,
+    seed: int,
+    store: ArtifactStore | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    name: str = "autoencoder",
+) -> TrainResult:
+    """Train (or load) one autoencoder: reconstruction MSE + its regulariser (none, isometric or
+    IRVAE). Early stopping watches the same objective on the validation split, with fixed
+    regulariser directions so the comparison across epochs is not noise."""
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    ae = build_autoencoder(config, image_shape=data.image_shape, pixel_range=data.pixel_range,
+                           manifold=data.manifold)
+    if config.arch == "oracle":
+        ae.to(device)
+        return TrainResult(ae, autoencoder_metrics(ae, data), None, loaded=True)
+    if config.checkpoint:
+        _load_weights(config.checkpoint, ae)
+        ae.to(device).eval()
+        return TrainResult(ae, autoencoder_metrics(ae, data), None, loaded=True)
+    key = None
+    if store is not None:
+        key = store.key("train_autoencoder", {
+            "autoencoder": config.model_dump(mode="json"), "dataset": _data_identity(data_config),
+            "seed": seed, "version": TRAINING_VERSION,
+        })
+        if store.has(key):
+            ae.load_state_dict(store.load_tensors(key, "weights.pt"))
+            ae.to(device).eval()
+            return TrainResult(ae, store.load_json(key, "metrics.json"), key, loaded=True,
+                               history=store.load_json(key, "history.json"))
+    ae.to(device)
+    train = _train_subset(data.train, config.train_classes, data_config)
+    x_tr, _, x_val, _ = _split_validation(train.x, train.y, seed)
+    optimiser = torch.optim.Adam(ae.parameters(), lr=config.lr)
+    order, noise = _generator(seed, "batches"), _generator(seed, "regulariser")
+    best = (math.inf, copy.deepcopy(ae.state_dict()), 0)
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    with _progress(f"autoencoder {name} (seed {seed})", config.epochs, progress) as tick:
+        for epoch in range(config.epochs):
+            ae.train()
+            sums = [0.0, 0.0]
+            for idx in _batches(len(x_tr), config.batch_size, order):
+                xb = x_tr[idx].to(device)
+                z = ae.encode(xb)
+                recon = ((ae.decode(z) - xb) ** 2).mean()
+                reg = _regulariser_loss(config, ae, xb, z, noise)
+                optimiser.zero_grad(set_to_none=True)
+                (recon + reg).backward()
+                optimiser.step()
+                sums[0] += float(recon.detach()) * len(idx)
+                sums[1] += float(reg.detach()) * len(idx)
+            val = _validation_objective(config, ae, x_val.to(device), seed)
+            history.append({"epoch": epoch + 1, "recon": sums[0] / len(x_tr),
+                            "regulariser": sums[1] / len(x_tr), "val_objective": val})
+            tick(recon=sums[0] / len(x_tr), reg=sums[1] / len(x_tr), val=val)
+            if val < best[0]:
+                best = (val, copy.deepcopy(ae.state_dict()), epoch + 1)
+            elif config.patience is not None and epoch + 1 - best[2] >= config.patience:
+                break
+    ae.load_state_dict(best[1])
+    ae.eval()
+    metrics = autoencoder_metrics(ae, data)
+    metrics.update({"val_objective": best[0], "best_epoch": best[2], "epochs_run": len(history),
+                    "regulariser": config.regulariser.kind,
+                    "parameters": sum(p.numel() for p in ae.parameters()),
+                    "train_seconds": time.perf_counter() - start})
+    if store is not None and key is not None:
+        with store.writer(key) as w:
+            w.save_tensors("weights.pt", ae.state_dict())
+            w.save_json("metrics.json", metrics)
+            w.save_json("history.json", history)
+    return TrainResult(ae, metrics, key, loaded=False, history=history)
+
+
+def _validation_objective(config: "AutoencoderConfig", ae: Autoencoder, x_val: Tensor,
+                          seed: int) -> float:
+    ae.eval()
+    with torch.no_grad():
+        z = ae.encode(x_val)
+        recon = float(((ae.decode(z) - x_val) ** 2).mean())
+    if config.regulariser.kind == "none":
+        return recon
+    # The regulariser needs derivatives (torch.func), so it runs outside no_grad.
+    fixed = _generator(seed, "validation-regulariser")
+    return recon + float(_regulariser_loss(config, ae, x_val, z, fixed).detach())
+
+
+# --------------------------------------------------------------------------- a whole protocol
+
+def train_protocol(
+    protocol: Any,
+    *,
+    seeds: tuple[int, ...] | None = None,
+    store: ArtifactStore | None = None,
+    device: str = "auto",
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Train (or load) every model a protocol names, for each seed; one metrics row per model.
+
+    Rows carry ``seed``, ``model`` (``classifier`` or the autoencoder's name), ``arch``,
+    ``loaded`` (found in the store rather than trained) and the model's metrics.
+    """
+    from runners.datasets import load_dataset
+
+    dev = resolve_device(device if device != "auto" else protocol.device)
+    rows: list[dict[str, Any]] = []
+    for seed in seeds if seeds is not None else protocol.seeds:
+        data = load_dataset(protocol.dataset, seed=seed)
+        clf = train_classifier(protocol.classifier, data, data_config=protocol.dataset, seed=seed,
+                               store=store, device=dev, progress=progress)
+        rows.append({"seed": seed, "model": "classifier", "arch": protocol.classifier.arch,
+                     "loaded": clf.loaded, **clf.metrics})
+        for name, config in protocol.autoencoders.items():
+            ae = train_autoencoder(config, data, data_config=protocol.dataset, seed=seed,
+                                   store=store, device=dev, progress=progress, name=name)
+            rows.append({"seed": seed, "model": name, "arch": config.arch,
+                         "regulariser": config.regulariser.kind, "loaded": ae.loaded, **ae.metrics})
+    return rows
