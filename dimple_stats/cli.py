@@ -1,6 +1,6 @@
 """The ``dimple-stats`` command.
 
-Subcommands that only read protocols or stored tables (validate, schema, claims) never import
+Subcommands that only read protocols or stored tables (validate, schema, claims, report) never import
 torch; those that compute import ``runners`` lazily, inside the command.
 """
 
@@ -194,6 +194,65 @@ def _cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory: manifest.json + "
+                                            "measurements.parquet (+ other tables).",
+                                            show_default=False)],
+    format_: Annotated[Optional[str], typer.Option(
+        "--format", help="Comma-separated: csv,latex,markdown (default: the protocol's).",
+        metavar="FORMATS")] = None,
+    correction: Annotated[Optional[str], typer.Option(
+        help="Multiplicity correction: holm | fdr_bh | none (default: the protocol's).")] = None,
+    alpha: Annotated[Optional[float], typer.Option(
+        help="Significance level (default: the protocol's).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Write the report here instead of into RUN_DIR.")] = None,
+    figures: Annotated[Optional[bool], typer.Option(
+        "--figures/--no-figures", help="Draw figures/*.png (default: the protocol's).",
+        show_default=False)] = None,
+) -> None:
+    """Re-analyse a stored run and write results.csv/.tex/.md and figures/*.png (no torch)."""
+    from pydantic import ValidationError
+
+    from dimple_stats.claims.analysis import AnalysisError
+    from dimple_stats.measurements import MeasurementsError
+    from dimple_stats.report import FORMATS
+    from dimple_stats.report.run import RunDirError, report_run
+    from dimple_stats.suggest import did_you_mean
+
+    formats = None
+    if format_ is not None:
+        formats = [f.strip() for f in format_.split(",") if f.strip()]
+        for f in formats:
+            if f not in FORMATS:
+                raise _fail(f"--format: unknown format {f!r}{did_you_mean(f, FORMATS)}; "
+                            f"allowed: {', '.join(FORMATS)}")
+    corrections = ("holm", "fdr_bh", "none")
+    if correction is not None and correction not in corrections:
+        raise _fail(f"--correction: unknown correction {correction!r}"
+                    f"{did_you_mean(correction, corrections)}; allowed: {', '.join(corrections)}")
+    if alpha is not None and not 0 < alpha < 1:
+        raise _fail(f"--alpha must be between 0 and 1, got {alpha}")
+    try:
+        results, paths = report_run(run_dir, out, formats=formats, correction=correction,
+                                    alpha=alpha, figures=figures)
+    except (RunDirError, MeasurementsError, AnalysisError, UnknownClaimError,
+            ValidationError) as exc:
+        raise _fail(f"dimple-stats report: {exc}") from None
+    console = Console()
+    pooled = results[results["seed"] == "pooled"]
+    table = Table(title=f"pooled results ({len(results)} rows in all)")
+    for col in ("claim", "variant", "autoencoder", "estimate", "p_adj", "decision"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("claim", "decision"))
+    for r in pooled.itertuples(index=False):
+        table.add_row(r.claim, r.variant, r.autoencoder, f"{r.estimate:.4g}",
+                      "" if r.p_adj != r.p_adj else f"{r.p_adj:.3g}", r.decision)
+    console.print(table)
+    target = run_dir if out is None else out
+    console.print(f"wrote {len(paths)} file(s) to {target}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -121,8 +121,8 @@ _PERP_NULLS = {
     "(median of r_T - r_R >= 0).",
     "other_image": "r_T is no smaller than for the tangent space of another image of the same "
     "class (median of r_T - r_Tother >= 0).",
-    "beta": "r_T^2 is no smaller than the chance level k/n of a random direction "
-    "(median of r_T^2 - k/n >= 0; r^2 ~ Beta(k/2, (n-k)/2)).",
+    "beta": "r_T^2 is no smaller than for a random direction, whose r^2 ~ Beta(k/2, (n-k)/2) "
+    "(mean k/n); tested on the chance CDF: median of F_Beta(r_T^2) - 1/2 >= 0.",
 }
 
 CATALOGUE: dict[str, ClaimDefinition] = {
@@ -132,7 +132,9 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             id="dmm.perpendicular",
             source="Shamir et al. 2021 (DMM)",
             hypothesis="Adversarial perturbations are more perpendicular to the manifold than chance.",
-            statistic="r_T - r_R (random_subspace) | r_T - r_Tother (other_image) | r_T^2 - k/n (beta)",
+            statistic="r_T - r_R (random_subspace) | r_T - r_Tother (other_image) | "
+            "F_Beta(r_T^2) - 1/2 (beta: r_T^2 against chance k/n on the Beta(k/2, (n-k)/2) "
+            "probability scale, symmetric under the null)",
             test="one-sided Wilcoxon signed-rank (less); effect: median r_T / sqrt(k/n) with "
             "bootstrap CI, rank-biserial r",
             nulls=_PERP_NULLS,

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    create_model,
+    model_serializer,
+    model_validator,
+)
 
 from dimple_stats.claims.catalogue import CATALOGUE
 
@@ -38,6 +46,11 @@ class _ClaimEntryBase(BaseModel):
             ((key, opts),) = v.items()
             return {key: {} if opts is None else opts}
         return v
+
+    @model_serializer(mode="wrap")
+    def _one_key(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Dump the one-key form the loader reads, {claim_id: options}, not all eleven fields.
+        return {key: value for key, value in handler(self).items() if value is not None}
 
     @property
     def id(self) -> str:

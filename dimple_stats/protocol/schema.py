@@ -81,8 +81,8 @@ class _DatasetCommon(Frozen):
 
     @field_validator("pixel_range")
     @classmethod
-    def _increasing(cls, v: PixelRange) -> PixelRange:
-        if not v[0] < v[1]:
+    def _increasing(cls, v: PixelRange | None) -> PixelRange | None:
+        if v is not None and not v[0] < v[1]:
             raise ValueError(f"pixel_range must be increasing, got {list(v)}")
         return v
 
@@ -167,9 +167,14 @@ class ImageFolderDataset(_DatasetCommon):
         "(then pixel_range does not apply)."
     )
 
+    pixel_range: PixelRange | None = Field(  # type: ignore[assignment]
+        None, description="Pixel values are mapped onto this interval ([0, 1] when null); "
+        "must stay null with normalize: imagenet."
+    )
+
     @model_validator(mode="after")
     def _one_pixel_convention(self) -> "ImageFolderDataset":
-        if self.normalize == "imagenet" and "pixel_range" in self.model_fields_set:
+        if self.normalize == "imagenet" and self.pixel_range is not None:
             raise ValueError("pixel_range and normalize: imagenet exclude each other: the "
                              "standardised range follows from the ImageNet mean and std")
         return self

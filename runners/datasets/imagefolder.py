@@ -160,14 +160,15 @@ def load_imagefolder(config: ImageFolderDataset, seed: int = 0) -> DatasetSplits
         )
 
     imagenet = config.normalize == "imagenet"
-    pixel_range = IMAGENET_RANGE if imagenet else tuple(float(v) for v in config.pixel_range)
+    box = config.pixel_range or (0.0, 1.0)
+    pixel_range = IMAGENET_RANGE if imagenet else tuple(float(v) for v in box)
 
     def make(paths: list[str], labels: np.ndarray, idx: np.ndarray) -> Split:
         images = _load_images([paths[i] for i in idx], config.image_size)
         if imagenet:
             x = _imagenet_standardise(to_pixel_range(images, 255.0, (0.0, 1.0)))
         else:
-            x = to_pixel_range(images, 255.0, config.pixel_range)
+            x = to_pixel_range(images, 255.0, box)
         return Split(x=x, y=torch.from_numpy(plan.remap(labels[idx])))
 
     train = make(train_paths, train_labels, train_idx)

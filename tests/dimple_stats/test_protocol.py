@@ -211,3 +211,13 @@ def test_json_schema_covers_datasets_and_claims() -> None:
                  "iso.defense", "latent_dim"):
         assert name in text
     assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("path", PROTOCOLS, ids=lambda p: p.stem)
+def test_protocol_dump_reads_back_to_the_same_protocol(path: Path) -> None:
+    # Manifests store the validated protocol as JSON; it must validate back to itself.
+    p = load_protocol(path)
+    dumped = p.model_dump(mode="json", by_alias=True)
+    assert all(len(item) == 1 for item in dumped["claims"])
+    again = Protocol.model_validate(dumped)
+    assert again == p and again.hash == p.hash

@@ -1,0 +1,111 @@
+"""The notebook-facing API: test one claim, analyse a protocol, write a report.
+
+>>> import dimple_stats as ds                                   # doctest: +SKIP
+>>> df = ds.read_measurements("reports/quickstart/measurements.parquet")  # doctest: +SKIP
+>>> ds.test_claim(df, "dmm.perpendicular", null="beta")        # doctest: +SKIP
+>>> results = ds.analyse(df, protocol)                          # doctest: +SKIP
+>>> ds.write_report(results, df, "out/")                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from dimple_stats.claims.analysis import ClaimAnalysis, get_analysis
+from dimple_stats.claims.catalogue import get_claim
+from dimple_stats.measurements import MeasurementsError, TableKind, validate
+from dimple_stats.protocol.schema import Protocol, StatsConfig
+from dimple_stats.results import ResultRow, finalise
+
+__all__ = ["test_claim", "analyse", "claim_rows"]
+
+Tables = Mapping[str, pd.DataFrame]
+
+
+def _stats(stats: StatsConfig | Mapping[str, Any] | None) -> StatsConfig:
+    if stats is None:
+        return StatsConfig()
+    return stats if isinstance(stats, StatsConfig) else StatsConfig.model_validate(dict(stats))
+
+
+def _table_for(analysis: ClaimAnalysis, measurements: pd.DataFrame | None,
+               tables: Tables | None) -> pd.DataFrame:
+    from dimple_stats.measurements import TABLE_FILES
+
+    kind: TableKind = analysis.table
+    table = measurements if kind == "measurements" else (tables or {}).get(kind)
+    if table is None:
+        raise MeasurementsError(
+            f"claim {analysis.claim_id} needs the {kind} table ({TABLE_FILES[kind]}); "
+            f"pass it as tables={{'{kind}': df}}")
+    return table
+
+
+def claim_rows(claim_id: str, table: pd.DataFrame, options: BaseModel | Mapping[str, Any] | None,
+               stats: StatsConfig) -> list[ResultRow]:
+    """Per-seed result rows of one claim (no pooling, no adjustment)."""
+    analysis = get_analysis(claim_id)
+    definition = get_claim(claim_id)
+    opts = options if isinstance(options, definition.options) else \
+        definition.options.model_validate(dict(options or {}))
+    data = validate(table, analysis.table, require=analysis.columns(opts))
+    return analysis.run(data, opts, stats)
+
+
+def test_claim(data: pd.DataFrame, claim_id: str, *,
+               stats: StatsConfig | Mapping[str, Any] | None = None,
+               **options: Any) -> pd.DataFrame:
+    """Test one claim on a table; returns the results table (per-seed rows and pooled rows).
+
+    ``data`` is the table the claim reads: the measurements table for most claims, the
+    ``defense``, ``training`` or ``adv_training`` table for ``iso.defense``,
+    ``dmm.clinging_then_dimpling`` and ``dmm.adv_training_deepens``. Keyword arguments are the
+    claim's options (validated by its options model, e.g. ``null="beta"``); ``stats`` overrides
+    alpha, correction, confidence, bootstrap resamples and target power. p-values are adjusted
+    within this claim's rows only.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> n = 60
+    >>> df = pd.DataFrame({"seed": 0, "autoencoder": "plain", "sample": np.arange(n),
+    ...     "n": 64, "k": 8, "r_T": np.sqrt(rng.beta(4, 28, n)) * 0.6,
+    ...     "r_R": np.sqrt(rng.beta(4, 28, n)), "success_plain": True})
+    >>> res = test_claim(df, "dmm.perpendicular", stats={"bootstrap": 200})
+    >>> res[["seed", "n", "decision"]].values.tolist()
+    [[0, 60, 'reject H0'], ['pooled', 60, 'reject H0']]
+    """
+    stats_ = _stats(stats)
+    return finalise(claim_rows(claim_id, data, options, stats_), stats_)
+
+
+test_claim.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite the name
+
+
+def analyse(measurements: pd.DataFrame | None, protocol: Protocol, *,
+            tables: Tables | None = None,
+            stats: StatsConfig | Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Test every claim of a protocol; returns one results table for the whole run.
+
+    ``tables`` holds the other tables by kind (``defense``, ``training``, ``adv_training``) for
+    the claims that read them. ``stats`` defaults to the protocol's. Multiplicity is adjusted
+    across all claims (per-seed rows and pooled rows as two families; see
+    :mod:`dimple_stats.results`). A claim listed twice with the same options is analysed once.
+    """
+    stats_ = protocol.stats if stats is None else _stats(stats)
+    rows: list[ResultRow] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in protocol.claims:
+        key = (entry.id, entry.options.model_dump_json())
+        if key in seen:
+            continue
+        seen.add(key)
+        analysis = get_analysis(entry.id)
+        rows += claim_rows(entry.id, _table_for(analysis, measurements, tables), entry.options,
+                           stats_)
+    return finalise(rows, stats_)

@@ -1,0 +1,294 @@
+"""The measurement tables: the contract between the compute side (``runners``) and the statistics.
+
+Four tables, each a pandas DataFrame stored as parquet in a run directory:
+
+``measurements`` (``measurements.parquet``)
+    One row per (seed, autoencoder, sample); every per-sample quantity of ../shared/CLAIMS.md.
+``defense`` (``defense.parquet``)
+    One row per (seed, defense, eps, sample); robust and clean correctness under an adaptive
+    attack through the projection (claim ``iso.defense``).
+``training`` (``training.parquet``)
+    One row per (seed, epoch, sample); measurements taken during classifier training
+    (claim ``dmm.clinging_then_dimpling``).
+``adv_training`` (``adv_training.parquet``)
+    One row per (seed, classifier, sample) for a standard and an adversarially trained classifier
+    (claim ``dmm.adv_training_deepens``).
+
+``training`` and ``adv_training`` may carry an ``autoencoder`` column (str) when r_T was measured
+under several autoencoders; it then joins the row key and the analyses run per autoencoder.
+
+A failed attack keeps its row with ``success_* = False`` and ``norm_* = eps_*``: it is censored at
+the budget, never dropped. The schemas below are the single source of truth; print them with
+:func:`describe`. :func:`validate` names every missing or mistyped column in one error.
+
+Examples
+--------
+>>> import pandas as pd
+>>> df = pd.DataFrame({"seed": [0], "autoencoder": ["plain"], "sample": [3]})
+>>> validate(df, require=("seed", "autoencoder", "sample")).shape
+(1, 3)
+>>> validate(df.rename(columns={"sample": "smaple"}), require=("seed", "sample"))
+Traceback (most recent call last):
+...
+dimple_stats.measurements.MeasurementsError: measurements table: missing column 'sample' (did you mean 'smaple'?)
+>>> validate(df.assign(seed=[0.5]), require=("seed",))
+Traceback (most recent call last):
+...
+dimple_stats.measurements.MeasurementsError: measurements table: column 'seed' must be int, got float64
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+__all__ = [
+    "Column",
+    "SCHEMAS",
+    "KEYS",
+    "TABLE_FILES",
+    "TableKind",
+    "MeasurementsError",
+    "validate",
+    "read_measurements",
+    "write_measurements",
+    "describe",
+]
+
+TableKind = Literal["measurements", "defense", "training", "adv_training"]
+DType = Literal["int", "float", "bool", "str"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a measurement table: its dtype and what it means."""
+
+    dtype: DType
+    meaning: str
+
+
+_SEED = Column("int", "replication seed")
+_SAMPLE = Column("int", "index of the evaluation image; the same id is the same image within a seed")
+
+SCHEMAS: dict[str, dict[str, Column]] = {
+    "measurements": {
+        "seed": _SEED,
+        "autoencoder": Column("str", "autoencoder name from the protocol (defines the manifold)"),
+        "sample": _SAMPLE,
+        "label": Column("int", "true class of the image"),
+        "n": Column("int", "input dimension"),
+        "k": Column("int", "tangent dimension (numerical rank of the decoder Jacobian)"),
+        "recon_err": Column("float", "||x - D(E(x))||_2"),
+        "norm_plain": Column("float", "||delta|| of the unrestricted minimal adversarial "
+                             "perturbation (eps_plain when the attack failed)"),
+        "success_plain": Column("bool", "the unrestricted attack succeeded within eps_plain"),
+        "norm_on": Column("float", "the same with every step projected onto T (eps_on if failed)"),
+        "success_on": Column("bool", "the on-manifold attack succeeded within eps_on"),
+        "norm_off": Column("float", "the same with every step projected onto T's orthogonal "
+                           "complement (eps_off if failed)"),
+        "success_off": Column("bool", "the off-manifold attack succeeded within eps_off"),
+        "eps_plain": Column("float", "budget of the unrestricted attack (censoring point)"),
+        "eps_on": Column("float", "budget of the on-manifold attack (censoring point)"),
+        "eps_off": Column("float", "budget of the off-manifold attack (censoring point)"),
+        "r_T": Column("float", "||P_T delta|| / ||delta|| for the unrestricted delta"),
+        "r_R": Column("float", "||P_R delta|| / ||delta||, R a random k-dim subspace"),
+        "r_Tother": Column("float", "||P_T' delta|| / ||delta||, T' the tangent space at another "
+                           "image of the same class"),
+        "r_T_grad": Column("float", "||P_T g|| / ||g||, g the input gradient of the margin"),
+        "iso_cond": Column("float", "condition number of J^T J at E(x)"),
+    },
+    "defense": {
+        "seed": _SEED,
+        "defense": Column("str", "'none', or the autoencoder whose projection precedes the "
+                          "classifier"),
+        "eps": Column("float", "attack budget"),
+        "sample": _SAMPLE,
+        "robust_correct": Column("bool", "still correctly classified under the adaptive attack"),
+        "clean_correct": Column("bool", "correctly classified without attack"),
+    },
+    "training": {
+        "seed": _SEED,
+        "epoch": Column("int", "classifier training epoch at which the sample was measured"),
+        "sample": _SAMPLE,
+        "norm_plain": Column("float", "unrestricted minimal adversarial norm (eps if failed)"),
+        "success_plain": Column("bool", "the attack succeeded within eps"),
+        "r_T": Column("float", "||P_T delta|| / ||delta||"),
+        "r_R": Column("float", "||P_R delta|| / ||delta||, R a random k-dim subspace"),
+        "n": Column("int", "input dimension"),
+        "k": Column("int", "tangent dimension"),
+    },
+    "adv_training": {
+        "seed": _SEED,
+        "classifier": Column("str", "'standard' or 'adversarial'"),
+        "sample": _SAMPLE,
+        "r_T": Column("float", "||P_T delta|| / ||delta||"),
+        "norm_plain": Column("float", "unrestricted minimal adversarial norm (eps if failed)"),
+        "success_plain": Column("bool", "the attack succeeded within eps"),
+    },
+}
+
+#: Columns that identify a row; no two rows of a table may share them.
+KEYS: dict[str, tuple[str, ...]] = {
+    "measurements": ("seed", "autoencoder", "sample"),
+    "defense": ("seed", "defense", "eps", "sample"),
+    "training": ("seed", "epoch", "sample"),
+    "adv_training": ("seed", "classifier", "sample"),
+}
+
+#: File name of each table inside a run directory.
+TABLE_FILES: dict[str, str] = {kind: f"{kind}.parquet" for kind in SCHEMAS}
+
+
+class MeasurementsError(ValueError):
+    """A measurement table is missing columns, has mistyped ones or repeats a row key."""
+
+
+def _dtype_ok(series: pd.Series, dtype: DType) -> bool:
+    if dtype == "int":
+        return pd.api.types.is_integer_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if dtype == "float":
+        return (pd.api.types.is_float_dtype(series) or pd.api.types.is_integer_dtype(series)) \
+            and not pd.api.types.is_bool_dtype(series)
+    if dtype == "bool":
+        if pd.api.types.is_bool_dtype(series):
+            return True
+        # 0/1 integers are unambiguous booleans (some writers have no bool type).
+        return bool(pd.api.types.is_integer_dtype(series) and series.isin([0, 1]).all())
+    return bool(pd.api.types.is_string_dtype(series) or (
+        series.dtype == object and series.map(lambda v: isinstance(v, str)).all()))
+
+
+def _cast(series: pd.Series, dtype: DType) -> pd.Series:
+    if dtype == "int":
+        return series.astype("int64")
+    if dtype == "float":
+        return series.astype("float64")
+    if dtype == "bool":
+        return series.astype(bool)
+    return series.astype(str)
+
+
+def validate(
+    df: pd.DataFrame,
+    kind: TableKind = "measurements",
+    *,
+    require: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Check a table against its schema and return a normalised copy.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        The table.
+    kind : {"measurements", "defense", "training", "adv_training"}
+        Which schema applies.
+    require : iterable of str, optional
+        Columns that must be present (default: every column of the schema). Columns of the
+        schema that are present are type-checked whether required or not; other columns are kept
+        unchecked.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy with schema columns cast to int64, float64, bool or str, index reset.
+
+    Raises
+    ------
+    MeasurementsError
+        Naming every missing column (with the nearest present name), every mistyped column and
+        repeated row keys.
+    """
+    from dimple_stats.suggest import did_you_mean
+
+    if kind not in SCHEMAS:
+        raise MeasurementsError(f"unknown table kind {kind!r}{did_you_mean(kind, SCHEMAS)}; "
+                                f"allowed: {', '.join(SCHEMAS)}")
+    if not isinstance(df, pd.DataFrame):
+        raise MeasurementsError(f"{kind} table: expected a pandas DataFrame, got "
+                                f"{type(df).__name__}")
+    schema = SCHEMAS[kind]
+    required = list(schema) if require is None else list(dict.fromkeys(require))
+    unknown = [c for c in required if c not in schema]
+    if unknown:
+        raise MeasurementsError(f"{kind} table: no such column in the schema: {', '.join(unknown)}")
+    problems: list[str] = []
+    present = [str(c) for c in df.columns]
+    extra = [c for c in present if c not in schema]
+    for col in required:
+        if col not in df.columns:
+            problems.append(f"missing column {col!r}{did_you_mean(col, extra)}")
+    for col, spec in schema.items():
+        if col in df.columns and not _dtype_ok(df[col], spec.dtype):
+            problems.append(f"column {col!r} must be {spec.dtype}, got {df[col].dtype}")
+    if problems:
+        raise MeasurementsError(f"{kind} table: " + "; ".join(problems))
+    out = df.reset_index(drop=True).copy()
+    for col, spec in schema.items():
+        if col in out.columns:
+            out[col] = _cast(out[col], spec.dtype)
+    keys = [c for c in KEYS[kind] if c in out.columns]
+    if kind in ("training", "adv_training") and "autoencoder" in out.columns:
+        keys.append("autoencoder")  # optional there: r_T measured under several autoencoders
+    if len(keys) >= len(KEYS[kind]) and len(out):
+        dup = out.duplicated(keys, keep=False)
+        if dup.any():
+            first = out.loc[dup, keys].iloc[0].to_dict()
+            raise MeasurementsError(
+                f"{kind} table: {int(dup.sum())} rows repeat the key ({', '.join(keys)}), "
+                f"e.g. {first}")
+    return out
+
+
+def read_measurements(path: str | os.PathLike[str], kind: TableKind = "measurements",
+                      *, require: Iterable[str] | None = None) -> pd.DataFrame:
+    """Read a table from parquet (or CSV, by suffix) and validate it.
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> d = tempfile.mkdtemp()
+    >>> t = pd.DataFrame({"seed": [0, 0], "classifier": ["standard", "adversarial"],
+    ...                   "sample": [1, 1], "r_T": [0.1, 0.2], "norm_plain": [1.0, 2.0],
+    ...                   "success_plain": [True, False]})
+    >>> p = write_measurements(t, f"{d}/adv_training.parquet", kind="adv_training")
+    >>> read_measurements(p, kind="adv_training").equals(t)
+    True
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MeasurementsError(f"{kind} table: no such file {path}")
+    try:
+        df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise MeasurementsError(f"{kind} table: cannot read {path}: {exc}") from exc
+    return validate(df, kind, require=require)
+
+
+def write_measurements(df: pd.DataFrame, path: str | os.PathLike[str],
+                       kind: TableKind = "measurements") -> Path:
+    """Validate and write a table to parquet atomically (temp file + ``os.replace``)."""
+    from dimple_stats.atomic import write_atomic
+
+    table = validate(df, kind, require=())
+    return write_atomic(path, lambda tmp: table.to_parquet(tmp, index=False))
+
+
+def describe(kind: TableKind | None = None) -> str:
+    """The schemas as text: ``column  dtype  meaning`` per line.
+
+    >>> print(describe("adv_training").splitlines()[1])
+      seed            int    replication seed
+    """
+    lines: list[str] = []
+    for name, schema in SCHEMAS.items():
+        if kind is not None and name != kind:
+            continue
+        lines.append(f"{name} ({TABLE_FILES[name]}; key: {', '.join(KEYS[name])})")
+        lines += [f"  {col:<15} {c.dtype:<6} {c.meaning}" for col, c in schema.items()]
+    return "\n".join(lines)
+

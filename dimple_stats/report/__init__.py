@@ -1,0 +1,77 @@
+"""Reports: the results table as CSV, LaTeX and Markdown, and the figures, written atomically."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from dimple_stats.atomic import write_atomic, write_text_atomic
+from dimple_stats.report.tables import to_csv_text, to_latex, to_markdown
+
+__all__ = ["FORMATS", "write_report", "figure_names"]
+
+FORMATS: dict[str, str] = {"csv": "results.csv", "latex": "results.tex", "markdown": "results.md"}
+
+
+def figure_names(results: pd.DataFrame, measurements: pd.DataFrame | None) -> list[str]:
+    """File names (under ``figures/``) that :func:`write_report` draws for these inputs."""
+    names = []
+    if measurements is not None and {"r_T", "r_R", "n", "k", "autoencoder"} <= set(measurements):
+        names.append("r_T_vs_r_R.png")
+    if measurements is not None and {"norm_on", "norm_off", "success_on", "success_off", "n",
+                                     "k"} <= set(measurements):
+        names.append("norm_on_off_vs_dimension_counting.png")
+    finite = results[pd.to_numeric(results["estimate"], errors="coerce").notna()]
+    names += [f"forest_{c.replace('.', '_')}.png" for c in dict.fromkeys(finite["claim"])]
+    return names
+
+
+def write_report(results: pd.DataFrame, measurements: pd.DataFrame | None,
+                 out_dir: str | os.PathLike[str], *,
+                 formats: Iterable[str] = ("csv", "latex", "markdown"), figures: bool = True,
+                 title: str = "dimple-stats results") -> list[Path]:
+    """Write ``results.{csv,tex,md}`` and ``figures/*.png`` into ``out_dir``; returns the paths.
+
+    Every file goes to a temporary name first and is moved into place with ``os.replace``.
+    Output is deterministic: the same inputs give byte-identical files.
+    """
+    from dimple_stats.suggest import did_you_mean
+
+    out = Path(out_dir)
+    written: list[Path] = []
+    for fmt in dict.fromkeys(formats):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown report format {fmt!r}{did_you_mean(fmt, FORMATS)}; "
+                             f"allowed: {', '.join(FORMATS)}")
+        if fmt == "csv":
+            text = to_csv_text(results)
+        elif fmt == "latex":
+            text = to_latex(results, caption=title)
+        else:
+            text = to_markdown(results, title=title)
+        written.append(write_text_atomic(out / FORMATS[fmt], text))
+    if figures:
+        written += _write_figures(results, measurements, out / "figures")
+    return written
+
+
+def _write_figures(results: pd.DataFrame, measurements: pd.DataFrame | None,
+                   folder: Path) -> list[Path]:
+    from dimple_stats.report import figures as fg
+
+    drawn = []
+    for name in figure_names(results, measurements):
+        if name == "r_T_vs_r_R.png":
+            fig = fg.r_histograms(measurements)  # type: ignore[arg-type]
+        elif name == "norm_on_off_vs_dimension_counting.png":
+            fig = fg.norm_ratio_plot(measurements)  # type: ignore[arg-type]
+        else:
+            claim = next(c for c in results["claim"] if f"forest_{c.replace('.', '_')}.png" == name)
+            fig = fg.forest_plot(results, claim)
+        # No metadata: PNGs are byte-identical across runs and matplotlib versions' stamps.
+        drawn.append(write_atomic(folder / name, lambda tmp, f=fig: f.savefig(
+            tmp, format="png", dpi=110, metadata={"Software": None})))
+    return drawn

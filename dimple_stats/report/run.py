@@ -1,0 +1,115 @@
+"""Re-analysing a stored run directory: ``manifest.json`` + ``measurements.parquet`` (+ the other
+tables when present) -> results table and report, with no torch import.
+
+A run directory (written by ``dimple-stats run``) holds::
+
+    manifest.json           {"protocol": {...}, ...}: the validated protocol as JSON, and provenance
+    measurements.parquet    the per-sample measurements table
+    defense.parquet         optional: iso.defense
+    training.parquet        optional: dmm.clinging_then_dimpling
+    adv_training.parquet    optional: dmm.adv_training_deepens
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import ValidationError
+
+from dimple_stats.measurements import TABLE_FILES, read_measurements
+from dimple_stats.protocol.schema import Protocol, StatsConfig
+
+__all__ = ["RunDirError", "RunData", "protocol_json", "protocol_from_json", "read_run",
+           "report_run"]
+
+MANIFEST = "manifest.json"
+
+
+class RunDirError(ValueError):
+    """A run directory is missing, incomplete or holds an invalid manifest."""
+
+
+@dataclass(frozen=True)
+class RunData:
+    """What a run directory holds."""
+
+    path: Path
+    protocol: Protocol
+    measurements: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def protocol_json(protocol: Protocol) -> dict[str, Any]:
+    """The protocol as JSON-ready data that :func:`protocol_from_json` reads back unchanged.
+
+    >>> from dimple_stats import load_protocol
+    >>> p = load_protocol("protocols/quickstart.yaml")
+    >>> protocol_from_json(json.loads(json.dumps(protocol_json(p)))).hash == p.hash
+    True
+    """
+    return protocol.model_dump(mode="json", by_alias=True)
+
+
+def protocol_from_json(data: Mapping[str, Any]) -> Protocol:
+    """Validate a protocol stored as JSON (``manifest["protocol"]``)."""
+    return Protocol.model_validate(dict(data))
+
+
+def read_run(run_dir: str | os.PathLike[str]) -> RunData:
+    """Load and validate a run directory; :class:`RunDirError` says what is wrong."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunDirError(f"{path}: not a run directory (no such directory)")
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise RunDirError(f"{path}: not a run directory: {MANIFEST} is missing")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{manifest_path}: not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("protocol"), dict):
+        raise RunDirError(f"{manifest_path}: no protocol object under the key 'protocol'")
+    try:
+        protocol = protocol_from_json(manifest["protocol"])
+    except ValidationError as exc:
+        raise RunDirError(f"{manifest_path}: invalid protocol: {exc}") from exc
+    measurements_path = path / TABLE_FILES["measurements"]
+    if not measurements_path.is_file():
+        raise RunDirError(f"{path}: not a run directory: {TABLE_FILES['measurements']} is "
+                          "missing")
+    measurements = read_measurements(measurements_path, require=())
+    tables = {kind: read_measurements(path / name, kind, require=())  # type: ignore[arg-type]
+              for kind, name in TABLE_FILES.items()
+              if kind != "measurements" and (path / name).is_file()}
+    return RunData(path, protocol, measurements, tables, manifest)
+
+
+def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
+               *, formats: Iterable[str] | None = None, correction: str | None = None,
+               alpha: float | None = None, figures: bool | None = None
+               ) -> tuple[pd.DataFrame, list[Path]]:
+    """Re-analyse a run directory and write its report (into the run directory by default).
+
+    ``formats``, ``figures`` default to the protocol's ``report``; ``correction`` and ``alpha``
+    override its ``stats``. Returns the results table and the written paths.
+    """
+    from dimple_stats.api import analyse
+    from dimple_stats.report import write_report
+
+    run = read_run(run_dir)
+    overrides = {k: v for k, v in (("correction", correction), ("alpha", alpha)) if v is not None}
+    stats = StatsConfig.model_validate({**run.protocol.stats.model_dump(), **overrides})
+    results = analyse(run.measurements, run.protocol, tables=run.tables, stats=stats)
+    paths = write_report(
+        results, run.measurements, run.path if out_dir is None else out_dir,
+        formats=run.protocol.report.formats if formats is None else formats,
+        figures=run.protocol.report.figures if figures is None else figures,
+        title=f"{run.protocol.name}: dimple-stats results")
+    return results, paths

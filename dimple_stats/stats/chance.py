@@ -1,0 +1,50 @@
+"""What "chance" means for r = ||P_S v|| / ||v||: S a uniformly random k-dim subspace of R^n.
+
+For a fixed direction v and a uniformly random k-dim subspace (equivalently a uniformly random
+direction and a fixed subspace), r^2 ~ Beta(k/2, (n-k)/2), with mean k/n.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+__all__ = ["chance_params", "chance_cdf_r2", "chance_pdf_r"]
+
+
+def chance_params(n: npt.ArrayLike, k: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Beta parameters (k/2, (n-k)/2) of r^2 under chance.
+
+    >>> [float(v) for v in chance_params(784, 16)]
+    [8.0, 384.0]
+    """
+    n_, k_ = np.asarray(n, dtype=float), np.asarray(k, dtype=float)
+    if np.any(k_ <= 0) or np.any(k_ >= n_):
+        raise ValueError("need 0 < k < n")
+    return k_ / 2, (n_ - k_) / 2
+
+
+def chance_cdf_r2(r2: npt.ArrayLike, n: npt.ArrayLike, k: npt.ArrayLike) -> np.ndarray:
+    """P(R^2 <= r2) under chance: the probability integral transform of r^2.
+
+    Uniform on (0, 1) when r^2 is at chance, so ``chance_cdf_r2(r_T**2, n, k) - 0.5`` is symmetric
+    about 0 under the null, which is what a signed-rank test needs.
+
+    >>> float(chance_cdf_r2(16 / 784, 784, 16).round(4))
+    0.5456
+    """
+    a, b = chance_params(n, k)
+    return np.asarray(stats.beta.cdf(np.asarray(r2, dtype=float), a, b))
+
+
+def chance_pdf_r(r: npt.ArrayLike, n: float, k: float) -> np.ndarray:
+    """Density of r = sqrt(r^2) under chance: f_r(r) = 2 r f_Beta(r^2; k/2, (n-k)/2).
+
+    >>> from scipy.integrate import quad
+    >>> round(quad(lambda t: float(chance_pdf_r(t, 64, 8)), 0, 1)[0], 6)
+    1.0
+    """
+    a, b = chance_params(n, k)
+    x = np.asarray(r, dtype=float)
+    return np.asarray(2 * x * stats.beta.pdf(x**2, a, b))

@@ -1,0 +1,113 @@
+"""Calibration: under a true null the per-seed tests reject at about alpha; under a planted
+effect they reject almost always. Each simulated seed is one table (one per-seed row), run
+through the same claim pipeline a user calls (``test_claim``), with no multiplicity correction.
+
+With 600 tables the rejection rate's standard error at alpha = 0.05 is 0.0089, so [0.03, 0.07]
+is more than two standard errors either side; the simulations are seeded, so the outcome is fixed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+import dimple_stats as ds
+from dimple_stats.stats import mcnemar_exact, tost
+
+N_DIM, K_DIM = 64, 8  # r^2 ~ Beta(4, 28) at chance
+STATS = {"alpha": 0.05, "correction": "none", "bootstrap": 100}
+
+
+def chance_r(rng: np.random.Generator, size: int, n: int = N_DIM, k: int = K_DIM) -> np.ndarray:
+    return np.sqrt(rng.beta(k / 2, (n - k) / 2, size))
+
+
+def tables(rng: np.random.Generator, *, seeds: int, samples: int, shrink: float = 1.0,
+           n: int = N_DIM, k: int = K_DIM) -> pd.DataFrame:
+    """``seeds`` independent tables of ``samples`` rows, stacked (one seed = one table)."""
+    size = seeds * samples
+    return pd.DataFrame({
+        "seed": np.repeat(np.arange(seeds), samples), "autoencoder": "ae",
+        "sample": np.tile(np.arange(samples), seeds), "n": n, "k": k,
+        "r_T": shrink * chance_r(rng, size, n, k), "r_R": chance_r(rng, size, n, k),
+        "success_plain": True,
+    })
+
+
+def per_seed_rejection_rate(results: pd.DataFrame) -> float:
+    per_seed = results[results["seed"] != "pooled"]
+    return float((per_seed["decision"] == "reject H0").mean())
+
+
+def test_random_subspace_null_rejects_at_alpha() -> None:
+    df = tables(np.random.default_rng(101), seeds=600, samples=50)
+    res = ds.test_claim(df, "dmm.perpendicular", null="random_subspace", stats=STATS)
+    assert len(res) == 601
+    assert 0.03 <= per_seed_rejection_rate(res) <= 0.07
+
+
+def test_random_subspace_planted_effect_rejects_almost_always() -> None:
+    # r_T at 0.8 x chance: standardised effect of r_T - r_R about -0.65 at 50 samples.
+    df = tables(np.random.default_rng(102), seeds=500, samples=50, shrink=0.8)
+    res = ds.test_claim(df, "dmm.perpendicular", null="random_subspace", stats=STATS)
+    assert per_seed_rejection_rate(res) >= 0.95
+    # ... and the pooled row over 500 seeds rejects with every estimate below chance
+    pooled = res[res["seed"] == "pooled"].iloc[0]
+    assert pooled["decision"] == "reject H0" and pooled["ci_high"] < 1.0
+
+
+def test_beta_null_rejects_at_alpha() -> None:
+    df = tables(np.random.default_rng(103), seeds=600, samples=50)
+    res = ds.test_claim(df, "dmm.perpendicular", null="beta", stats=STATS)
+    assert 0.03 <= per_seed_rejection_rate(res) <= 0.07
+
+
+def test_why_the_beta_null_is_tested_on_the_probability_scale() -> None:
+    # The catalogue's literal statistic r^2 - k/n is not symmetric at chance (Beta(8, 384) is
+    # right-skewed: median < mean k/n), so a signed-rank test of it rejects "less" far too often.
+    rng = np.random.default_rng(104)
+    n, k = 784, 16
+    r2 = rng.beta(k / 2, (n - k) / 2, size=(500, 200))
+    naive = stats.wilcoxon(r2 - k / n, axis=1, alternative="less").pvalue
+    assert (naive <= 0.05).mean() > 0.15
+    df = tables(rng, seeds=300, samples=200, n=n, k=k)
+    res = ds.test_claim(df, "dmm.perpendicular", null="beta", stats=STATS)
+    assert per_seed_rejection_rate(res) <= 0.08
+
+
+def test_tost_is_calibrated_at_the_margin_and_powerful_inside() -> None:
+    rng = np.random.default_rng(105)
+    margin = 0.05
+    d = chance_r(rng, (500, 80)) - chance_r(rng, (500, 80))  # symmetric about 0
+    at_margin = np.mean([tost(row + margin, margin).pvalue <= 0.05 for row in d])
+    inside = np.mean([tost(row, 0.1).pvalue <= 0.05 for row in d])
+    assert at_margin <= 0.07
+    assert inside >= 0.95
+
+
+def test_exact_mcnemar_never_exceeds_alpha_under_the_null() -> None:
+    rng = np.random.default_rng(106)
+    on = rng.random((500, 60)) < 0.5
+    off = rng.random((500, 60)) < 0.5
+    rate = np.mean([mcnemar_exact(a, b, alternative="greater").pvalue <= 0.05
+                    for a, b in zip(on, off)])
+    assert 0.01 <= rate <= 0.06  # exact binomial tests are conservative
+    off_more = rng.random((500, 60)) < 0.8
+    assert np.mean([mcnemar_exact(a, b, alternative="greater").pvalue <= 0.05
+                    for a, b in zip(on, off_more)]) >= 0.95
+
+
+def test_change_point_sup_f_bootstrap_is_calibrated_on_straight_lines() -> None:
+    from dimple_stats.stats import fit_two_segment
+    from dimple_stats.stats.changepoint import sup_f_pvalue
+
+    rng = np.random.default_rng(107)
+    e = np.arange(12.0)
+    lines = 5 - 0.3 * e + rng.normal(0, 0.2, (400, 12))
+    p = np.array([sup_f_pvalue(e, y, n_resamples=200, rng=rng) for y in lines])
+    assert 0.03 <= (p <= 0.05).mean() <= 0.07
+    bent = np.where(e <= 4, 5 - 0.6 * e, 2.6 - 0.1 * (e - 4)) + rng.normal(0, 0.2, (100, 12))
+    p_bent = [sup_f_pvalue(e, y, n_resamples=200, rng=rng) for y in bent]
+    assert np.mean(np.array(p_bent) <= 0.05) >= 0.95
+    assert np.mean([fit_two_segment(e, y).change_point == 4 for y in bent]) >= 0.5

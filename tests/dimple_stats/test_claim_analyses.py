@@ -1,0 +1,318 @@
+"""Every claim's analysis on synthetic tables whose truth is planted (see conftest.py)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+import dimple_stats as ds
+from dimple_stats.claims import CATALOGUE
+from dimple_stats.claims.analysis import ANALYSES, AnalysisError, get_analysis
+from dimple_stats.claims.catalogue import UnknownClaimError
+from dimple_stats.measurements import MeasurementsError
+
+FAST = {"bootstrap": 200}
+
+
+def rows(res: pd.DataFrame, **where: object) -> pd.DataFrame:
+    mask = np.ones(len(res), dtype=bool)
+    for col, val in where.items():
+        mask &= (res[col] == val).to_numpy()
+    return res[mask]
+
+
+def one(res: pd.DataFrame, **where: object) -> pd.Series:
+    hit = rows(res, **where)
+    assert len(hit) == 1, (where, hit)
+    return hit.iloc[0]
+
+
+def test_every_catalogue_claim_has_an_analysis() -> None:
+    assert sorted(ANALYSES) == sorted(CATALOGUE)
+    for cid in CATALOGUE:
+        assert ANALYSES[cid].run.__doc__ and "ensor" in ANALYSES[cid].run.__doc__, cid
+
+
+def test_unknown_claim_and_bad_options_are_clear(measurements: pd.DataFrame) -> None:
+    with pytest.raises(UnknownClaimError, match="did you mean 'dmm.perpendicular'"):
+        get_analysis("dmm.perpendiclar")
+    with pytest.raises(UnknownClaimError, match="did you mean"):
+        ds.test_claim(measurements, "zp.not_below_randm")
+    with pytest.raises(ValidationError, match="null"):
+        ds.test_claim(measurements, "dmm.perpendicular", null="gaussian")
+
+
+# --- dmm.perpendicular ---------------------------------------------------------------------------
+
+def test_perpendicular_rows_and_decisions(measurements: pd.DataFrame) -> None:
+    res = ds.test_claim(measurements, "dmm.perpendicular", stats=FAST)
+    assert len(res) == 2 * (3 + 1)
+    assert rows(res, seed="pooled")["autoencoder"].tolist() == ["isometric", "plain"]
+    plain = rows(res, autoencoder="plain")
+    assert (plain["decision"] == "reject H0").all()
+    assert plain["estimate"].between(0.5, 0.7).all()  # planted 0.6 x chance
+    assert (plain["effect_size"] < -0.8).all() and plain["alternative"].eq("less").all()
+    iso = rows(res, autoencoder="isometric")
+    assert (iso["decision"] == "retain H0").all()
+    pooled = one(res, autoencoder="plain", seed="pooled")
+    assert (pooled["n"], pooled["n_seeds"], pooled["n_seeds_reject"]) == (180, 3, 3)
+    assert pooled["ci_low"] < pooled["estimate"] < pooled["ci_high"] < 1.0
+    assert pooled["null"] == CATALOGUE["dmm.perpendicular"].nulls["random_subspace"]
+    assert "r_T - r_R" in pooled["test"]
+
+
+@pytest.mark.parametrize("null", ["random_subspace", "other_image", "beta"])
+def test_perpendicular_each_null_rejects_only_the_planted_autoencoder(
+        measurements: pd.DataFrame, null: str) -> None:
+    res = ds.test_claim(measurements, "dmm.perpendicular", null=null, stats=FAST)
+    assert set(res["variant"]) == {null}
+    assert one(res, autoencoder="plain", seed="pooled")["decision"] == "reject H0"
+    assert one(res, autoencoder="isometric", seed="pooled")["decision"] == "retain H0"
+
+
+def test_perpendicular_needs_only_the_columns_of_its_null(measurements: pd.DataFrame) -> None:
+    slim = measurements.drop(columns=["r_Tother", "norm_on", "recon_err"])
+    assert len(ds.test_claim(slim, "dmm.perpendicular", null="beta", stats=FAST)) == 8
+    with pytest.raises(MeasurementsError, match="missing column 'r_Tother'"):
+        ds.test_claim(slim, "dmm.perpendicular", null="other_image")
+
+
+def test_a_non_default_test_is_part_of_the_variant(measurements: pd.DataFrame) -> None:
+    res = ds.test_claim(measurements, "dmm.perpendicular", test="sign", stats=FAST)
+    row = one(res, autoencoder="plain", seed=0)
+    assert row["variant"] == "random_subspace (sign)" and row["statistic_name"] == "n positive"
+    assert row["effect_name"].startswith("sign effect")
+
+
+# --- censoring: counted, never dropped -------------------------------------------------------------
+
+def test_censored_rows_are_counted_not_dropped(measurements: pd.DataFrame) -> None:
+    df = measurements.copy()
+    target = (df["seed"] == 0) & (df["autoencoder"] == "plain")
+    failed_plain = target & (df["sample"] < 7)
+    failed_on = target & df["sample"].between(5, 14)  # overlaps samples 5, 6
+    df.loc[failed_plain, ["success_plain", "norm_plain"]] = [False, 100.0]
+    df.loc[failed_on, ["success_on", "norm_on"]] = [False, 100.0]
+    df.loc[failed_on, "eps_on"] = 100.0
+
+    perp = one(ds.test_claim(df, "dmm.perpendicular", stats=FAST), autoencoder="plain", seed=0)
+    assert (perp["n"], perp["n_censored"]) == (60, 7)
+    asym = ds.test_claim(df, "dmm.norm_asymmetry", stats=FAST)
+    main = one(asym, autoencoder="plain", seed=0, variant="beyond_dimension_counting")
+    assert (main["n"], main["n_censored"]) == (60, 10)
+    assert one(asym, autoencoder="plain", seed="pooled",
+               variant="beyond_dimension_counting")["n_censored"] == 10
+    # The censored norms are used (at eps): the estimate moves when they are.
+    before = one(ds.test_claim(measurements, "dmm.norm_asymmetry", stats=FAST),
+                 autoencoder="plain", seed=0, variant="naive")["estimate"]
+    assert one(asym, autoencoder="plain", seed=0, variant="naive")["estimate"] > before
+    off = one(ds.test_claim(df, "dmm.off_equals_unrestricted", stats=FAST), autoencoder="plain",
+              seed=0)
+    assert (off["n"], off["n_censored"]) == (60, 7)
+    grad = one(ds.test_claim(df, "dmm.gradient_perpendicular", stats=FAST), autoencoder="plain",
+               seed=0)
+    assert (grad["n"], grad["n_censored"]) == (60, 0)  # no attack involved
+
+
+def test_nonfinite_values_are_left_out_and_noted(measurements: pd.DataFrame) -> None:
+    df = measurements.copy()
+    df.loc[(df["seed"] == 1) & (df["autoencoder"] == "plain") & (df["sample"] < 3), "r_R"] = np.nan
+    row = one(ds.test_claim(df, "dmm.perpendicular", stats=FAST), autoencoder="plain", seed=1)
+    assert row["n"] == 57 and "3 non-finite value(s) left out" in row["note"]
+
+
+# --- zp.not_below_random -------------------------------------------------------------------------
+
+def test_not_below_random_two_variants(measurements: pd.DataFrame) -> None:
+    res = ds.test_claim(measurements, "zp.not_below_random", margin=0.05, stats=FAST)
+    assert set(res["variant"]) == {"greater", "tost"}
+    tost_iso = one(res, autoencoder="isometric", seed="pooled", variant="tost")
+    assert tost_iso["decision"] == "reject H0" and tost_iso["alternative"] == "equivalence"
+    assert "TOST" in tost_iso["test"] and "+-0.05" in tost_iso["test"]
+    # plain's r_T is far below r_R: neither "greater" nor equivalence holds
+    assert (rows(res, autoencoder="plain")["decision"] == "retain H0").all()
+    # a margin too narrow to show equivalence
+    narrow = ds.test_claim(measurements, "zp.not_below_random", margin=0.001, stats=FAST)
+    assert one(narrow, autoencoder="isometric", seed="pooled", variant="tost")["decision"] == \
+        "retain H0"
+
+
+# --- norm claims -----------------------------------------------------------------------------------
+
+def test_norm_asymmetry_tests_the_excess_over_dimension_counting(
+        synthetic: SimpleNamespace) -> None:
+    df = synthetic.measurements()
+    df.loc[df["autoencoder"] == "plain", "norm_on"] *= 1.5  # planted excess log(1.5)
+    res = ds.test_claim(df, "dmm.norm_asymmetry", stats=FAST)
+    excess = one(res, autoencoder="plain", seed="pooled", variant="beyond_dimension_counting")
+    assert excess["decision"] == "reject H0"
+    assert excess["estimate"] == pytest.approx(math.log(1.5), abs=0.06)
+    assert one(res, autoencoder="isometric", seed="pooled",
+               variant="beyond_dimension_counting")["decision"] == "retain H0"
+    naive = one(res, autoencoder="isometric", seed=0, variant="naive")
+    assert naive["decision"] == "descriptive" and math.isnan(naive["p"])
+    assert naive["estimate"] == pytest.approx(0.5 * math.log(56 / 8), abs=0.08)
+    assert "dimension counting predicts 0.973" in naive["note"]
+
+
+def test_off_equals_unrestricted_tost(synthetic: SimpleNamespace) -> None:
+    df = synthetic.measurements()
+    res = ds.test_claim(df, "dmm.off_equals_unrestricted", stats=FAST)
+    assert (res["decision"] == "reject H0").all()  # norm_off = norm_plain x exp(N(0, 0.05))
+    df.loc[df["autoencoder"] == "plain", "norm_off"] *= 1.3
+    res = ds.test_claim(df, "dmm.off_equals_unrestricted", stats=FAST)
+    assert (rows(res, autoencoder="plain")["decision"] == "retain H0").all()
+
+
+def test_off_succeeds_more_mcnemar(synthetic: SimpleNamespace) -> None:
+    res = ds.test_claim(synthetic.measurements(censor_on=0.3), "dmm.off_succeeds_more", stats=FAST)
+    row = one(res, autoencoder="plain", seed=0)
+    assert row["estimate"] == pytest.approx(0.3) and row["n_censored"] == 18
+    assert row["statistic"] == 18 and row["decision"] == "reject H0"
+    assert row["p"] == pytest.approx(0.5**18)  # 18 discordant pairs, all one way
+    same = ds.test_claim(synthetic.measurements(), "dmm.off_succeeds_more", stats=FAST)
+    assert (same["p"] == 1.0).all() and (same["decision"] == "retain H0").all()
+
+
+# --- iso.plain_vs_isometric ------------------------------------------------------------------------
+
+def test_plain_vs_isometric_pairs_the_same_samples(measurements: pd.DataFrame) -> None:
+    shuffled = measurements.sample(frac=1.0, random_state=3)
+    res = ds.test_claim(shuffled, "iso.plain_vs_isometric", stats=FAST)
+    direct = ds.test_claim(measurements, "iso.plain_vs_isometric", stats=FAST)
+    pd.testing.assert_frame_equal(res, direct)
+    row = one(res, seed="pooled")
+    assert row["autoencoder"] == "plain - isometric" and row["alternative"] == "two-sided"
+    assert row["decision"] == "reject H0" and row["estimate"] < 0
+    # by hand for seed 0: the median of the paired differences
+    a = measurements[(measurements.seed == 0) & (measurements.autoencoder == "plain")]
+    b = measurements[(measurements.seed == 0) & (measurements.autoencoder == "isometric")]
+    d = a.set_index("sample")["r_T"] - b.set_index("sample")["r_T"]
+    assert one(res, seed=0)["estimate"] == pytest.approx(float(d.median()))
+
+
+def test_plain_vs_isometric_names_and_errors(measurements: pd.DataFrame) -> None:
+    renamed = measurements.replace({"autoencoder": {"plain": "ae_plain", "isometric": "ae_iso"}})
+    with pytest.raises(AnalysisError, match="none called 'plain'.*ae_iso, ae_plain"):
+        ds.test_claim(renamed, "iso.plain_vs_isometric")
+    with pytest.raises(AnalysisError, match="did you mean 'ae_iso'"):
+        ds.test_claim(renamed, "iso.plain_vs_isometric", plain="ae_plain", isometric="ae_isso")
+    res = ds.test_claim(renamed, "iso.plain_vs_isometric", plain="ae_plain", isometric="ae_iso",
+                        stats=FAST)
+    assert set(res["autoencoder"]) == {"ae_plain - ae_iso"}
+    partial = measurements[~((measurements.autoencoder == "isometric") & (measurements["sample"] < 4))]
+    row = one(ds.test_claim(partial, "iso.plain_vs_isometric", stats=FAST), seed=1)
+    assert row["n"] == 56 and "4 unpaired sample(s) left out" in row["note"]
+
+
+# --- ae.validity -----------------------------------------------------------------------------------
+
+def test_validity_spearman_and_terciles(synthetic: SimpleNamespace) -> None:
+    df = synthetic.measurements()
+    rel = df["recon_err"] / df["norm_plain"]
+    df.loc[df["autoencoder"] == "plain", "r_T"] = (0.2 + rel + np.random.default_rng(0).normal(
+        0, 0.02, len(df)))[df["autoencoder"] == "plain"]
+    res = ds.test_claim(df, "ae.validity", stats=FAST)
+    main = rows(res, variant="no_association")
+    assert one(main, autoencoder="plain", seed="pooled")["decision"] == "reject H0"
+    assert one(main, autoencoder="isometric", seed="pooled")["decision"] == "retain H0"
+    pooled = one(main, autoencoder="plain", seed="pooled")
+    assert -1 <= pooled["ci_low"] <= pooled["estimate"] <= pooled["ci_high"] <= 1
+    terciles = rows(res, autoencoder="plain", seed=0)
+    terciles = terciles[terciles["variant"].str.startswith("recon_err tercile")]
+    assert terciles["n"].tolist() == [20, 20, 20]
+    assert (terciles["decision"] == "descriptive").all()
+
+
+# --- iso.defense -----------------------------------------------------------------------------------
+
+def test_defense_mcnemar_per_eps_and_baseline(synthetic: SimpleNamespace) -> None:
+    res = ds.test_claim(synthetic.defense(), "iso.defense", stats=FAST)
+    variants = set(rows(res, autoencoder="isometric")["variant"])
+    assert variants == {"vs none @ eps=0.5", "vs none @ eps=1", "vs plain @ eps=0.5",
+                        "vs plain @ eps=1", "clean cost vs none", "clean cost vs plain"}
+    assert set(rows(res, autoencoder="plain")["variant"]) == {
+        "vs none @ eps=0.5", "vs none @ eps=1", "clean cost vs none"}
+    assert "none" not in set(res["autoencoder"])
+    iso = one(res, autoencoder="isometric", variant="vs none @ eps=0.5", seed="pooled")
+    assert iso["decision"] == "reject H0" and iso["estimate"] > 0.2
+    cost = one(res, autoencoder="isometric", variant="clean cost vs none", seed=0)
+    assert cost["decision"] == "descriptive" and cost["estimate"] == 0.0
+    only = ds.test_claim(synthetic.defense(), "iso.defense", eps=[1.0], stats=FAST)
+    assert not only["variant"].str.contains("0.5").any()
+    with pytest.raises(AnalysisError, match=r"eps \[2.0\] not in the defense table"):
+        ds.test_claim(synthetic.defense(), "iso.defense", eps=[2.0])
+    with pytest.raises(AnalysisError, match="baseline"):
+        ds.test_claim(synthetic.defense(robust={"isometric": 0.5, "irvae": 0.4}), "iso.defense")
+
+
+# --- dmm.clinging_then_dimpling ---------------------------------------------------------------------
+
+def test_clinging_finds_the_planted_change_point(synthetic: SimpleNamespace) -> None:
+    res = ds.test_claim(synthetic.training(change=5), "dmm.clinging_then_dimpling", stats=FAST)
+    cp = one(res, variant="change point", seed=0)
+    assert cp["estimate"] == 5 and cp["ci_low"] <= 5 <= cp["ci_high"]
+    assert cp["decision"] == "reject H0" and cp["statistic_name"] == "F(2, 11)"
+    assert cp["effect_size"] < 0.2  # late slope much flatter than the early one
+    assert one(res, variant="trend early", seed=0)["estimate"] == -1.0
+    below = one(res, variant="r_T below chance throughout", seed="pooled")
+    assert below["decision"] == "reject H0"
+    assert "censored per epoch: 0:0" in cp["note"]
+
+
+def test_clinging_straight_line_has_no_change_point(synthetic: SimpleNamespace) -> None:
+    # change beyond the last epoch: one straight line from 4 down to 1.8
+    res = ds.test_claim(synthetic.training(change=40, epochs=12, early=0.2, seeds=(0, 1, 2)),
+                        "dmm.clinging_then_dimpling", stats=FAST)
+    assert (rows(res, variant="change point")["decision"] == "retain H0").all()
+
+
+# --- dmm.adv_training_deepens ----------------------------------------------------------------------
+
+def test_adv_training_deepens(synthetic: SimpleNamespace) -> None:
+    res = ds.test_claim(synthetic.adv_training(deepen=1.5), "dmm.adv_training_deepens", stats=FAST)
+    assert (res["decision"] == "reject H0").all()
+    assert one(res, variant="no_deepening", seed=0)["estimate"] > 0.3
+    flat = ds.test_claim(synthetic.adv_training(deepen=1.0), "dmm.adv_training_deepens", stats=FAST)
+    assert (rows(flat, variant="no_deepening")["decision"] == "retain H0").all()
+    bad = synthetic.adv_training().replace({"classifier": {"adversarial": "robust"}})
+    with pytest.raises(AnalysisError, match="robust"):
+        ds.test_claim(bad, "dmm.adv_training_deepens")
+
+
+# --- a whole protocol ------------------------------------------------------------------------------
+
+PROTOCOL = """
+name: t
+dataset: {name: digits}
+autoencoders: {plain: {arch: mlp, latent_dim: 8}, isometric: {arch: mlp, latent_dim: 8}}
+claims:
+  - dmm.perpendicular: {null: random_subspace}
+  - dmm.perpendicular: {null: random_subspace}
+  - dmm.perpendicular: {null: beta}
+  - dmm.norm_asymmetry
+  - iso.defense
+stats: {alpha: 0.05, correction: holm, bootstrap: 200}
+"""
+
+
+def test_analyse_a_protocol_adjusts_across_all_claims(measurements: pd.DataFrame,
+                                                     synthetic: SimpleNamespace) -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    protocol = ds.load_protocol_text(PROTOCOL)
+    res = ds.analyse(measurements, protocol, tables={"defense": synthetic.defense()})
+    assert list(dict.fromkeys(res["claim"])) == ["dmm.perpendicular", "dmm.norm_asymmetry",
+                                                 "iso.defense"]
+    # the repeated entry is analysed once
+    assert len(rows(res, claim="dmm.perpendicular", variant="random_subspace")) == 8
+    per_seed = res[(res["seed"] != "pooled") & res["p"].notna()]
+    assert per_seed["p_adj"].to_numpy() == pytest.approx(
+        multipletests(per_seed["p"], method="holm")[1], abs=0)
+    with pytest.raises(MeasurementsError, match=r"defense table \(defense.parquet\)"):
+        ds.analyse(measurements, protocol)

@@ -1,0 +1,132 @@
+"""The results table: stable columns, pooling over seeds, multiplicity families, decisions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+from dimple_stats.protocol.schema import StatsConfig
+from dimple_stats.results import DESCRIPTIVE, RESULT_COLUMNS, ResultRow, finalise
+from dimple_stats.stats import random_effects
+
+# The documented column set; a change here is a breaking change for every report reader.
+COLUMNS = [
+    "claim", "variant", "autoencoder", "seed", "n", "n_censored", "estimate", "ci_low", "ci_high",
+    "se", "estimate_meaning", "effect_size", "effect_name", "statistic", "statistic_name", "p",
+    "p_adj", "alpha", "decision", "null", "test", "alternative", "n_seeds", "n_seeds_reject",
+    "suggested_n", "note",
+]
+
+
+def row(claim: str, seed: int, p: float, est: float = 1.0, se: float = 0.1, *,
+        variant: str = "v", ae: str = "a", alternative: str = "greater", effect: float = 0.5,
+        test: str = "t") -> ResultRow:
+    return ResultRow(claim, variant, ae, seed, 20, 1, est, est - 2 * se, est + 2 * se, se, "m",
+                     effect, "r", 3.0, "W+", p, "null", test, alternative, suggested_n=30.0 + seed)
+
+
+def test_columns_are_the_documented_ones() -> None:
+    assert list(RESULT_COLUMNS) == COLUMNS
+    assert all(len(text) > 10 for text in RESULT_COLUMNS.values())
+    assert list(finalise([row("c", 0, 0.01)]).columns) == COLUMNS
+
+
+P_SEED = {("c1", 0): 0.001, ("c1", 1): 0.04, ("c1", 2): 0.03, ("c2", 0): 0.2, ("c2", 1): 0.012,
+          ("c2", 2): 0.5}
+
+
+def rows_of_two_claims() -> list[ResultRow]:
+    out = [row(c, s, p, est=1.0 + 0.1 * s) for (c, s), p in P_SEED.items()]
+    out.append(ResultRow("c2", "descr", "a", 0, 20, 0, 1.0, 0.8, 1.2, 0.1, "m", math.nan, "",
+                         math.nan, "", math.nan, "(descriptive)", DESCRIPTIVE, ""))
+    return out
+
+
+def test_holm_across_all_per_seed_rows_and_a_separate_pooled_family() -> None:
+    df = finalise(rows_of_two_claims(), StatsConfig(correction="holm"))
+    per_seed = df[(df["seed"] != "pooled") & df["p"].notna()]
+    expected = multipletests(list(P_SEED.values()), method="holm")[1]
+    assert per_seed["p_adj"].tolist() == expected.tolist()
+    pooled = df[(df["seed"] == "pooled") & df["p"].notna()]
+    assert pooled["p_adj"].tolist() == multipletests(pooled["p"], method="holm")[1].tolist()
+    assert len(pooled) == 2
+
+
+def test_fdr_bh_and_none() -> None:
+    bh = finalise(rows_of_two_claims(), StatsConfig(correction="fdr_bh"))
+    per_seed = bh[(bh["seed"] != "pooled") & bh["p"].notna()]
+    assert per_seed["p_adj"].tolist() == multipletests(list(P_SEED.values()),
+                                                       method="fdr_bh")[1].tolist()
+    none = finalise(rows_of_two_claims(), StatsConfig(correction="none"))
+    tested = none["p"].notna()
+    assert (none.loc[tested, "p_adj"] == none.loc[tested, "p"]).all()
+
+
+def test_decisions_and_seed_counts() -> None:
+    df = finalise(rows_of_two_claims(), StatsConfig(alpha=0.05, correction="holm"))
+    # Holm-adjusted per-seed p: c1 -> 0.006, 0.12, 0.12; c2 -> 0.4, 0.06, 0.5
+    c1 = df[(df["claim"] == "c1") & (df["seed"] != "pooled")]
+    assert c1["decision"].tolist() == ["reject H0", "retain H0", "retain H0"]
+    assert (df["alpha"] == 0.05).all()
+    pooled_c1 = df[(df["claim"] == "c1") & (df["seed"] == "pooled")].iloc[0]
+    assert (pooled_c1["n_seeds"], pooled_c1["n_seeds_reject"], pooled_c1["n"]) == (3, 1, 60)
+    descr = df[df["variant"] == "descr"]
+    assert descr["decision"].tolist() == ["descriptive", "descriptive"]
+    assert descr["p_adj"].isna().all()
+    # loosening alpha flips c1's seeds 1 and 2
+    loose = finalise(rows_of_two_claims(), StatsConfig(alpha=0.15, correction="holm"))
+    assert loose[(loose["claim"] == "c1") & (loose["seed"] == "pooled")].iloc[0][
+        "n_seeds_reject"] == 3
+
+
+def test_pooled_row_is_random_effects_and_stouffer() -> None:
+    df = finalise(rows_of_two_claims())
+    pooled = df[(df["claim"] == "c1") & (df["seed"] == "pooled")].iloc[0]
+    meta = random_effects([1.0, 1.1, 1.2], [0.01, 0.01, 0.01])
+    assert (pooled["estimate"], pooled["se"], pooled["ci_low"], pooled["ci_high"]) == \
+        pytest.approx((meta.estimate, meta.se, meta.ci_low, meta.ci_high), abs=1e-12)
+    ref = stats.combine_pvalues([0.001, 0.04, 0.03], method="stouffer")
+    assert (pooled["statistic"], pooled["p"]) == pytest.approx((ref.statistic, ref.pvalue),
+                                                              abs=1e-12)
+    assert pooled["statistic_name"] == "Stouffer Z" and pooled["suggested_n"] == 31
+    assert "random-effects meta-analysis" in pooled["test"]
+
+
+def test_groups_list_seeds_in_order_then_pooled() -> None:
+    rows = [row("c", s, 0.5) for s in (2, 0, 1)] + [row("c", 0, 0.5, ae="b")]
+    df = finalise(rows)
+    assert list(zip(df["autoencoder"], df["seed"])) == [
+        ("a", 0), ("a", 1), ("a", 2), ("a", "pooled"), ("b", 0), ("b", "pooled")]
+
+
+def test_two_sided_pooling_uses_each_seeds_direction() -> None:
+    same = finalise([row("c", s, 0.01, alternative="two-sided", effect=0.4) for s in (0, 1)])
+    split = finalise([row("c", 0, 0.01, alternative="two-sided", effect=0.4),
+                      row("c", 1, 0.01, alternative="two-sided", effect=-0.4)])
+    assert same.iloc[-1]["p"] < 0.01 < 0.99 < split.iloc[-1]["p"]
+
+
+def test_correlations_pool_on_fisher_z_and_stay_in_range() -> None:
+    rs = []
+    for s, rho in enumerate((-0.96, -0.97, -0.95)):
+        r = row("c", s, 1e-5, est=rho, se=(1 - rho**2) * 0.35, alternative="two-sided",
+                effect=rho)
+        r.extra["scale"] = "fisher_z"
+        rs.append(r)
+    pooled = finalise(rs).iloc[-1]
+    assert -1 < pooled["ci_low"] < pooled["estimate"] < pooled["ci_high"] < -0.9
+    z = np.arctanh([-0.96, -0.97, -0.95])
+    meta = random_effects(z, np.full(3, 0.35**2))
+    assert pooled["estimate"] == pytest.approx(math.tanh(meta.estimate), abs=1e-12)
+
+
+def test_seed_without_standard_error_is_left_out_of_the_estimate() -> None:
+    rows = [row("c", 0, 0.01, est=1.0), row("c", 1, 0.01, est=5.0, se=0.0)]
+    pooled = finalise(rows).iloc[-1]
+    assert pooled["estimate"] == 1.0 and "1 seed(s) without a standard error" in pooled["note"]
+    assert isinstance(finalise(rows), pd.DataFrame)
