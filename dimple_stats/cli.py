@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -175,6 +175,76 @@ def train(
     except (DatasetNotFoundError, DatasetConfigError) as exc:
         raise _fail(f"{protocol_file}: dataset: {exc}") from None
     _print_metrics(rows)
+
+
+@app.command()
+def run(
+    protocol_file: Annotated[Path, typer.Argument(help="Protocol YAML file.", show_default=False)],
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0-4 or 0,2 "
+                                                 "(default: the protocol's).")] = None,
+    executor: Annotated[Optional[str], typer.Option(
+        help="local | processes | ray (default: the protocol's).")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="Ray cluster address (default: start a local Ray instance).")] = None,
+    store: Annotated[Optional[Path], typer.Option(help="Artifact store directory "
+                                                  "(default: $DIMPLE_STATS_STORE or "
+                                                  "~/.cache/dimple-stats/store).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Report directory "
+                                                "(default: reports/<protocol name>).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N "
+                                                  "(default: the protocol's).")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N eval "
+                                                 "images (a quick, reduced run).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Run a protocol end to end: train or load, attack and measure, test every claim, report."""
+    overrides = list(set_ or ())
+    if executor is not None:
+        overrides.append(f"executor={executor}")
+    if device is not None:
+        overrides.append(f"device={device}")
+    try:
+        protocol = load_protocol(protocol_file, overrides=overrides)
+        seed_list = parse_seeds(seeds) if seeds else None
+    except ProtocolError as exc:
+        raise _fail(str(exc)) from None
+    except ValueError as exc:
+        raise _fail(f"--seeds: {exc}") from None
+    # Imported here: everything above runs without torch.
+    from runners.datasets import DatasetConfigError, DatasetNotFoundError
+    from runners.pipeline import UnsupportedClaimError, run_protocol
+
+    console = Console(stderr=True)
+    try:
+        outcome = run_protocol(
+            protocol, seeds=seed_list, address=address, store_root=store, out_dir=out,
+            limit=limit, progress=sys.stderr.isatty(),
+            on_seed=lambda o: console.print(
+                f"seed {o.seed}: {len(o.measurements)} measurement rows "
+                f"({o.shards.get('computed', 0)} shards computed, "
+                f"{o.shards.get('loaded', 0)} loaded)", highlight=False),
+        )
+    except (DatasetNotFoundError, DatasetConfigError) as exc:
+        raise _fail(f"{protocol_file}: dataset: {exc}") from None
+    except UnsupportedClaimError as exc:
+        raise _fail(f"{protocol_file}: claims: {exc}") from None
+    _print_summary(outcome.results)
+    typer.echo(f"report: {outcome.out_dir}")
+
+
+def _print_summary(results: "Any") -> None:
+    pooled = results[results["seed"].astype(str) == "pooled"]
+    shown = pooled if len(pooled) else results
+    table = Table(title="claims (pooled over seeds)" if len(pooled) else "claims")
+    for col in ("claim", "variant", "autoencoder", "n", "estimate [CI]", "p_adj", "decision",
+                "seeds rejecting"):
+        table.add_column(col, justify="right" if col in ("n", "p_adj") else "left")
+    for row in shown.itertuples(index=False):
+        table.add_row(str(row.claim), str(row.variant), str(row.autoencoder), _cell(row.n),
+                      f"{_cell(row.estimate)} [{_cell(row.ci_low)}, {_cell(row.ci_high)}]",
+                      _cell(row.p_adj), str(row.decision),
+                      f"{_cell(row.n_seeds_reject)}/{_cell(row.n_seeds)}")
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def _print_metrics(rows: list[dict]) -> None:
