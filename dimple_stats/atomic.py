@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_atomic", "write_text_atomic"]
+__all__ = ["write_atomic", "write_bytes_atomic", "write_text_atomic"]
 
 
 def _default_mode() -> int:
@@ -32,12 +32,45 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     os.close(fd)
     try:
         write(tmp)
+        # fsync before the rename: otherwise a crash can publish the name with empty content.
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _fsync_dir(path.parent)
     return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform lets a directory be opened.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:
+    """Replace ``path`` by ``data`` atomically: readers see the old content or the new, never a mix.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.bin"
+    >>> write_bytes_atomic(p, b"a,b\\n").read_bytes()
+    b'a,b\\n'
+    """
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    return write_atomic(path, write)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

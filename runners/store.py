@@ -41,6 +41,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from dimple_stats.atomic import write_bytes_atomic
 from dimple_stats.hashing import canonical_hash, canonical_json
 
 if TYPE_CHECKING:
@@ -521,11 +522,8 @@ class ArtifactStore:
 
 # ---------------------------------------------------------------------------- single files
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:
-    """Replace file ``path`` by ``data`` atomically: readers see the old content or the new, never a mix.
-
-    The data go to a temporary file in the same directory (``os.replace`` is only atomic within one
-    filesystem), are fsynced, and the temporary file is renamed over ``path``. Missing parent
-    directories are created. The new file gets default (umask) permissions.
+    """Replace file ``path`` by ``data`` atomically (temp file, fsync, ``os.replace``); one
+    implementation for the store and the torch-free report writer: :mod:`dimple_stats.atomic`.
 
     Examples
     --------
@@ -535,27 +533,13 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | m
     >>> target.read_bytes()
     b'a,b\\n1,2\\n'
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(target.parent)
-    return target
+    return write_bytes_atomic(path, data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """:func:`atomic_write_bytes` of ``text`` encoded; newlines are written as given on every OS,
     so reports are byte-identical across machines."""
-    return atomic_write_bytes(path, text.encode(encoding))
+    return write_bytes_atomic(path, text.encode(encoding))
 
 
 # -------------------------------------------------------------------------------- helpers

@@ -30,17 +30,6 @@ from runners.geometry import DenseSubspace
 from runners.models.classifiers import LinearClassifier, MLPClassifier, freeze
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tensors are tiny: a second OpenMP thread only adds spin-waiting, which on a busy
-    2-core machine made this file 25x slower. Module scope: autouse fixtures of a scope come
-    first, so the module's training fixtures run single-threaded too. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", ["pgd", "losses"])
 def test_doctests(name: str) -> None:
     result = doctest.testmod(importlib.import_module(f"runners.attacks.{name}"))

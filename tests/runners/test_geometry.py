@@ -49,17 +49,6 @@ ANGLE_TOL = 1e-4  # radians, float64 (the issue's bound)
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tensors are tiny: a second OpenMP thread only adds spin-waiting, which on a busy
-    2-core machine made this file 25x slower. Module scope: autouse fixtures of a scope come
-    first, so the module's training fixtures run single-threaded too. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def small():
     """The default synthetic manifold: n = 64, k = 8."""

@@ -26,17 +26,6 @@ TANGENT = TangentConfig(dtype="float64")
 RATIOS = ("r_T", "r_R", "r_Tother", "r_T_grad")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These tensors are tiny: a second OpenMP thread only adds spin-waiting, which on a busy
-    2-core machine made this file 25x slower. Module scope: autouse fixtures of a scope come
-    first, so the module's training fixtures run single-threaded too. Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def setup():
     data = load_dataset(SyntheticDataset(name="synthetic", eval_samples=40, train_samples=400),
