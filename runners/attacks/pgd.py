@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import inspect
 import math
 from collections.abc import Callable
@@ -179,7 +180,7 @@ def cosine_schedule(steps: int, *, floor: float = 0.1) -> Schedule:
     return lambda t: floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, span) / span))
 
 
-class _PGD:
+class _PGD(ABC):
     """Shared loop of :class:`L2PGD` and :class:`LinfPGD` (keyword-only, foolbox-3 style)."""
 
     p: ClassVar[Literal["l2", "linf"]]
@@ -214,15 +215,18 @@ class _PGD:
                 f"loss={self.loss!r}, early_stop={self.early_stop}, refine={self.refine})")
 
     # -- the parts that differ between norms -------------------------------------------------
+    @abstractmethod
     def _direction(self, g: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The ascent direction of unit norm (L2: g/||g||; Linf: sign g)."""
 
+    @abstractmethod
     def _into_ball(self, d: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Project perturbations onto the eps-ball of the norm."""
 
+    @abstractmethod
     def _start(self, x: Tensor, project: GradientProjection | None,
                generator: torch.Generator | None) -> Tensor:
-        raise NotImplementedError
+        """The initial perturbation (zero, or a random point of the ball when random_start)."""
 
     # -- the loop ----------------------------------------------------------------------------
     def _clip(self, x: Tensor, d: Tensor) -> Tensor:
