@@ -37,6 +37,9 @@ __all__ = [
     "TRAINING_VERSION",
     "autoencoder_metrics",
     "train_protocol",
+    "config_identity",
+    "epoch_checkpoint_name",
+    "load_epoch_weights",
 ]
 
 # Part of every checkpoint key: bump it when a change to this module changes what training produces.
@@ -56,6 +59,8 @@ class TrainResult:
     key: ArtifactKey | None
     loaded: bool
     history: list[dict[str, float]] = field(default_factory=list)
+    #: Weights after each epoch (only when trained here with ``epoch_checkpoints``).
+    epoch_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -123,6 +128,80 @@ def _load_weights(path: str, model: nn.Module) -> None:
     model.load_state_dict(state)
 
 
+def _from_store(store: ArtifactStore | None, stage: str, role: str, config: Any, data_config: Any,
+                seed: int, model: nn.Module, device: torch.device
+                ) -> tuple[ArtifactKey | None, TrainResult | None]:
+    """The checkpoint key of a training stage and, when the store has it, the loaded result."""
+    if store is None:
+        return None, None
+    key = store.key(stage, {role: config_identity(config),
+                            "dataset": _data_identity(data_config), "seed": seed,
+                            "version": TRAINING_VERSION})
+    if not store.has(key):
+        return key, None
+    model.load_state_dict(store.load_tensors(key, "weights.pt"))
+    model.to(device).eval()
+    return key, TrainResult(model, store.load_json(key, "metrics.json"), key, loaded=True,
+                            history=store.load_json(key, "history.json"))
+
+
+def _save(store: ArtifactStore | None, key: ArtifactKey | None, model: nn.Module,
+          metrics: dict[str, Any], history: list[dict[str, float]],
+          epoch_states: list[dict[str, Tensor]] | None = None) -> None:
+    if store is not None and key is not None:
+        with store.writer(key) as w:
+            w.save_tensors("weights.pt", model.state_dict())
+            w.save_json("metrics.json", metrics)
+            w.save_json("history.json", history)
+            for epoch, state in enumerate(epoch_states or (), start=1):
+                w.save_tensors(epoch_checkpoint_name(epoch), state)
+
+
+def config_identity(config: Any) -> Any:
+    """A model config as it enters store keys.
+
+    A classifier's ``adversarial`` is left out while null, so that checkpoints keyed before
+    adversarial training existed keep their keys (a standard classifier is the same model).
+    """
+    exclude = {"adversarial"} if getattr(config, "adversarial", "absent") is None else None
+    return config.model_dump(mode="json", exclude=exclude)
+
+
+def epoch_checkpoint_name(epoch: int) -> str:
+    """File name of the weights after ``epoch`` (1-based) in a classifier's store entry."""
+    return f"epoch_{epoch:04d}.pt"
+
+
+def load_epoch_weights(result: TrainResult, store: ArtifactStore | None, epoch: int
+                       ) -> dict[str, Tensor]:
+    """The classifier's weights after ``epoch`` (1-based): from memory when it was just trained,
+    else from the store entry of a run with ``epoch_checkpoints=True``."""
+    if result.epoch_states:
+        return result.epoch_states[epoch - 1]
+    if store is None or result.key is None:
+        raise ValueError("no per-epoch checkpoints: train with epoch_checkpoints=True and a store")
+    return store.load_tensors(result.key, epoch_checkpoint_name(epoch))
+
+
+def _adversarial_batch(model: nn.Module, xb: Tensor, yb: Tensor, adv: Any,
+                       bounds: tuple[float, float], generator: torch.Generator) -> Tensor:
+    from runners.attacks.pgd import L2PGD, LinfPGD
+
+    cls = L2PGD if adv.norm == "l2" else LinfPGD
+    # Full-length attack (no early stop): training on the strongest iterate is Madry's recipe.
+    attack = cls(eps=adv.eps, step=adv.step_size, steps=adv.steps, loss="ce",
+                 random_start=adv.random_start, early_stop=False, refine=False, bounds=bounds)
+    was = model.training
+    model.eval()  # dropout would make the attacked function random
+    try:
+        result = attack(model, xb, yb, generator=generator)
+    finally:
+        model.train(was)
+    # The smallest adversarial iterate where the attack succeeded, the last one otherwise: both
+    # are valid training points inside the budget.
+    return (xb + result.delta).detach()
+
+
 # --------------------------------------------------------------------------- classifiers
 
 def train_classifier(
@@ -134,6 +213,7 @@ def train_classifier(
     store: ArtifactStore | None = None,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    epoch_checkpoints: bool = False,
 ) -> TrainResult:
     """Train (or load) the classifier a protocol describes.
 
@@ -150,6 +230,15 @@ def train_classifier(
         Replication seed: initialisation, dropout, batch order and validation split.
     store : ArtifactStore, optional
         Where checkpoints live; without one nothing is saved or loaded.
+    epoch_checkpoints : bool
+        Also keep the weights after every epoch (``epoch_NNNN.pt`` in the store entry; read them
+        with :func:`load_epoch_weights`) for training-dynamics measurements. Such a run is its
+        own stage (``train_classifier_epochs``), so a plain checkpoint is never taken for one.
+
+    Notes
+    -----
+    With ``config.adversarial`` every batch is replaced by its PGD examples (Madry et al. 2018),
+    generated with the model in eval mode; early stopping still watches clean accuracy.
     """
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -159,23 +248,19 @@ def train_classifier(
         model.to(device).eval()
         return TrainResult(model, {"test_accuracy": accuracy(model, data.eval.x, data.eval.y),
                                    "source": config.checkpoint}, None, loaded=True)
-    key = None
-    if store is not None:
-        key = store.key("train_classifier", {
-            "classifier": config.model_dump(mode="json"), "dataset": _data_identity(data_config),
-            "seed": seed, "version": TRAINING_VERSION,
-        })
-        if store.has(key):
-            model.load_state_dict(store.load_tensors(key, "weights.pt"))
-            model.to(device).eval()
-            return TrainResult(model, store.load_json(key, "metrics.json"), key, loaded=True,
-                               history=store.load_json(key, "history.json"))
+    stage = "train_classifier_epochs" if epoch_checkpoints else "train_classifier"
+    key, stored = _from_store(store, stage, "classifier", config, data_config, seed, model,
+                              device)
+    if stored is not None:
+        return stored
     model.to(device)
     x_tr, y_tr, x_val, y_val = _split_validation(data.train.x, data.train.y, seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     order = _generator(seed, "batches")
+    adv_noise = _generator(seed, "adversarial")
     best = (-1.0, copy.deepcopy(model.state_dict()), 0)
     history: list[dict[str, float]] = []
+    epoch_states: list[dict[str, Tensor]] = []
     start = time.perf_counter()
     with _progress(f"classifier {config.arch} (seed {seed})", config.epochs, progress) as tick:
         for epoch in range(config.epochs):
@@ -183,6 +268,9 @@ def train_classifier(
             total = 0.0
             for idx in _batches(len(x_tr), config.batch_size, order):
                 xb, yb = x_tr[idx].to(device), y_tr[idx].to(device)
+                if config.adversarial is not None:
+                    xb = _adversarial_batch(model, xb, yb, config.adversarial,
+                                            data.pixel_range, adv_noise)
                 loss = nn.functional.cross_entropy(model(xb), yb)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -191,6 +279,8 @@ def train_classifier(
             val_acc = accuracy(model, x_val, y_val)
             history.append({"epoch": epoch + 1, "train_loss": total / len(x_tr), "val_accuracy": val_acc})
             tick(loss=total / len(x_tr), val_acc=val_acc)
+            if epoch_checkpoints:
+                epoch_states.append(copy.deepcopy(model.state_dict()))
             if val_acc > best[0]:
                 best = (val_acc, copy.deepcopy(model.state_dict()), epoch + 1)
             elif config.patience is not None and epoch + 1 - best[2] >= config.patience:
@@ -205,12 +295,9 @@ def train_classifier(
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_seconds": time.perf_counter() - start,
     }
-    if store is not None and key is not None:
-        with store.writer(key) as w:
-            w.save_tensors("weights.pt", model.state_dict())
-            w.save_json("metrics.json", metrics)
-            w.save_json("history.json", history)
-    return TrainResult(model, metrics, key, loaded=False, history=history)
+    _save(store, key, model, metrics, history, epoch_states)
+    return TrainResult(model, metrics, key, loaded=False, history=history,
+                       epoch_states=epoch_states)
 
 
 # --------------------------------------------------------------------------- autoencoders
@@ -284,17 +371,10 @@ def train_autoencoder(
         _load_weights(config.checkpoint, ae)
         ae.to(device).eval()
         return TrainResult(ae, autoencoder_metrics(ae, data), None, loaded=True)
-    key = None
-    if store is not None:
-        key = store.key("train_autoencoder", {
-            "autoencoder": config.model_dump(mode="json"), "dataset": _data_identity(data_config),
-            "seed": seed, "version": TRAINING_VERSION,
-        })
-        if store.has(key):
-            ae.load_state_dict(store.load_tensors(key, "weights.pt"))
-            ae.to(device).eval()
-            return TrainResult(ae, store.load_json(key, "metrics.json"), key, loaded=True,
-                               history=store.load_json(key, "history.json"))
+    key, stored = _from_store(store, "train_autoencoder", "autoencoder", config, data_config,
+                              seed, ae, device)
+    if stored is not None:
+        return stored
     ae.to(device)
     train = _train_subset(data.train, config.train_classes, data_config)
     x_tr, _, x_val, _ = _split_validation(train.x, train.y, seed)
@@ -332,11 +412,7 @@ def train_autoencoder(
                     "regulariser": config.regulariser.kind,
                     "parameters": sum(p.numel() for p in ae.parameters()),
                     "train_seconds": time.perf_counter() - start})
-    if store is not None and key is not None:
-        with store.writer(key) as w:
-            w.save_tensors("weights.pt", ae.state_dict())
-            w.save_json("metrics.json", metrics)
-            w.save_json("history.json", history)
+    _save(store, key, ae, metrics, history)
     return TrainResult(ae, metrics, key, loaded=False, history=history)
 
 

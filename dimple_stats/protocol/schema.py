@@ -32,6 +32,7 @@ __all__ = [
     "TorchvisionDataset",
     "ImageFolderDataset",
     "DatasetConfig",
+    "AdversarialTrainingConfig",
     "ClassifierConfig",
     "NoRegulariser",
     "IsometricRegulariser",
@@ -42,6 +43,7 @@ __all__ = [
     "TangentConfig",
     "StatsConfig",
     "ReportConfig",
+    "DefenseConfig",
     "Protocol",
     "CLASSIFIER_ARCHS",
     "AUTOENCODER_ARCHS",
@@ -195,6 +197,25 @@ CLASSIFIER_ARCHS = ("mlp", "cnn_small", "vgg_cifar", "resnet18_cifar", "linear")
 _TORCHVISION_ARCH = re.compile(r"^torchvision:[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class AdversarialTrainingConfig(Frozen):
+    """PGD adversarial training (Madry et al. 2018): every batch is replaced by its PGD examples."""
+
+    norm: Literal["l2", "linf"] = Field("l2", description="Threat model of the training attack.")
+    eps: float = Field(1.0, gt=0, description="Budget of the training attack.")
+    step: float | None = Field(
+        None, gt=0, description="Step length of the training attack (null: 2.5 * eps / steps)."
+    )
+    steps: int = Field(10, ge=1, description="PGD steps per training batch.")
+    random_start: bool = Field(
+        True, description="Start each training attack uniformly in the eps-ball."
+    )
+
+    @property
+    def step_size(self) -> float:
+        """The step length actually used (Madry's 2.5 * eps / steps when ``step`` is null)."""
+        return float(self.step) if self.step is not None else 2.5 * self.eps / self.steps
+
+
 class ClassifierConfig(Frozen):
     """The classifier under attack: trained from the protocol or loaded from a checkpoint."""
 
@@ -213,6 +234,11 @@ class ClassifierConfig(Frozen):
     weight_decay: float = Field(0.0, ge=0)
     patience: int | None = Field(
         5, ge=1, description="Early stopping on the validation split (null: never)."
+    )
+    adversarial: AdversarialTrainingConfig | None = Field(
+        None, description="Train adversarially with PGD (null: standard training). The claim "
+        "dmm.adv_training_deepens trains the classifier both ways and uses these settings "
+        "(their defaults when null) for the adversarial one."
     )
 
     @field_validator("arch")
@@ -367,6 +393,44 @@ class ReportConfig(Frozen):
     figures: bool = True
 
 
+class DefenseConfig(Frozen):
+    """The projection defence of claim iso.defense and the adaptive attack used to evaluate it.
+
+    The defended model is ``classifier(P(x))``. ``P`` is ``D(E(x))`` (projection ``encoder``) or
+    the encoder's output corrected onto the decoder's tangent plane, ``D(z) + Q Q^T (x - D(z))``
+    with ``z = E(x)`` and ``Q`` the tangent QR basis at ``z`` (projection ``tangent``). The attack
+    is white-box PGD on the WHOLE defended model: its gradient goes through ``P``.
+    """
+
+    projections: tuple[Literal["encoder", "tangent"], ...] = Field(
+        ("encoder",), min_length=1,
+        description="Projections to evaluate per autoencoder; 'tangent' rows are named "
+        "'<autoencoder>:tangent' in the defense table.")
+    # Spelled out rather than on/off: YAML 1.1 reads a bare `off` as the boolean false.
+    threat: Literal["unrestricted", "on_manifold", "off_manifold"] = Field(
+        "unrestricted", description="Directions the attacker may use: any, or every gradient "
+        "step projected onto (on_manifold) or off (off_manifold) the tangent space of "
+        "`manifold` at the clean image. 'unrestricted' is the honest adaptive evaluation; "
+        "'off_manifold' tests whether the projection removes off-manifold perturbations.")
+    manifold: str | None = Field(
+        None, description="Autoencoder whose tangent space defines the threat on_manifold / "
+        "off_manifold (default: the first autoencoder).")
+    steps: int = Field(50, ge=1, description="PGD steps of the adaptive attack.")
+    step: float | None = Field(
+        None, gt=0, description="Step length as a FRACTION of eps (null: 2.5 / steps).")
+    random_start: bool = Field(False, description="Start uniformly in the eps-ball.")
+    gradient: Literal["auto", "autograd", "bpda"] = Field(
+        "auto", description="How the attack differentiates the projection: 'autograd' through "
+        "E and D; 'bpda' replaces the backward pass of P by the tangent projector Q Q^T at P(x) "
+        "(the exact derivative of an orthogonal projection onto the manifold at a point on it); "
+        "'auto' uses autograd and falls back to BPDA when P's output carries no gradient (an "
+        "encoder computed under no_grad, e.g. the oracle's iterative inversion).")
+
+    def step_fraction(self) -> float:
+        """Step length per unit of eps."""
+        return float(self.step) if self.step is not None else 2.5 / self.steps
+
+
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
@@ -387,6 +451,19 @@ class Protocol(Frozen):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     executor: Literal["local", "processes", "ray"] = "local"
     report: ReportConfig = Field(default_factory=ReportConfig)
+    defense: DefenseConfig = Field(
+        default_factory=DefenseConfig, description="Projection defence (claim iso.defense).")
+
+    @model_validator(mode="after")
+    def _defense_manifold_known(self) -> "Protocol":
+        name = self.defense.manifold
+        if name is not None and name not in self.autoencoders:
+            from dimple_stats.suggest import did_you_mean
+
+            raise ValueError(f"defense.manifold {name!r} is not an autoencoder of the protocol"
+                             f"{did_you_mean(name, self.autoencoders)}; have "
+                             f"{', '.join(self.autoencoders)}")
+        return self
 
     @field_validator("name")
     @classmethod

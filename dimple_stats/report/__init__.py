@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +16,12 @@ __all__ = ["FORMATS", "write_report", "figure_names"]
 FORMATS: dict[str, str] = {"csv": "results.csv", "latex": "results.tex", "markdown": "results.md"}
 
 
-def figure_names(results: pd.DataFrame, measurements: pd.DataFrame | None) -> list[str]:
+#: Figure drawn from the ``training`` table (dmm.clinging_then_dimpling).
+TRAINING_FIGURE = "training_curves.png"
+
+
+def figure_names(results: pd.DataFrame, measurements: pd.DataFrame | None,
+                 tables: Mapping[str, pd.DataFrame] | None = None) -> list[str]:
     """File names (under ``figures/``) that :func:`write_report` draws for these inputs."""
     names = []
     if measurements is not None and {"r_T", "r_R", "n", "k", "autoencoder"} <= set(measurements):
@@ -26,13 +31,18 @@ def figure_names(results: pd.DataFrame, measurements: pd.DataFrame | None) -> li
         names.append("norm_on_off_vs_dimension_counting.png")
     finite = results[pd.to_numeric(results["estimate"], errors="coerce").notna()]
     names += [f"forest_{c.replace('.', '_')}.png" for c in dict.fromkeys(finite["claim"])]
+    training = (tables or {}).get("training")
+    if training is not None and len(training) and {"epoch", "norm_plain", "r_T", "r_R", "n",
+                                                     "k", "seed"} <= set(training):
+        names.append(TRAINING_FIGURE)
     return names
 
 
 def write_report(results: pd.DataFrame, measurements: pd.DataFrame | None,
                  out_dir: str | os.PathLike[str], *,
                  formats: Iterable[str] = ("csv", "latex", "markdown"), figures: bool = True,
-                 title: str = "dimple-stats results") -> list[Path]:
+                 title: str = "dimple-stats results",
+                 tables: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
     """Write ``results.{csv,tex,md}`` and ``figures/*.png`` into ``out_dir``; returns the paths.
 
     Every file goes to a temporary name first and is moved into place with ``os.replace``.
@@ -54,17 +64,19 @@ def write_report(results: pd.DataFrame, measurements: pd.DataFrame | None,
             text = to_markdown(results, title=title)
         written.append(write_text_atomic(out / FORMATS[fmt], text))
     if figures:
-        written += _write_figures(results, measurements, out / "figures")
+        written += _write_figures(results, measurements, out / "figures", tables)
     return written
 
 
 def _write_figures(results: pd.DataFrame, measurements: pd.DataFrame | None,
-                   folder: Path) -> list[Path]:
+                   folder: Path, tables: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
     from dimple_stats.report import figures as fg
 
     drawn = []
-    for name in figure_names(results, measurements):
-        if name == "r_T_vs_r_R.png":
+    for name in figure_names(results, measurements, tables):
+        if name == TRAINING_FIGURE:
+            fig = fg.training_curves((tables or {})["training"])
+        elif name == "r_T_vs_r_R.png":
             fig = fg.r_histograms(measurements)  # type: ignore[arg-type]
         elif name == "norm_on_off_vs_dimension_counting.png":
             fig = fg.norm_ratio_plot(measurements)  # type: ignore[arg-type]

@@ -5,6 +5,8 @@
 * :func:`norm_ratio_plot`: norm_on / norm_off per sample against the dimension-counting
   prediction sqrt((n-k)/k), on log axes with the line y = x.
 * :func:`forest_plot`: per-seed estimates with CIs and the pooled estimate, one panel per variant.
+* :func:`training_curves`: per epoch, median boundary distance (norm_plain) and median r_T with
+  the chance level sqrt(k/n) and the random-subspace control r_R (dmm.clinging_then_dimpling).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from dimple_stats.results import POOLED
 from dimple_stats.stats.chance import chance_pdf_r
 
-__all__ = ["r_histograms", "norm_ratio_plot", "forest_plot", "NULL_VALUE"]
+__all__ = ["r_histograms", "norm_ratio_plot", "forest_plot", "training_curves", "NULL_VALUE"]
 
 #: Value of the estimate under the null, drawn as a reference line in forest plots.
 NULL_VALUE: dict[str, float] = {
@@ -125,4 +127,44 @@ def forest_plot(results: pd.DataFrame, claim: str) -> Figure:
         ax.set_title(f"{claim}: {variant}", fontsize=9)
         meaning = str(v["estimate_meaning"].iloc[0])
         ax.set_xlabel(meaning if len(meaning) < 90 else meaning[:87] + "...", fontsize=7)
+    return fig
+
+
+def training_curves(training: pd.DataFrame) -> Figure:
+    """Median norm_plain and median r_T per epoch (one line per seed), with chance.
+
+    The left panel is the boundary distance the claim says falls fast then slowly; the right
+    one r_T against chance, sqrt(k/n) (the root of E[r^2] = k/n for a random direction), and
+    the median r_R of the random-subspace control measured on the same perturbations. One pair
+    of panels per autoencoder when the table has that column.
+    """
+    df = training if "autoencoder" in training else training.assign(autoencoder="")
+    names = sorted(df["autoencoder"].unique())
+    fig = _figure(9.0, 3.2 * max(len(names), 1))
+    axes = fig.subplots(max(len(names), 1), 2, squeeze=False)
+    for (ax_norm, ax_r), name in zip(axes, names):
+        g = df[df["autoencoder"] == name]
+        for seed, s in g.groupby("seed", sort=True):
+            per = s.groupby("epoch", sort=True)
+            epochs = np.asarray(list(per.groups), dtype=float)
+            ax_norm.plot(epochs, per["norm_plain"].median().to_numpy(float), marker="o", ms=3,
+                         label=f"seed {seed}")
+            ax_r.plot(epochs, per["r_T"].median().to_numpy(float), marker="o", ms=3,
+                      label=f"r_T, seed {seed}")
+            ax_r.plot(epochs, per["r_R"].median().to_numpy(float), ls=":", color="grey",
+                      label="r_R (random subspace)" if seed == g["seed"].min() else None)
+        n, k = float(np.median(g["n"])), float(np.median(g["k"]))
+        if 0 < k < n:
+            ax_r.axhline(math.sqrt(k / n), color="black", lw=1,
+                         label=f"chance sqrt(k/n) = {math.sqrt(k / n):.3g}")
+        title = f"{name}: " if name else ""
+        ax_norm.set_title(f"{title}boundary distance", fontsize=9)
+        ax_norm.set_xlabel("epoch")
+        ax_norm.set_ylabel("median norm_plain")
+        ax_r.set_title(f"{title}alignment with the manifold", fontsize=9)
+        ax_r.set_xlabel("epoch")
+        ax_r.set_ylabel("median ||P_T d|| / ||d||")
+        ax_r.set_ylim(0.0, 1.0)
+        ax_norm.legend(fontsize=7)
+        ax_r.legend(fontsize=7)
     return fig

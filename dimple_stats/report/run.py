@@ -111,5 +111,5 @@ def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
         results, run.measurements, run.path if out_dir is None else out_dir,
         formats=run.protocol.report.formats if formats is None else formats,
         figures=run.protocol.report.figures if figures is None else figures,
-        title=f"{run.protocol.name}: dimple-stats results")
+        title=f"{run.protocol.name}: dimple-stats results", tables=run.tables)
     return results, paths
