@@ -232,6 +232,38 @@ def run(
     typer.echo(f"report: {outcome.out_dir}")
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes everywhere (CI): checks "
+                                        "agreement, the timings are not the issue's.")] = False,
+    out: Annotated[Path, typer.Option(help="Directory for benchmarks.md and benchmarks.json.")
+                   ] = Path("reports/benchmarks"),
+    only: Annotated[Optional[list[str]], typer.Option(
+        "--only", help="Run only these benchmarks (repeatable): tangent, projection, attacks, "
+        "end_to_end, regulariser, threads.")] = None,
+) -> None:
+    """Benchmark side by side (issue 8): ratios, agreement checks, targets MET / NOT MET.
+
+    Exits 1 when any comparison's results disagree or a benchmark failed: a fast wrong answer
+    must not pass.
+    """
+    # Imported here: everything above runs without torch.
+    from runners.bench import run_benchmarks
+
+    try:
+        data = run_benchmarks(quick=quick, out=out, only=only,
+                              log=lambda m: typer.echo(m, err=True))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    for t in data["targets"]:
+        typer.echo(f"{'MET    ' if t['met'] else 'NOT MET'}  {t['benchmark']}: {t['name']} "
+                   f"{t['target']}: {t['display']}")
+    typer.echo(f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'}")
+    if not data["all_agree"]:
+        typer.echo("some results DISAGREE or a benchmark failed: see the report", err=True)
+        raise typer.Exit(1)
+
+
 def _print_summary(results: "Any") -> None:
     pooled = results[results["seed"].astype(str) == "pooled"]
     shown = pooled if len(pooled) else results
