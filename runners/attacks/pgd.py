@@ -278,11 +278,15 @@ class _PGD(ABC):
         loss_fn = LOSSES[self.loss]
         for t in range(self.steps + 1):
             last = t == self.steps
-            xa = (x[active] + delta[active]).requires_grad_(not last)
+            # While every sample is active, work on the full tensors: gathering and scattering
+            # the active rows costs ~20% of a step and buys nothing until a sample finishes.
+            whole = len(active) == size
+            xa = ((x + delta) if whole else (x[active] + delta[active])).requires_grad_(not last)
+            ya = y if whole else y[active]
             with torch.set_grad_enabled(not last):
                 logits = model(xa)
             forwards[active] += 1
-            adv = logits.argmax(dim=1) != y[active]
+            adv = logits.argmax(dim=1) != ya
             if bool(adv.any()):
                 # Keep the smallest adversarial iterate (the first one when stopping early).
                 idx = active[adv]
@@ -294,15 +298,22 @@ class _PGD(ABC):
             keep = ~adv if self.early_stop else torch.ones_like(adv)
             if last or not bool(keep.any()):
                 break
-            objective = loss_fn(logits, y[active])[keep].sum()
+            everyone = bool(keep.all())
+            per_sample = loss_fn(logits, ya)
+            objective = (per_sample if everyone else per_sample[keep]).sum()
             (grad,) = torch.autograd.grad(objective, xa)
-            active, grad = active[keep], grad[keep].detach()
+            grad = grad.detach()
+            if not everyone:
+                active, grad = active[keep], grad[keep]
             steps[active] += 1
             if project_gradient is not None:
                 grad = project_gradient(grad, active)
             scale = self.step * (self.schedule(t) if self.schedule is not None else 1.0)
-            d = self._into_ball(delta[active] + scale * self._direction(grad))
-            delta[active] = self._clip(x[active], d)
+            if whole and everyone:
+                delta = self._clip(x, self._into_ball(delta + scale * self._direction(grad)))
+            else:
+                d = self._into_ball(delta[active] + scale * self._direction(grad))
+                delta[active] = self._clip(x[active], d)
         # Failures return their last iterate; their norm is censored at eps below.
         found = torch.where(_expand(success, x), found, delta)
         if self.refine and bool(success.any()):
