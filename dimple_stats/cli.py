@@ -219,10 +219,7 @@ def run(
         outcome = run_protocol(
             protocol, seeds=seed_list, address=address, store_root=store, out_dir=out,
             limit=limit, progress=sys.stderr.isatty(),
-            on_seed=lambda o: console.print(
-                f"seed {o.seed}: {len(o.measurements)} measurement rows "
-                f"({o.shards.get('computed', 0)} shards computed, "
-                f"{o.shards.get('loaded', 0)} loaded)", highlight=False),
+            on_seed=lambda o: console.print(_seed_line(o), highlight=False),
         )
     except (DatasetNotFoundError, DatasetConfigError) as exc:
         raise _fail(f"{protocol_file}: dataset: {exc}") from None
@@ -262,6 +259,15 @@ def bench(
     if not data["all_agree"]:
         typer.echo("some results DISAGREE or a benchmark failed: see the report", err=True)
         raise typer.Exit(1)
+
+
+def _seed_line(output: Any) -> str:
+    rows = {"measurement": len(output.measurements),
+            **{kind: len(table) for kind, table in output.tables.items()}}
+    counts = ", ".join(f"{n} {kind} rows" for kind, n in rows.items() if n)
+    return (f"seed {output.seed}: {counts or 'no rows'} "
+            f"({output.shards.get('computed', 0)} stages computed, "
+            f"{output.shards.get('loaded', 0)} loaded from the store)")
 
 
 def _print_summary(results: "Any") -> None:

@@ -115,7 +115,12 @@ def _run_seed(task: SeedTask) -> SeedOutput:
     from runners.datasets import load_dataset
     from runners.measure import correctly_classified, measure
     from runners.store import ArtifactStore
-    from runners.training import resolve_device, train_autoencoder, train_classifier
+    from runners.training import (
+        progress_bar,
+        resolve_device,
+        train_autoencoder,
+        train_classifier,
+    )
 
     protocol = Protocol.model_validate(task.protocol)
     store = ArtifactStore(task.store_root)
@@ -157,32 +162,37 @@ def _run_seed(task: SeedTask) -> SeedOutput:
         if "measurements" not in needed:
             continue
         clock = time.perf_counter()
-        for index, shard in enumerate(ids.split(shard_size)):
-            key = store.key("measure", {
-                "version": MEASURE_VERSION, "seed": task.seed, "autoencoder": name,
-                "shard": index, "samples": shard.tolist(),
-                "attack": protocol.attack.model_dump(mode="json"),
-                "tangent": protocol.tangent.model_dump(mode="json"),
-                "classifier": _model_identity(clf, protocol.classifier, protocol.dataset),
-                "autoencoder_model": _model_identity(ae, ae_config, protocol.dataset),
-            })
-            if store.has(key):
-                frame = store.load_table(key, "measurements.parquet")
-                shards["loaded"] += 1
-            else:
-                generator = torch.Generator().manual_seed(
-                    _shard_generator_seed(task.seed, name, index))
-                result = measure(clf.model, ae.model, x[shard].to(device), y[shard].to(device),
-                                 attack=protocol.attack, tangent=protocol.tangent,
-                                 generator=generator, bounds=data.pixel_range,
-                                 sample_ids=shard)
-                frame = result.to_frame()
-                frame.insert(0, "autoencoder", name)
-                frame.insert(0, "seed", task.seed)
-                with store.writer(key) as writer:
-                    writer.save_table("measurements.parquet", frame)
-                shards["computed"] += 1
-            frames.append(frame)
+        batches = list(ids.split(shard_size))
+        with progress_bar(f"measure {name} (seed {task.seed})", len(batches),
+                          task.progress) as tick:
+            for index, shard in enumerate(batches):
+                key = store.key("measure", {
+                    "version": MEASURE_VERSION, "seed": task.seed, "autoencoder": name,
+                    "shard": index, "samples": shard.tolist(),
+                    "attack": protocol.attack.model_dump(mode="json"),
+                    "tangent": protocol.tangent.model_dump(mode="json"),
+                    "classifier": _model_identity(clf, protocol.classifier, protocol.dataset),
+                    "autoencoder_model": _model_identity(ae, ae_config, protocol.dataset),
+                })
+                if store.has(key):
+                    frame = store.load_table(key, "measurements.parquet")
+                    shards["loaded"] += 1
+                else:
+                    generator = torch.Generator().manual_seed(
+                        _shard_generator_seed(task.seed, name, index))
+                    result = measure(clf.model, ae.model, x[shard].to(device),
+                                     y[shard].to(device),
+                                     attack=protocol.attack, tangent=protocol.tangent,
+                                     generator=generator, bounds=data.pixel_range,
+                                     sample_ids=shard)
+                    frame = result.to_frame()
+                    frame.insert(0, "autoencoder", name)
+                    frame.insert(0, "seed", task.seed)
+                    with store.writer(key) as writer:
+                        writer.save_table("measurements.parquet", frame)
+                    shards["computed"] += 1
+                frames.append(frame)
+                tick()
         timings[f"measure[{name}]"] = time.perf_counter() - clock
     measurements = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     tables: dict[str, pd.DataFrame] = {}

@@ -89,7 +89,8 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Te
 
 
 @contextlib.contextmanager
-def _progress(description: str, total: int, enabled: bool) -> Iterator[Any]:
+def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Any]:
+    """A transient rich progress bar (a no-op when disabled); yields ``tick(**info)``."""
     if not enabled:
         yield lambda **_: None
         return
@@ -262,7 +263,7 @@ def train_classifier(
     history: list[dict[str, float]] = []
     epoch_states: list[dict[str, Tensor]] = []
     start = time.perf_counter()
-    with _progress(f"classifier {config.arch} (seed {seed})", config.epochs, progress) as tick:
+    with progress_bar(f"classifier {config.arch} (seed {seed})", config.epochs, progress) as tick:
         for epoch in range(config.epochs):
             model.train()
             total = 0.0
@@ -383,7 +384,7 @@ def train_autoencoder(
     best = (math.inf, copy.deepcopy(ae.state_dict()), 0)
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    with _progress(f"autoencoder {name} (seed {seed})", config.epochs, progress) as tick:
+    with progress_bar(f"autoencoder {name} (seed {seed})", config.epochs, progress) as tick:
         for epoch in range(config.epochs):
             ae.train()
             sums = [0.0, 0.0]
