@@ -43,6 +43,7 @@ from dimple_stats.protocol.schema import DefenseConfig, TangentConfig
 from runners.attacks.pgd import Bounds, L2PGD, LinfPGD
 from runners.geometry.spaces import decoder_in_dtype, tangent_space
 from runners.geometry.tangent import tangent_basis
+from runners.measure import correctly_classified
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -162,11 +163,6 @@ def _attack(config: DefenseConfig, norm: str, eps: float, bounds: Bounds) -> L2P
                random_start=config.random_start, early_stop=True, refine=False, bounds=bounds)
 
 
-@torch.no_grad()
-def _predicts(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
-    return torch.cat([model(xb).argmax(1) for xb in x.split(batch_size)]) == y
-
-
 def robust_correct(
     model: nn.Module,
     x: Tensor,
@@ -202,7 +198,7 @@ def robust_correct(
     -------
     (clean_correct, robust_correct) : tuple of numpy bool arrays
     """
-    clean = _predicts(model, x, y, batch_size)
+    clean = correctly_classified(model, x, y, batch_size=batch_size)
     attack = _attack(config, norm, eps, bounds)
     robust = []
     for start in range(0, len(x), batch_size):

@@ -59,11 +59,6 @@ class ManifoldCache:
         self.n = n
 
 
-@torch.no_grad()
-def _predicts(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
-    return torch.cat([model(xb).argmax(1) for xb in x.split(batch_size)]) == y
-
-
 def plain_attack_table(
     classifier: nn.Module,
     x: Tensor,

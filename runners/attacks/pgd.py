@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor, nn  # nn: the module docstring example
 
 from dimple_stats.protocol.schema import AttackConfig
 from runners.attacks.losses import LOSSES, LossName

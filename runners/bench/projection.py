@@ -155,7 +155,6 @@ def measure_in_subprocess(spec: dict[str, Any], timeout: float = 900) -> dict[st
 def _agreement(bench: Benchmark, hidden: list[int]) -> None:
     """Matrix-free CG vs the dense QR projection where the dense basis fits (32 x 32, float64)."""
     from runners.geometry.matrix_free import project_matrix_free
-    from runners.geometry.spaces import decoder_in_dtype  # noqa: F401 - documents the dtype path
     from runners.geometry.tangent import tangent_basis
 
     ae = _segnet(32, hidden, 1).double()

@@ -143,7 +143,7 @@ class Manifold(KnownManifold):
             )
         self.mid, self.half = _range_mid_half(pixel_range)
         rng = rng_for(seed, "synthetic-manifold")
-        k, n = self.latent_dim, self.n
+        k = self.latent_dim
         # z ~ N(0, I) and W1 ~ N(0, 1/k): each hidden pre-activation has unit variance, so the
         # hidden tanh is clearly nonlinear (a curved manifold) but rarely saturated.
         w1 = rng.standard_normal((self.hidden, k)) / np.sqrt(k)
