@@ -286,8 +286,8 @@ def _print_summary(results: "Any") -> None:
 
 
 def _print_metrics(rows: list[dict]) -> None:
-    columns = ["seed", "model", "arch", "loaded", "test_accuracy", "recon_mse", "median_cond",
-               "mean_sigma_spread", "epochs_run", "train_seconds"]
+    columns = ["seed", "model", "arch", "loaded", "test_accuracy", "recon_mse", "recon_vs_mean",
+               "median_cond", "mean_sigma_spread", "epochs_run", "train_seconds"]
     table = Table(title="trained models")
     for col in columns:
         table.add_column(col, justify="right" if col not in ("model", "arch") else "left")

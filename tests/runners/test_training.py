@@ -201,6 +201,14 @@ def test_regularised_autoencoder_is_5x_better_conditioned_at_2x_mse(synthetic, p
     assert iso["mean_sigma_spread"] < plain["mean_sigma_spread"]
 
 
+def test_recon_vs_mean_flags_an_untrained_autoencoder(synthetic, plain_ae) -> None:
+    # An autoencoder that learned nothing is no better than predicting the mean image.
+    untrained = train_autoencoder(AutoencoderConfig(**{**AE_BASE, "epochs": 0}), synthetic,
+                                  data_config=SYNTH, seed=0)
+    assert untrained.metrics["recon_vs_mean"] > 0.9
+    assert plain_ae.metrics["recon_vs_mean"] < 0.1
+
+
 def test_autoencoder_same_seed_bit_identical(synthetic) -> None:
     config = AutoencoderConfig(**{**AE_BASE, "epochs": 2},
                                regulariser={"kind": "isometric", "weight": 0.1})
