@@ -123,3 +123,29 @@ def synthetic() -> SimpleNamespace:
     """The table factories above (test modules cannot import conftest under importlib mode)."""
     return SimpleNamespace(measurements=make_measurements, defense=make_defense,
                            training=make_training, adv_training=make_adv_training)
+
+
+# Every torch (and runners) import fails, as on a machine without torch.
+_BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'torchvision', 'runners'):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by test)")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+@pytest.fixture
+def run_without_torch():
+    """``run(body, cwd=..., timeout=...)``: run Python code in a subprocess where torch cannot be
+    imported; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    def run(body: str, *, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", _BLOCK_TORCH + body], capture_output=True,
+                              text=True, cwd=cwd, timeout=timeout)
+
+    return run

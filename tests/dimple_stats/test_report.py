@@ -7,7 +7,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -45,18 +44,6 @@ stats: {alpha: 0.05, correction: holm, bootstrap: 200}
 seeds: [0, 1]
 report: {formats: [csv, latex, markdown], figures: true}
 """
-
-# Same blocker as test_without_torch.py: every torch import fails, as on a machine without it.
-BLOCK_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'torchvision', 'runners'):
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by test)")
-        return None
-sys.meta_path.insert(0, _NoTorch())
-"""
-
 
 def make_run_dir(path: Path, synthetic: SimpleNamespace, protocol_text: str = PROTOCOL) -> Path:
     """A run directory in the real formats: manifest.json (protocol as JSON) + parquet tables."""
@@ -238,8 +225,8 @@ def test_report_missing_dir_exits_2(tmp_path: Path) -> None:
         read_run(tmp_path / "nowhere")
 
 
-def test_report_without_torch_rerenders_identically(tmp_path: Path,
-                                                    synthetic: SimpleNamespace) -> None:
+def test_report_without_torch_rerenders_identically(tmp_path: Path, synthetic: SimpleNamespace,
+                                                    run_without_torch) -> None:
     # Fewer claims than PROTOCOL (fewer figures to draw): this test starts two processes.
     small = PROTOCOL.split("claims:")[0] + (
         "claims: [dmm.perpendicular, dmm.norm_asymmetry, iso.defense]\n"
@@ -247,15 +234,13 @@ def test_report_without_torch_rerenders_identically(tmp_path: Path,
     run_dir = make_run_dir(tmp_path / "run", synthetic, small)
 
     def render() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", BLOCK_TORCH +
-             f"sys.argv = ['dimple-stats', 'report', {str(run_dir)!r}]\n"
-             "from dimple_stats.cli import app\n"
-             "try:\n    app(prog_name='dimple-stats')\nexcept SystemExit as e:\n"
-             "    assert not e.code, e.code\n"
-             "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'runners')]\n"
-             "print('torch-free')\n"],
-            capture_output=True, text=True, cwd=ROOT, timeout=300)
+        return run_without_torch(
+            f"sys.argv = ['dimple-stats', 'report', {str(run_dir)!r}]\n"
+            "from dimple_stats.cli import app\n"
+            "try:\n    app(prog_name='dimple-stats')\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\n"
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'runners')]\n"
+            "print('torch-free')\n", cwd=ROOT)
 
     first = render()
     assert first.returncode == 0, first.stderr

@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# A meta-path hook that makes every torch import fail, as on a machine without torch.
-BLOCK_TORCH = """
-import sys
-class _NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'torchvision', 'runners'):
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by test)")
-        return None
-sys.meta_path.insert(0, _NoTorch())
-"""
+
+@pytest.fixture
+def run_blocked(run_without_torch):
+    return lambda body: run_without_torch(body, cwd=ROOT)
 
 
-def run_blocked(body: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", BLOCK_TORCH + body], capture_output=True,
-                          text=True, cwd=ROOT)
-
-
-def test_the_block_really_blocks_torch() -> None:
+def test_the_block_really_blocks_torch(run_blocked) -> None:
     proc = run_blocked("import torch")
     assert proc.returncode != 0 and "blocked by test" in proc.stderr
 
 
-def test_import_and_load_without_torch() -> None:
+def test_import_and_load_without_torch(run_blocked) -> None:
     proc = run_blocked(
         "import dimple_stats, dimple_stats.cli\n"
         "p = dimple_stats.load_protocol('protocols/quickstart.yaml')\n"
@@ -42,7 +31,7 @@ def test_import_and_load_without_torch() -> None:
     assert proc.stdout.strip() == "ok"
 
 
-def test_cli_validate_schema_claims_without_torch(tmp_path: Path) -> None:
+def test_cli_validate_schema_claims_without_torch(tmp_path: Path, run_blocked) -> None:
     files = sorted(str(p) for p in (ROOT / "protocols").glob("*.yaml"))
     for argv, code in (
         (["validate", *files], 0),
