@@ -213,6 +213,7 @@ def run(
     # Imported here: everything above runs without torch.
     from runners.datasets import DatasetConfigError, DatasetNotFoundError
     from runners.pipeline import UnsupportedClaimError, run_protocol
+    from runners.training import CollapsedAutoencoderError
 
     console = Console(stderr=True)
     try:
@@ -225,6 +226,10 @@ def run(
         raise _fail(f"{protocol_file}: dataset: {exc}") from None
     except UnsupportedClaimError as exc:
         raise _fail(f"{protocol_file}: claims: {exc}") from None
+    except CollapsedAutoencoderError as exc:
+        # A run-time outcome, not malformed input: exit 1 (seeds already done stay in the store).
+        typer.echo(f"error: {protocol_file}: {exc}", err=True)
+        raise typer.Exit(1) from None
     _print_summary(outcome.results)
     typer.echo(f"report: {outcome.out_dir}")
 

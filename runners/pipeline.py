@@ -116,6 +116,7 @@ def _run_seed(task: SeedTask) -> SeedOutput:
     from runners.measure import correctly_classified, measure
     from runners.store import ArtifactStore
     from runners.training import (
+        check_not_collapsed,
         progress_bar,
         resolve_device,
         train_autoencoder,
@@ -156,6 +157,7 @@ def _run_seed(task: SeedTask) -> SeedOutput:
                                store=store, device=device, progress=task.progress, name=name)
         trained[name] = ae
         timings[f"train_autoencoder[{name}]"] = time.perf_counter() - clock
+        check_not_collapsed(name, task.seed, ae_config, ae.metrics)
         models.append({"seed": task.seed, "model": name, "arch": ae_config.arch,
                        "regulariser": ae_config.regulariser.kind, "loaded": ae.loaded,
                        **ae.metrics, **_intrinsic_dimension(ae.model, data, device)})
@@ -468,6 +470,17 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def _git_dirty() -> bool | None:
+    """Whether tracked files differ from ``git_commit`` (then the commit alone cannot rerun it)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -547,6 +560,7 @@ def run_protocol(
         "store": str(store.root),
         "versions": _versions(),
         "git_commit": _git_commit(),
+        "git_dirty": _git_dirty(),
         "machine": _machine(device_name),
         "command": sys.argv,
         "timings": {str(o.seed): o.timings for o in outputs},

@@ -66,7 +66,7 @@ def test_end_to_end_writes_every_report_file(local_run) -> None:
     manifest = json.loads((report / "manifest.json").read_text())
     assert manifest["protocol_hash"] == load_protocol_text(TINY).hash
     assert manifest["seeds"] == [0, 1]
-    for key in ("versions", "machine", "timings", "git_commit"):
+    for key in ("versions", "machine", "timings", "git_commit", "git_dirty"):
         assert key in manifest
     assert "torch" in manifest["versions"]
     assert set(manifest["timings"]["0"]) >= {"train_classifier", "measure[plain]"}
@@ -195,3 +195,34 @@ def test_claims_without_a_producer_are_refused_before_compute(tmp_path: Path,
     result = CliRunner().invoke(app, ["run", str(protocol_file), "--store", str(tmp_path / "s")])
     assert result.exit_code == 2 and "iso.defense" in result.output
     assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())
+
+
+def test_collapsed_autoencoder_stops_the_run_and_keeps_the_store(tmp_path: Path) -> None:
+    # lr 10 saturates the decoder's output sigmoid at once: reconstructions no better than the
+    # mean image (the failure of the reproduction's wide MNIST conv AE at lr 1e-3).
+    protocol_file = tmp_path / "p.yaml"
+    protocol_file.write_text(TINY.replace(
+        "plain: {arch: mlp, latent_dim: 8, hidden: [64], epochs: 4}",
+        "plain: {arch: mlp, latent_dim: 8, hidden: [64], epochs: 2, lr: 10.0}"))
+    store = ArtifactStore(tmp_path / "store")
+    result = CliRunner().invoke(app, ["run", str(protocol_file), "--store", str(store.root),
+                                      "--out", str(tmp_path / "report"), "--seeds", "0"])
+    assert result.exit_code == 1, result.output
+    assert "autoencoder 'plain' (seed 0) collapsed" in result.output
+    assert "autoencoders.plain.lr (now 10)" in result.output
+    # The trained models stay in the store (a rerun with a fixed lr retrains only the AE) and
+    # no report is written from meaningless tangent spaces.
+    stages = {p.parent.parent.name for p in store.root.rglob("metrics.json")}
+    assert {"train_classifier", "train_autoencoder"} <= stages, stages
+    assert not (tmp_path / "report").exists()
+
+
+def test_collapse_check_passes_trained_and_legacy_metrics() -> None:
+    from dimple_stats.protocol.schema import AutoencoderConfig
+    from runners.training import CollapsedAutoencoderError, check_not_collapsed
+
+    config = AutoencoderConfig(arch="mlp", latent_dim=8)
+    check_not_collapsed("plain", 0, config, {"recon_vs_mean": 0.2})
+    check_not_collapsed("plain", 0, config, {"recon_mse": 0.1})  # stored before the metric
+    with pytest.raises(CollapsedAutoencoderError, match="1.03x"):
+        check_not_collapsed("plain", 3, config, {"recon_vs_mean": 1.03, "recon_mse": 0.27})
