@@ -230,7 +230,7 @@ def _mcnemar_row(
     return ResultRow(
         claim=claim, variant=variant, autoencoder=autoencoder, seed=int(seed), n=pairs.n,
         n_censored=int(n_censored), estimate=diff, ci_low=lo, ci_high=hi, se=se,
-        estimate_meaning=f"rate({b}) - rate({a}), paired Wald CI (0 = no difference)",
+        estimate_meaning=f"rate({b}) - rate({a}), paired Newcombe CI (0 = no difference)",
         effect_size=share, effect_name=f"share of discordant pairs favouring {b} (0.5 = null)",
         statistic=res.statistic, statistic_name=f"b = #({a} no, {b} yes); c = {pairs.c}",
         p=res.pvalue, null=null,
@@ -476,7 +476,7 @@ def off_succeeds_more(df: pd.DataFrame, opts: OffSucceedsMoreOptions,
                       stats: StatsConfig) -> Rows:
     """dmm.off_succeeds_more: exact McNemar, one-sided (off-manifold succeeds more).
 
-    Estimate: success rate off - on with a paired Wald CI. Censoring is the outcome itself;
+    Estimate: success rate off - on with a paired Newcombe CI. Censoring is the outcome itself;
     every sample counts (``n_censored`` = samples where either attack failed).
     """
     rows: Rows = []
@@ -606,7 +606,7 @@ def defense(df: pd.DataFrame, opts: DefenseOptions, stats: StatsConfig) -> Rows:
     Every defence other than the baselines is compared, on the same samples, with ``none`` (no
     projection) and with ``plain`` (the plain autoencoder's projection), where present; variant
     ``vs <baseline> @ eps=<eps>``. The clean-accuracy cost (clean accuracy of the defence minus
-    the baseline's, paired Wald CI) is a descriptive row ``clean cost vs <baseline>`` per seed.
+    the baseline's, paired Newcombe CI) is a descriptive row ``clean cost vs <baseline>`` per seed.
     With ``eps`` in the options only those budgets are analysed (each must be in the table).
 
     Censoring: a failed adaptive attack leaves the sample robust-correct: that is the outcome
@@ -654,7 +654,7 @@ def _defense_rows(claim: str, g: pd.DataFrame, name: str, base: str, seed: int,
     rows.append(ResultRow(
         claim=claim, variant=f"clean cost vs {base}", autoencoder=name, seed=seed,
         n=int(len(clean)), n_censored=0, estimate=diff, ci_low=lo, ci_high=hi, se=se,
-        estimate_meaning=f"clean accuracy({name}) - clean accuracy({base}), paired Wald CI "
+        estimate_meaning=f"clean accuracy({name}) - clean accuracy({base}), paired Newcombe CI "
         "(negative = a cost)", effect_size=math.nan, effect_name="", statistic=math.nan,
         statistic_name="", p=math.nan, null="(descriptive) clean-accuracy cost of the defence",
         test=DESCRIPTIVE, alternative=""))

@@ -177,6 +177,15 @@ def test_off_succeeds_more_mcnemar(synthetic: SimpleNamespace) -> None:
     assert row["p"] == pytest.approx(0.5**18)  # 18 discordant pairs, all one way
     same = ds.test_claim(synthetic.measurements(), "dmm.off_succeeds_more", stats=FAST)
     assert (same["p"] == 1.0).all() and (same["decision"] == "retain H0").all()
+    # Every attack succeeded: no discordant pair, yet every row (pooled too) has a real CI
+    # around 0, +-z^2 / (n + z^2) per seed (Newcombe), not the Wald interval's [0, 0] or NaN.
+    assert (same["estimate"] == 0).all()
+    assert (same["ci_low"] < 0).all() and (same["ci_high"] > 0).all()
+    seed0 = one(same, autoencoder="plain", seed=0)
+    z2 = 1.959963984540054**2
+    assert seed0["ci_high"] == pytest.approx(z2 / (seed0["n"] + z2))
+    pooled = one(same, autoencoder="plain", seed="pooled")
+    assert 0 < pooled["ci_high"] < seed0["ci_high"]
 
 
 # --- iso.plain_vs_isometric ------------------------------------------------------------------------

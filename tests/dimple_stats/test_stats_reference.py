@@ -163,13 +163,47 @@ def test_mcnemar_without_discordant_pairs_is_p_one() -> None:
     assert mcnemar_exact(ON, ON, alternative="greater").pvalue == 1.0
 
 
-def test_paired_risk_difference() -> None:
-    # b = 8, c = 1, n = 20: diff = 7/20; se = sqrt(9 - 49/20) / 20 (Agresti 10.1.1)
+def test_paired_risk_difference_newcombe() -> None:
+    # b = 8, c = 1, n = 20: diff = 7/20. Newcombe (1998) method 10 from the Wilson intervals of
+    # the marginal rates 6/20 and 13/20 (statsmodels proportion_confint, checked separately) and
+    # phi = (a*d - b*c) / sqrt(6 * 14 * 13 * 7) with a = 5, d = 6 (a*d - b*c = 22 > n/2 -> 12).
     diff, lo, hi, se = paired_risk_difference(ON, OFF)
     assert diff == pytest.approx(0.35, abs=1e-12)
-    assert se == pytest.approx(math.sqrt(9 - 49 / 20) / 20, abs=1e-12)
-    assert (lo, hi) == pytest.approx((0.35 - 1.959963984540054 * se, 0.35 + 1.959963984540054 * se),
-                                     abs=TOL)
+    l1, u1 = 0.14547724486760422, 0.5189728183535234  # Wilson 6/20 (statsmodels)
+    l2, u2 = 0.43285427668523624, 0.818808175898918  # Wilson 13/20 (statsmodels)
+    phi = 12 / math.sqrt(6 * 14 * 13 * 7)
+    p1, p2 = 0.3, 0.65
+    assert lo == pytest.approx(0.35 - math.sqrt((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1)
+                                                + (u1 - p1) ** 2), abs=TOL)
+    assert hi == pytest.approx(0.35 + math.sqrt((u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1)
+                                                + (p1 - l1) ** 2), abs=TOL)
+    assert se == pytest.approx((hi - lo) / (2 * 1.959963984540054), abs=TOL)
+
+
+def test_paired_risk_difference_without_discordant_pairs_has_a_width() -> None:
+    # Every pair succeeds under both: Wilson for 100/100 is [n / (n + z^2), 1], phi = 0, so the
+    # interval is +-z^2 / (n + z^2) (Wald would give [0, 0] and no weight when pooled).
+    z2 = 1.959963984540054**2
+    diff, lo, hi, se = paired_risk_difference([1] * 100, [1] * 100)
+    assert (diff, lo, hi) == pytest.approx((0.0, -z2 / (100 + z2), z2 / (100 + z2)), abs=TOL)
+    assert se > 0
+
+
+def test_paired_risk_difference_covers_the_true_difference() -> None:
+    # Coverage against ground truth: correlated pairs with known marginal rates 0.9 and 0.97
+    # (difference 0.07), n = 60. Newcombe's method 10 keeps close to 95%.
+    rng = np.random.default_rng(0)
+    cells = np.array([0.89, 0.01, 0.08, 0.02])  # (both, x only, y only, neither)
+    true = (cells[0] + cells[2]) - (cells[0] + cells[1])
+    hits = 0
+    trials = 2000
+    for _ in range(trials):
+        kind = rng.choice(4, size=60, p=cells)
+        x = (kind == 0) | (kind == 1)
+        y = (kind == 0) | (kind == 2)
+        _, lo, hi, _ = paired_risk_difference(x, y)
+        hits += lo <= true <= hi
+    assert 0.93 <= hits / trials <= 0.985
 
 
 # --- Spearman ------------------------------------------------------------------------------------
