@@ -537,6 +537,9 @@ def run_protocol(
     store = ArtifactStore(store_root)
     out = Path(out_dir) if out_dir is not None else Path("reports") / protocol.name
     started = time.perf_counter()
+    # Read before any compute: a long run must name the code it started with, even if the
+    # checkout moves on while it runs.
+    commit, dirty = _git_commit(), _git_dirty()
     # On CPU every seed runs on ONE torch thread, whatever the executor: parallel reductions
     # split differently across thread counts and change the last bits of trained weights, and
     # the executors must give bit-identical measurements. Parallelism comes from running seeds
@@ -559,8 +562,8 @@ def run_protocol(
         "executor": executor,
         "store": str(store.root),
         "versions": _versions(),
-        "git_commit": _git_commit(),
-        "git_dirty": _git_dirty(),
+        "git_commit": commit,
+        "git_dirty": dirty,
         "machine": _machine(device_name),
         "command": sys.argv,
         "timings": {str(o.seed): o.timings for o in outputs},
