@@ -46,10 +46,13 @@ def test_shipped_protocol_validates(path: Path) -> None:
 
 def test_reference_hyperparameters_in_mnist_protocol() -> None:
     # ../shared/REFERENCES.md: MNIST L2 eps 2/10/10, steps 0.02/0.2/0.02, k = 16, range [-1, 1].
+    # The plain attack deliberately gets the on/off budget (eps 10, 1000 steps): the
+    # reproduction's eps 2 with 50 steps of 0.02 cannot travel past L2 = 1 and censored 91% of
+    # plain attacks on the MNIST sample (see the protocol's comment).
     p = load_protocol(ROOT / "protocols" / "mnist_offmanifold.yaml")
-    assert (p.attack.eps.plain, p.attack.eps.on, p.attack.eps.off) == (2.0, 10.0, 10.0)
+    assert (p.attack.eps.plain, p.attack.eps.on, p.attack.eps.off) == (10.0, 10.0, 10.0)
     assert (p.attack.step.plain, p.attack.step.on, p.attack.step.off) == (0.02, 0.2, 0.02)
-    assert (p.attack.steps.plain, p.attack.steps.on, p.attack.steps.off) == (50, 1000, 1000)
+    assert (p.attack.steps.plain, p.attack.steps.on, p.attack.steps.off) == (1000, 1000, 1000)
     assert p.autoencoders["plain"].latent_dim == 16
     assert p.dataset.pixel_range == (-1.0, 1.0)
     assert p.classifier.hidden == (256, 256) and p.classifier.dropout == 0.2
