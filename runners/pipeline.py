@@ -473,7 +473,9 @@ def _git_commit() -> str | None:
 def _git_dirty() -> bool | None:
     """Whether tracked files differ from ``git_commit`` (then the commit alone cannot rerun it)."""
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # reports/ holds run outputs (a rerun replaces its own report), not code or protocols.
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                              ".", ":(exclude)reports"],
                              capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)
     except (OSError, subprocess.SubprocessError):
