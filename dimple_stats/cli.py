@@ -49,6 +49,12 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
+def _warn(file: Path, protocol: Protocol) -> None:
+    """Settings that validate but are probably not meant (stderr; the exit code stays 0)."""
+    for message in protocol.attack.unreachable():
+        typer.echo(f"warning: {file}: {message}", err=True)
+
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"dimple-stats {__version__}")
@@ -80,6 +86,7 @@ def validate(
             typer.echo(str(exc), err=True)
             failed = True
             continue
+        _warn(file, protocol)
         console.print(
             f"[green]ok[/green] {file}: {protocol.name} (hash {protocol.hash}), "
             f"dataset {protocol.dataset.name}, {len(protocol.autoencoders)} autoencoder(s), "
@@ -164,6 +171,7 @@ def train(
         raise _fail(str(exc)) from None
     except ValueError as exc:
         raise _fail(f"--seeds: {exc}") from None
+    _warn(protocol_file, protocol)
     # Imported here: everything above runs without torch.
     from runners.datasets import DatasetConfigError, DatasetNotFoundError
     from runners.store import ArtifactStore
@@ -210,6 +218,7 @@ def run(
         raise _fail(str(exc)) from None
     except ValueError as exc:
         raise _fail(f"--seeds: {exc}") from None
+    _warn(protocol_file, protocol)
     # Imported here: everything above runs without torch.
     from runners.datasets import DatasetConfigError, DatasetNotFoundError
     from runners.pipeline import UnsupportedClaimError, run_protocol

@@ -362,6 +362,24 @@ class AttackConfig(Frozen):
                 raise ValueError(f"eps and step must be positive (mode {mode!r})")
         return self
 
+    def unreachable(self) -> list[str]:
+        """Modes whose eps-ball edge the attack cannot reach: every PGD step moves at most
+        ``step`` (in the attack's norm), so ``steps * step < eps`` censors by construction every
+        sample whose minimal perturbation lies between the two. Not an error: the
+        reproduction's own MNIST budget is like this, and a protocol may mean to copy it.
+
+        >>> AttackConfig().unreachable()  # the reproduction's MNIST budget
+        ['attack.steps.plain: 50 steps of 0.02 travel at most 1 < eps 2: attacks that need more are censored by the step budget, not by eps']
+        """
+        out = []
+        for mode in ("plain", "on", "off"):
+            travel = self.steps[mode] * self.step[mode]
+            if travel < self.eps[mode]:
+                out.append(f"attack.steps.{mode}: {int(self.steps[mode])} steps of {self.step[mode]:g} "
+                           f"travel at most {travel:g} < eps {self.eps[mode]:g}: attacks that "
+                           "need more are censored by the step budget, not by eps")
+        return out
+
 
 class TangentConfig(Frozen):
     """How the decoder's tangent space is computed."""
