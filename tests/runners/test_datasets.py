@@ -38,17 +38,6 @@ from runners.datasets import (
 from runners.datasets._select import stratified_choice
 from runners.datasets.torchvision_sets import read_cifar10_batch
 
-def _find_mnist_sample() -> Path:
-    # The 5,000 real digits live in the project workspace's shared/ folder, beside the checkout;
-    # CI may clone elsewhere, so look upward from here and then at the workspace's usual place.
-    candidates = [p / "shared" / "data" / "mnist-sample" for p in Path(__file__).resolve().parents]
-    candidates.append(Path("/work/shared/data/mnist-sample"))
-    return next((c for c in candidates if (c / "MNIST" / "raw").is_dir()), candidates[0])
-
-
-MNIST_SAMPLE = _find_mnist_sample()
-
-
 # ----------------------------------------------------------------------------- file writers
 
 
@@ -352,9 +341,8 @@ def test_mnist_too_many_eval_samples(tmp_path: Path) -> None:
         load_dataset(cfg)
 
 
-@pytest.mark.skipif(not MNIST_SAMPLE.is_dir(), reason=f"real MNIST sample not present at {MNIST_SAMPLE}")
-def test_real_mnist_sample() -> None:
-    cfg = TorchvisionDataset(name="mnist", root=str(MNIST_SAMPLE), eval_samples=1000)
+def test_real_mnist_sample(mnist_sample: Path) -> None:
+    cfg = TorchvisionDataset(name="mnist", root=str(mnist_sample), eval_samples=1000)
     data = load_dataset(cfg, seed=0)
     assert (len(data.train), len(data.eval)) == (4000, 1000)
     assert data.train.x.min().item() == 0.0 and data.train.x.max().item() == 1.0

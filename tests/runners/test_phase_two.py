@@ -80,7 +80,7 @@ def test_epoch_checkpoints_are_stored_and_reloaded(tmp_path: Path) -> None:
 
 def test_adversarial_training_protocol_pairs_standard_and_adversarial(tmp_path: Path) -> None:
     out = _run("adversarial_training.yaml", tmp_path, "classifier.epochs=4",
-               "autoencoders.plain.epochs=3", "autoencoders.isometric.epochs=3")
+               "autoencoders.plain.epochs=15", "autoencoders.isometric.epochs=15")
     table = pd.read_parquet(out / "adv_training.parquet")
     assert set(table["classifier"]) == {"standard", "adversarial"}
     assert set(table["autoencoder"]) == {"plain", "isometric"}
@@ -113,27 +113,29 @@ def test_adversarial_training_changes_the_model() -> None:
     assert protocol.classifier.adversarial.step_size == pytest.approx(2.5 * 0.1 / 3)
 
 
-def test_isometric_defence_protocol_runs_at_reduced_size(tmp_path: Path) -> None:
-    out = _run("isometric_defence.yaml", tmp_path, "classifier.epochs=5",
-               "autoencoders.plain.epochs=5", "autoencoders.isometric.epochs=5",
-               "defense.steps=20", limit=20)
+def test_isometric_defence_protocol_runs_at_reduced_size(tmp_path: Path,
+                                                          mnist_sample: Path) -> None:
+    # The shipped protocol on the real MNIST sample, with short training and 20 images.
+    out = _run("isometric_defence.yaml", tmp_path, f"dataset.root={mnist_sample}",
+               "dataset.download=false", "classifier.epochs=5", "autoencoders.plain.epochs=15",
+               "autoencoders.isometric.epochs=10", "defense.steps=20", limit=20)
     table = pd.read_parquet(out / "defense.parquet")
     assert set(table["defense"]) == {"none", "plain", "plain:tangent", "isometric",
                                      "isometric:tangent"}
-    assert sorted(table["eps"].unique()) == [0.5, 1.0, 2.0]
+    assert sorted(table["eps"].unique()) == [1.0, 2.0, 3.0]
     assert len(table) == 5 * 3 * 20
     # Robust-correct implies clean-correct, and a larger budget never helps the defender
     # (PGD from the same start with early stop: what fails at eps may succeed at 2 eps).
     assert not (table["robust_correct"] & ~table["clean_correct"]).any()
     acc = table.groupby(["defense", "eps"])["robust_correct"].mean().unstack("eps")
-    assert (acc[2.0] <= acc[0.5] + 0.1).all()
-    assert acc[2.0].loc["none"] < acc[0.5].loc["none"]  # the attack really attacks
+    assert (acc[3.0] <= acc[1.0] + 0.1).all()
+    assert acc[3.0].loc["none"] < acc[1.0].loc["none"]  # the attack really attacks
     results = pd.read_csv(out / "results.csv")
     variants = set(results.loc[results["claim"] == "iso.defense", "variant"])
     assert {"vs none @ eps=1", "vs plain @ eps=1", "clean cost vs none"} <= variants
     models = {m["model"]: m for m in json.loads((out / "manifest.json").read_text())["models"]}
-    assert models["isometric"]["intrinsic_dim_nominal"] == 8.0
-    assert 1.0 <= models["isometric"]["intrinsic_dim_participation"] <= 8.0
+    assert models["isometric"]["intrinsic_dim_nominal"] == 16.0
+    assert 1.0 <= models["isometric"]["intrinsic_dim_participation"] <= 16.0
 
 
 def test_intrinsic_dimension_counts_the_directions_that_carry_variation() -> None:
