@@ -405,8 +405,8 @@ def not_below_random(df: pd.DataFrame, opts: NotBelowRandomOptions, stats: Stats
 
 
 @_register("dmm.norm_asymmetry", "measurements",
-           ("seed", "autoencoder", "sample", "norm_on", "norm_off", "success_on", "success_off",
-            "n", "k"))
+           ("seed", "autoencoder", "sample", "norm_on", "norm_off", "norm_plain", "success_on",
+            "success_off", "success_plain", "n", "k"))
 def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsConfig) -> Rows:
     """dmm.norm_asymmetry: do on-manifold attacks need larger norms beyond dimension counting?
 
@@ -416,9 +416,14 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
     log(norm_on / norm_off) with its CI, reported beside it but NOT tested (it is positive under
     dimension counting alone, so a test of it would mistake geometry for evidence).
 
+    Variants ``ratio on/plain``, ``ratio off/plain``, ``ratio on/off``: the medians of per-image
+    norm ratios that the reproduction published (../shared/REFERENCES.md), descriptive, each
+    with the dimension-counting prediction sqrt(n/k), sqrt(n/(n-k)), sqrt((n-k)/k) in its note.
+
     Censoring: failed attacks keep norm = eps, a lower bound; on-manifold attacks fail more
     often, so censoring shrinks norm_on and biases AGAINST the claim (conservative).
-    ``n_censored`` counts samples with success_on or success_off False.
+    ``n_censored`` counts samples with success_on or success_off False (for a ratio: either of
+    its two attacks).
     """
     rows: Rows = []
     claim = "dmm.norm_asymmetry"
@@ -443,6 +448,17 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
             null="(descriptive) the naive reading, without the dimension-counting baseline",
             stats=stats,
             note=f"dimension counting predicts {float(np.median(predicted)):.4g} (median)"))
+        for top, bottom, prediction in (("on", "plain", n / k), ("off", "plain", n / (n - k)),
+                                        ("on", "off", (n - k) / k)):
+            ratio = _f(g, f"norm_{top}") / _f(g, f"norm_{bottom}")
+            rows.append(_descriptive_row(
+                claim=claim, variant=f"ratio {top}/{bottom}", autoencoder=str(ae), seed=seed,
+                values=ratio, estimate_meaning=f"median norm_{top}/norm_{bottom} per image, "
+                "bootstrap CI (the statistic the reproduction published)",
+                n_censored=int(_censored(g, (f"success_{top}", f"success_{bottom}")).sum()),
+                null="(descriptive) beside the reproduction's median and dimension counting",
+                stats=stats, note=f"dimension counting predicts "
+                f"{float(np.median(np.sqrt(prediction))):.4g} (median)"))
     return rows
 
 

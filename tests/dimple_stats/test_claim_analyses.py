@@ -158,6 +158,17 @@ def test_norm_asymmetry_tests_the_excess_over_dimension_counting(
     assert naive["decision"] == "descriptive" and math.isnan(naive["p"])
     assert naive["estimate"] == pytest.approx(0.5 * math.log(56 / 8), abs=0.08)
     assert "dimension counting predicts 0.973" in naive["note"]
+    # The reproduction's statistics against the fixture's generating values (off = plain x
+    # noise, on = off x sqrt((n-k)/k) x noise), and the dimension-counting predictions for
+    # n = 64, k = 8 in the notes.
+    for variant, truth, predicted in (("ratio on/plain", math.sqrt(7), math.sqrt(8)),
+                                      ("ratio off/plain", 1.0, math.sqrt(64 / 56)),
+                                      ("ratio on/off", math.sqrt(7), math.sqrt(7))):
+        row = one(res, autoencoder="isometric", seed="pooled", variant=variant)
+        assert row["estimate"] == pytest.approx(truth, rel=0.05), variant
+        assert row["ci_low"] < row["estimate"] < row["ci_high"]
+        assert f"dimension counting predicts {predicted:.4g}" in \
+            one(res, autoencoder="isometric", seed=0, variant=variant)["note"]
 
 
 def test_off_equals_unrestricted_tost(synthetic: SimpleNamespace) -> None:
