@@ -113,7 +113,9 @@ def _finite(x: float) -> bool:
 
 def _pool_group(rows: Sequence[ResultRow], confidence: float) -> ResultRow:
     first = rows[0]
-    notes: list[str] = []
+    # A note every seed shares (a dimension-counting prediction, say) holds for the pool too.
+    notes: list[str] = [first.note] if first.note and all(r.note == first.note
+                                                           for r in rows) else []
     est = np.array([r.estimate for r in rows], dtype=float)
     se = np.array([r.se for r in rows], dtype=float)
     fisher = first.extra.get("scale") == "fisher_z"

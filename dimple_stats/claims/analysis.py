@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
+from scipy import stats as scipy_stats
+from statsmodels.stats.proportion import proportion_confint
 
 from dimple_stats.claims.catalogue import (
     CATALOGUE,
@@ -644,9 +646,31 @@ def defense(df: pd.DataFrame, opts: DefenseOptions, stats: StatsConfig) -> Rows:
     rows: Rows = []
     for (seed,), g in _groups(df, ["seed"]):
         for name in defences:
+            rows += _robust_accuracy_rows(claim, g, name, int(seed), stats)
             for base in baselines:
                 if name not in (base, "none"):  # plain itself is compared with none
                     rows += _defense_rows(claim, g, name, base, int(seed), stats)
+    return rows
+
+
+def _robust_accuracy_rows(claim: str, g: pd.DataFrame, name: str, seed: int,
+                          stats: StatsConfig) -> Rows:
+    """Robust accuracy of one defence per eps, Wilson CI: the levels the tests compare."""
+    rows: Rows = []
+    z = float(scipy_stats.norm.isf((1 - stats.confidence) / 2))
+    for eps, e in g[g["defense"] == name].groupby("eps", sort=True):
+        correct = e["robust_correct"].to_numpy(bool)
+        n, hits = int(correct.size), int(correct.sum())
+        lo, hi = proportion_confint(hits, n, alpha=1 - stats.confidence, method="wilson")
+        rows.append(ResultRow(
+            claim=claim, variant=f"robust accuracy @ eps={eps:g}", autoencoder=name, seed=seed,
+            n=n, n_censored=hits, estimate=hits / n, ci_low=float(lo), ci_high=float(hi),
+            se=float(hi - lo) / (2 * z),
+            estimate_meaning="share of images still classified correctly after the adaptive "
+            "attack, Wilson CI", effect_size=math.nan, effect_name="", statistic=math.nan,
+            statistic_name="", p=math.nan,
+            null="(descriptive) robust accuracy under the adaptive attack (an upper bound)",
+            test=DESCRIPTIVE, alternative=""))
     return rows
 
 

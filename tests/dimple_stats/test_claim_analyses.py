@@ -167,8 +167,9 @@ def test_norm_asymmetry_tests_the_excess_over_dimension_counting(
         row = one(res, autoencoder="isometric", seed="pooled", variant=variant)
         assert row["estimate"] == pytest.approx(truth, rel=0.05), variant
         assert row["ci_low"] < row["estimate"] < row["ci_high"]
-        assert f"dimension counting predicts {predicted:.4g}" in \
-            one(res, autoencoder="isometric", seed=0, variant=variant)["note"]
+        for seed in (0, "pooled"):  # the pooled row keeps a note every seed shares
+            assert f"dimension counting predicts {predicted:.4g}" in \
+                one(res, autoencoder="isometric", seed=seed, variant=variant)["note"]
 
 
 def test_off_equals_unrestricted_tost(synthetic: SimpleNamespace) -> None:
@@ -252,13 +253,25 @@ def test_validity_spearman_and_terciles(synthetic: SimpleNamespace) -> None:
 # --- iso.defense -----------------------------------------------------------------------------------
 
 def test_defense_mcnemar_per_eps_and_baseline(synthetic: SimpleNamespace) -> None:
-    res = ds.test_claim(synthetic.defense(), "iso.defense", stats=FAST)
+    table = synthetic.defense()
+    res = ds.test_claim(table, "iso.defense", stats=FAST)
+    levels = {"robust accuracy @ eps=0.5", "robust accuracy @ eps=1"}
     variants = set(rows(res, autoencoder="isometric")["variant"])
     assert variants == {"vs none @ eps=0.5", "vs none @ eps=1", "vs plain @ eps=0.5",
-                        "vs plain @ eps=1", "clean cost vs none", "clean cost vs plain"}
+                        "vs plain @ eps=1", "clean cost vs none", "clean cost vs plain"} | levels
     assert set(rows(res, autoencoder="plain")["variant"]) == {
-        "vs none @ eps=0.5", "vs none @ eps=1", "clean cost vs none"}
-    assert "none" not in set(res["autoencoder"])
+        "vs none @ eps=0.5", "vs none @ eps=1", "clean cost vs none"} | levels
+    assert set(rows(res, autoencoder="none")["variant"]) == levels  # the baseline's own level
+    # The levels are the shares in the table, with Wilson intervals.
+    cell = table[(table["seed"] == 0) & (table["defense"] == "none") & (table["eps"] == 1.0)]
+    level = one(res, autoencoder="none", variant="robust accuracy @ eps=1", seed=0)
+    hits, n = int(cell["robust_correct"].sum()), len(cell)
+    assert (level["estimate"], level["n"], level["n_censored"]) == (hits / n, n, hits)
+    z = 1.959963984540054
+    centre = (hits + z * z / 2) / (n + z * z)
+    half = z * math.sqrt(hits * (n - hits) / n + z * z / 4) / (n + z * z)
+    assert (level["ci_low"], level["ci_high"]) == pytest.approx((centre - half, centre + half))
+    assert level["decision"] == "descriptive"
     iso = one(res, autoencoder="isometric", variant="vs none @ eps=0.5", seed="pooled")
     assert iso["decision"] == "reject H0" and iso["estimate"] > 0.2
     cost = one(res, autoencoder="isometric", variant="clean cost vs none", seed=0)
