@@ -55,6 +55,20 @@ def _warn(file: Path, protocol: Protocol) -> None:
         typer.echo(f"warning: {file}: {message}", err=True)
 
 
+def _load_for_compute(protocol_file: Path, overrides: list[str], seeds: Optional[str]
+                      ) -> tuple[Protocol, Optional[tuple[int, ...]]]:
+    """Protocol and --seeds of `train` and `run`: exit 2 on bad input, warnings to stderr."""
+    try:
+        protocol = load_protocol(protocol_file, overrides=overrides)
+        seed_list = parse_seeds(seeds) if seeds else None
+    except ProtocolError as exc:
+        raise _fail(str(exc)) from None
+    except ValueError as exc:
+        raise _fail(f"--seeds: {exc}") from None
+    _warn(protocol_file, protocol)
+    return protocol, seed_list
+
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"dimple-stats {__version__}")
@@ -164,14 +178,7 @@ def train(
     set_: SetOption = None,
 ) -> None:
     """Train (or load from the store) every model a protocol names and print their metrics."""
-    try:
-        protocol = load_protocol(protocol_file, overrides=set_ or ())
-        seed_list = parse_seeds(seeds) if seeds else None
-    except ProtocolError as exc:
-        raise _fail(str(exc)) from None
-    except ValueError as exc:
-        raise _fail(f"--seeds: {exc}") from None
-    _warn(protocol_file, protocol)
+    protocol, seed_list = _load_for_compute(protocol_file, list(set_ or ()), seeds)
     # Imported here: everything above runs without torch.
     from runners.datasets import DatasetConfigError, DatasetNotFoundError
     from runners.store import ArtifactStore
@@ -211,14 +218,7 @@ def run(
         overrides.append(f"executor={executor}")
     if device is not None:
         overrides.append(f"device={device}")
-    try:
-        protocol = load_protocol(protocol_file, overrides=overrides)
-        seed_list = parse_seeds(seeds) if seeds else None
-    except ProtocolError as exc:
-        raise _fail(str(exc)) from None
-    except ValueError as exc:
-        raise _fail(f"--seeds: {exc}") from None
-    _warn(protocol_file, protocol)
+    protocol, seed_list = _load_for_compute(protocol_file, overrides, seeds)
     # Imported here: everything above runs without torch.
     from runners.datasets import DatasetConfigError, DatasetNotFoundError
     from runners.pipeline import UnsupportedClaimError, run_protocol
