@@ -222,6 +222,7 @@ def run(
     # Imported here: everything above runs without torch.
     from runners.datasets import DatasetConfigError, DatasetNotFoundError
     from runners.pipeline import UnsupportedClaimError, run_protocol
+    from runners.measure import MembershipError
     from runners.training import CollapsedAutoencoderError
 
     console = Console(stderr=True)
@@ -235,7 +236,7 @@ def run(
         raise _fail(f"{protocol_file}: dataset: {exc}") from None
     except UnsupportedClaimError as exc:
         raise _fail(f"{protocol_file}: claims: {exc}") from None
-    except CollapsedAutoencoderError as exc:
+    except (CollapsedAutoencoderError, MembershipError) as exc:
         # A run-time outcome, not malformed input: exit 1 (seeds already done stay in the store).
         typer.echo(f"error: {protocol_file}: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -251,7 +252,7 @@ def bench(
                    ] = Path("reports/benchmarks"),
     only: Annotated[Optional[list[str]], typer.Option(
         "--only", help="Run only these benchmarks (repeatable): tangent, projection, attacks, "
-        "end_to_end, regulariser, threads.")] = None,
+        "end_to_end, regulariser, threads, feasible.")] = None,
 ) -> None:
     """Benchmark side by side (issue 8): ratios, agreement checks, targets MET / NOT MET.
 

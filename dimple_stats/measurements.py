@@ -80,10 +80,15 @@ SCHEMAS: dict[str, dict[str, Column]] = {
         "seed": _SEED,
         "autoencoder": Column("str", "autoencoder name from the protocol (defines the manifold)"),
         "sample": _SAMPLE,
+        "image_id": Column("int", "index of the image in its dataset split: the same id is the "
+                           "same image in every seed (seeds may draw overlapping eval sets)"),
         "label": Column("int", "true class of the image"),
         "n": Column("int", "input dimension"),
         "k": Column("int", "tangent dimension (numerical rank of the decoder Jacobian)"),
         "recon_err": Column("float", "||x - D(E(x))||_2"),
+        "base_err": Column("float", "||x - D(z)||_2 at the tangent base point z (tangent.at: "
+                           "encoder gives recon_err; nearest minimises it)"),
+        "base_converged": Column("bool", "the base-point search converged (True for encoder)"),
         "norm_plain": Column("float", "||delta|| of the unrestricted minimal adversarial "
                              "perturbation (eps_plain when the attack failed)"),
         "success_plain": Column("bool", "the unrestricted attack succeeded within eps_plain"),
@@ -95,11 +100,21 @@ SCHEMAS: dict[str, dict[str, Column]] = {
         "eps_plain": Column("float", "budget of the unrestricted attack (censoring point)"),
         "eps_on": Column("float", "budget of the on-manifold attack (censoring point)"),
         "eps_off": Column("float", "budget of the off-manifold attack (censoring point)"),
+        "in_T_on": Column("float", "||P_T d_on|| / ||d_on||: 1 when the on-manifold "
+                          "perturbation lies in T (attack.box strict), less under clip"),
+        "in_T_off": Column("float", "||P_T d_off|| / ||d_off||: 0 when the off-manifold "
+                           "perturbation lies in T-perp (attack.box strict)"),
         "r_T": Column("float", "||P_T delta|| / ||delta|| for the unrestricted delta"),
         "r_R": Column("float", "||P_R delta|| / ||delta||, R a random k-dim subspace"),
         "r_Tother": Column("float", "||P_T' delta|| / ||delta||, T' the tangent space at another "
                            "image of the same class"),
+        "r_PCA": Column("float", "||P delta|| / ||delta||, P onto the top-k principal subspace "
+                        "of the training images"),
+        "r_Rdata": Column("float", "||P delta|| / ||delta||, P onto a random k-subspace drawn "
+                          "with the training-data covariance"),
         "r_T_grad": Column("float", "||P_T g|| / ||g||, g the input gradient of the margin"),
+        "r_T_grad_other": Column("float", "||P_T' g|| / ||g||, T' the tangent space at the "
+                                 "other image of r_Tother"),
         "iso_cond": Column("float", "condition number of J^T J at E(x)"),
     },
     "defense": {

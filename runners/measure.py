@@ -7,21 +7,35 @@ For correctly classified evaluation images ``x`` (labels ``y``), a classifier an
 column                    meaning
 ========================  ==================================================================
 sample, label             the caller's sample id (default: position) and the true label
+image_id                  the image's index in its dataset split (default: ``sample``): the same
+                          image measured under several seeds has the same id
 n, k                      input dimension; tangent dimension (numerical rank of ``J``; the
                           latent dimension on the matrix-free path, where ``J`` is never formed)
 recon_err                 ``||x - D(E(x))||_2``
+base_err                  ``||x - D(z)||_2`` at the tangent base point ``z`` (``= recon_err``
+                          for ``tangent.at: encoder``; for ``nearest`` ``z`` minimises it)
+base_converged            the base point search converged (always True for ``encoder``)
 norm_*, success_*, eps_*  minimal adversarial L2 (or Linf) norm, success, budget, for the
                           unrestricted (plain), on-manifold (on) and off-manifold (off) attack;
                           a failure keeps its row with ``success = False`` and ``norm = eps``
+in_T_on, in_T_off         ``||P_T d|| / ||d||`` of the on- and off-manifold perturbations: what
+                          their names claim is checked on every run (1 and 0 under
+                          ``attack.box: strict``; ``clip`` leaves T where pixels sit at a bound)
 r_T                       ``||P_T d|| / ||d||`` for the plain perturbation ``d``, T the tangent
-                          space at ``z = E(x)`` (the basis fixed at ``D(E(x))``, as in the
-                          reproduction)
+                          space at the base point (``tangent.at``; ``E(x)`` by default, as in
+                          the reproduction)
 r_R                       the same for a fresh seeded uniformly random subspace of dimension k
 r_Tother                  the same for the tangent space at ANOTHER measured image of the same
                           class (NaN when the class has a single measured sample)
+r_PCA                     the same for the top-k principal subspace of the training images
+                          (NaN when no data controls were given)
+r_Rdata                   the same for a fresh random k-subspace drawn with the training-data
+                          covariance (NaN when no data controls were given)
 r_T_grad                  ``||P_T g|| / ||g||``, ``g`` the input gradient of the margin at ``x``
-iso_cond                  ``cond(J^T J)`` at ``E(x)``: exact (dense) or a Lanczos lower bound
-                          (matrix-free)
+r_T_grad_other            ``g``'s share in the other image's tangent space (the control of
+                          ``r_T_grad``, as ``r_Tother`` is of ``r_T``)
+iso_cond                  ``cond(J^T J)`` at the base point: exact (dense) or a Lanczos lower
+                          bound (matrix-free)
 ========================  ==================================================================
 
 ``r_*`` of a censored (failed) attack are computed on its last iterate: the row stays, and the
@@ -43,7 +57,12 @@ from torch import Tensor, nn
 from dimple_stats.protocol.schema import AttackConfig, TangentConfig
 from runners.attacks.losses import input_gradient
 from runners.attacks.pgd import AttackResult, Bounds, attack_from_config
-from runners.geometry.controls import other_same_class, random_subspace, random_subspace_ratio
+from runners.geometry.controls import (
+    DataSubspaces,
+    other_same_class,
+    random_subspace,
+    random_subspace_ratio,
+)
 from runners.geometry.spaces import (
     DenseSubspace,
     MatrixFreeTangent,
@@ -56,17 +75,19 @@ if TYPE_CHECKING:
 
     from runners.models.autoencoders import Autoencoder
 
-__all__ = ["COLUMNS", "MODES", "Measurement", "correctly_classified", "measure"]
+__all__ = ["COLUMNS", "MODES", "MembershipError", "Measurement", "check_membership",
+           "correctly_classified", "measure"]
 
 MODES = ("plain", "on", "off")
 
 #: Column order of :meth:`Measurement.to_frame`.
 COLUMNS: tuple[str, ...] = (
-    "sample", "label", "n", "k", "recon_err",
+    "sample", "image_id", "label", "n", "k", "recon_err", "base_err", "base_converged",
     "norm_plain", "success_plain", "eps_plain",
     "norm_on", "success_on", "eps_on",
     "norm_off", "success_off", "eps_off",
-    "r_T", "r_R", "r_Tother", "r_T_grad", "iso_cond",
+    "in_T_on", "in_T_off",
+    "r_T", "r_R", "r_Tother", "r_PCA", "r_Rdata", "r_T_grad", "r_T_grad_other", "iso_cond",
 )
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -85,8 +106,11 @@ class Measurement:
         The perturbations of each mode (``"plain"``, ``"on"``, ``"off"``), ``(N, C, H, W)``.
     diagnostics : dict of str to numpy.ndarray
         Not part of the table: ``steps_<mode>`` (gradient steps per sample), ``other_index``
-        (position of the image whose tangent gave ``r_Tother``, -1 if none), and on the
-        matrix-free path ``solver_iterations`` (mean CG/LSQR iterations per projection).
+        (position of the image whose tangent gave ``r_Tother``, -1 if none),
+        ``projection_iters_<on|off>`` and ``projection_residual_<on|off>`` (projection iterations
+        summed over the steps and the largest residual, under ``attack.box: strict``),
+        ``base_iterations`` (Levenberg-Marquardt iterations, ``tangent.at: nearest``), and on
+        the matrix-free path ``solver_iterations`` (mean CG/LSQR iterations per projection).
     method : str
         ``"dense"`` or ``"matrix_free"``.
     """
@@ -128,6 +152,71 @@ def correctly_classified(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: 
     return preds == y
 
 
+def _base_point(decode: "object", x: Tensor, z: Tensor, recon_err: Tensor | None,
+                tangent: TangentConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(z, base_err, converged, iterations)``: the tangent base point ``tangent.at`` asks for."""
+    if tangent.at == "encoder":
+        if recon_err is None:
+            return z, torch.empty(0), torch.empty(0), torch.empty(0)
+        return (z, recon_err.clone(), torch.ones(len(z), dtype=torch.bool),
+                torch.zeros(len(z), dtype=torch.int64))
+    from runners.geometry.nearest import nearest_latent
+
+    dtype = _DTYPES[tangent.dtype]
+    found = nearest_latent(decode, x.to(dtype), z.to(dtype),  # type: ignore[arg-type]
+                           max_iter=tangent.nearest_max_iter, tol=tangent.nearest_tol,
+                           chunk_size=tangent.chunk_size)
+    return (found.z.to(z.dtype), found.err.cpu().to(torch.float64), found.converged.cpu(),
+            found.iterations.cpu())
+
+
+class MembershipError(RuntimeError):
+    """Strict on/off-manifold perturbations that are not in T / T-perp: a bug, not a finding."""
+
+
+#: Under ``attack.box: strict`` a shard whose successful on-manifold rows have a median
+#: ``in_T_on`` below this, or off-manifold rows a median ``in_T_off`` above
+#: :data:`IN_T_OFF_MAX`, stops the run.
+IN_T_ON_MIN = 0.999
+IN_T_OFF_MAX = 1e-3
+
+
+def check_membership(frame: "pd.DataFrame", *, where: str) -> None:
+    """Raise :class:`MembershipError` when strict on/off perturbations left their subspace.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        A measurement shard (columns ``in_T_on``, ``in_T_off``, ``success_on``, ``success_off``).
+    where : str
+        Names the shard in the message (seed, autoencoder, shard index, store key).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> ok = pd.DataFrame({"in_T_on": [1.0], "success_on": [True], "in_T_off": [0.5],
+    ...                    "success_off": [False]})
+    >>> check_membership(ok, where="seed 0")  # failed off attacks are not judged
+    >>> check_membership(ok.assign(in_T_on=[0.9]), where="seed 0")
+    Traceback (most recent call last):
+    ...
+    runners.measure.MembershipError: seed 0: strict on-manifold perturbations left T: median in_T_on 0.9 < 0.999 over 1 successful rows (a bug in the feasible-set projection, not a finding)
+    """
+    problems = []
+    on = frame.loc[frame["success_on"].astype(bool), "in_T_on"].dropna()
+    if len(on) and float(on.median()) < IN_T_ON_MIN:
+        problems.append(f"strict on-manifold perturbations left T: median in_T_on "
+                        f"{float(on.median()):.4g} < {IN_T_ON_MIN} over {len(on)} successful rows")
+    off = frame.loc[frame["success_off"].astype(bool), "in_T_off"].dropna()
+    if len(off) and float(off.median()) > IN_T_OFF_MAX:
+        problems.append(f"strict off-manifold perturbations left T-perp: median in_T_off "
+                        f"{float(off.median()):.4g} > {IN_T_OFF_MAX} over {len(off)} "
+                        "successful rows")
+    if problems:
+        raise MembershipError(f"{where}: " + "; ".join(problems)
+                              + " (a bug in the feasible-set projection, not a finding)")
+
+
 def _measure_chunk(
     classifier: nn.Module,
     autoencoder: "Autoencoder",
@@ -140,16 +229,20 @@ def _measure_chunk(
     tangent: TangentConfig,
     generator: torch.Generator,
     bounds: Bounds,
+    controls: DataSubspaces | None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], str, float | None]:
     dtype = _DTYPES[tangent.dtype]
     decode = decoder_in_dtype(autoencoder, dtype)
     with torch.no_grad():
         z = autoencoder.encode(x)
         recon_err = (x - autoencoder.decode(z)).flatten(1).norm(dim=1).to(torch.float64)
+    cols: dict[str, Tensor] = {}
+    z, cols["base_err"], cols["base_converged"], cols["base_iterations"] = _base_point(
+        decode, x, z, recon_err, tangent)
     n = x[0].numel()
     space = tangent_space(decode, z, config=tangent, n=n)
-    cols: dict[str, Tensor] = {"n": torch.full((len(x),), n, dtype=torch.int64),
-                               "k": space.dims.to(torch.int64), "recon_err": recon_err}
+    cols.update({"n": torch.full((len(x),), n, dtype=torch.int64),
+                 "k": space.dims.to(torch.int64), "recon_err": recon_err})
     deltas: dict[str, Tensor] = {}
     projections = {"plain": None, "on": space.on_manifold(), "off": space.off_manifold()}
     for mode in MODES:
@@ -162,7 +255,18 @@ def _measure_chunk(
         cols[f"success_{mode}"] = success
         cols[f"eps_{mode}"] = eps
         cols[f"steps_{mode}"] = res.steps
+        if mode != "plain":
+            iters = res.projection_iters
+            resid = res.projection_residual
+            cols[f"projection_iters_{mode}"] = (torch.zeros(len(x), dtype=torch.int64)
+                                                if iters is None else iters)
+            cols[f"projection_residual_{mode}"] = (
+                torch.zeros(len(x), dtype=torch.float64) if resid is None
+                else resid.to(torch.float64))
         deltas[mode] = res.delta
+    # What the on/off perturbations are called is checked, not assumed: their share in T.
+    cols["in_T_on"] = space.ratio(deltas["on"]).to(torch.float64)
+    cols["in_T_off"] = space.ratio(deltas["off"]).to(torch.float64)
     plain = deltas["plain"]
     cols["r_T"] = space.ratio(plain).to(torch.float64)
     if isinstance(space, DenseSubspace):
@@ -172,17 +276,28 @@ def _measure_chunk(
     else:
         # n * k too large for an explicit random basis: an exact draw of the same law, O(n).
         cols["r_R"] = random_subspace_ratio(n, space.dims, generator=generator)
+    nan = torch.full((len(x),), float("nan"), dtype=torch.float64)
+    if controls is not None:
+        cols["r_PCA"] = controls.principal(space.dims, device=x.device, dtype=dtype).ratio(
+            plain).cpu().to(torch.float64)
+        cols["r_Rdata"] = controls.data_random(space.dims, generator=generator, device=x.device,
+                                               dtype=dtype).ratio(plain).cpu().to(torch.float64)
+    else:
+        cols["r_PCA"], cols["r_Rdata"] = nan.clone(), nan.clone()
+    grad = input_gradient(classifier, x, y, loss="margin")
+    cols["r_T_grad"] = space.ratio(grad).to(torch.float64)
     has_other = has_other.cpu()
-    full = torch.full((len(x),), float("nan"), dtype=torch.float64)
+    other_plain, other_grad = nan.clone(), nan.clone()
     if bool(has_other.any()):
         rows = has_other.nonzero().squeeze(1)
         with torch.no_grad():
             z_other = autoencoder.encode(x_other[rows])
+        # The other image's tangent at ITS base point, chosen the same way as this image's.
+        z_other = _base_point(decode, x_other[rows], z_other, None, tangent)[0]
         other = tangent_space(decode, z_other, config=tangent, n=n)
-        full[rows] = other.ratio(plain[rows]).cpu().to(torch.float64)
-    cols["r_Tother"] = full
-    grad = input_gradient(classifier, x, y, loss="margin")
-    cols["r_T_grad"] = space.ratio(grad).to(torch.float64)
+        other_plain[rows] = other.ratio(plain[rows]).cpu().to(torch.float64)
+        other_grad[rows] = other.ratio(grad[rows]).cpu().to(torch.float64)
+    cols["r_Tother"], cols["r_T_grad_other"] = other_plain, other_grad
     cols["iso_cond"] = space.gram_condition(generator=generator).to(torch.float64)
     iters = None
     if isinstance(space, MatrixFreeTangent) and space.history:
@@ -205,6 +320,8 @@ def measure(
     generator: torch.Generator,
     bounds: Bounds = (0.0, 1.0),
     sample_ids: Sequence[int] | np.ndarray | Tensor | None = None,
+    image_ids: Sequence[int] | np.ndarray | Tensor | None = None,
+    controls: DataSubspaces | None = None,
 ) -> Measurement:
     """Measure every per-sample quantity of the claim catalogue for a set of samples.
 
@@ -230,6 +347,12 @@ def measure(
         Pixel box the attacks stay in (the dataset's ``pixel_range``).
     sample_ids : sequence of int or None
         Values of the ``sample`` column (e.g. indices into the eval split); default ``0..N-1``.
+    image_ids : sequence of int or None
+        Values of the ``image_id`` column (indices in the dataset's split, stable across seeds);
+        default ``sample_ids``.
+    controls : DataSubspaces or None
+        Training-data principal subspace and covariance for ``r_PCA`` and ``r_Rdata`` (NaN
+        when None).
 
     Returns
     -------
@@ -256,6 +379,10 @@ def measure(
         )
     ids = (np.arange(len(x)) if sample_ids is None
            else np.asarray(torch.as_tensor(sample_ids), dtype=np.int64))
+    images = (ids if image_ids is None
+              else np.asarray(torch.as_tensor(image_ids), dtype=np.int64))
+    if len(ids) != len(x) or len(images) != len(x):
+        raise ValueError(f"{len(x)} samples but {len(ids)} sample_ids and {len(images)} image_ids")
     other = other_same_class(y, generator=generator)
     chunks: list[dict[str, Tensor]] = []
     deltas: list[dict[str, Tensor]] = []
@@ -266,15 +393,20 @@ def measure(
             has = other[sl] >= 0
             cols, dl, method, it = _measure_chunk(
                 classifier, autoencoder, x[sl], y[sl], x[other[sl].clamp(min=0)], has,
-                attack=attack, tangent=tangent, generator=generator, bounds=bounds)
+                attack=attack, tangent=tangent, generator=generator, bounds=bounds,
+                controls=controls)
             chunks.append(cols)
             deltas.append(dl)
             if it is not None:
                 iters.append(it)
     cat = {name: torch.cat([c[name] for c in chunks]) for name in chunks[0]}
-    columns = {"sample": ids, "label": y.cpu().numpy().astype(np.int64)}
+    columns = {"sample": ids, "image_id": images, "label": y.cpu().numpy().astype(np.int64)}
     columns.update({name: cat[name].numpy() for name in COLUMNS if name in cat})
     diagnostics = {f"steps_{m}": cat[f"steps_{m}"].numpy() for m in MODES}
+    for m in ("on", "off"):
+        diagnostics[f"projection_iters_{m}"] = cat[f"projection_iters_{m}"].numpy()
+        diagnostics[f"projection_residual_{m}"] = cat[f"projection_residual_{m}"].numpy()
+    diagnostics["base_iterations"] = cat["base_iterations"].numpy()
     diagnostics["other_index"] = other.numpy()
     if iters:
         diagnostics["solver_iterations"] = np.asarray(iters)

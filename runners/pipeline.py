@@ -39,7 +39,7 @@ __all__ = ["SeedTask", "SeedOutput", "run_seed", "run_protocol", "RunOutcome", "
            "PHASE_TWO_VERSION", "UnsupportedClaimError", "tables_needed"]
 
 # Part of every measurement shard's key: bump when a change here changes what is measured.
-MEASURE_VERSION = 1
+MEASURE_VERSION = 2  # 2: strict feasible sets, in_T_*, data-shaped controls, image_id
 # Part of the keys of the defense, training and adv_training stages (same rule).
 PHASE_TWO_VERSION = 1
 # Claims whose tables the compute side does not produce yet (none since phase two).
@@ -113,7 +113,7 @@ def _run_seed(task: SeedTask) -> SeedOutput:
     import torch
 
     from runners.datasets import load_dataset
-    from runners.measure import correctly_classified, measure
+    from runners.measure import check_membership, correctly_classified, measure
     from runners.store import ArtifactStore
     from runners.training import (
         check_not_collapsed,
@@ -142,15 +142,20 @@ def _run_seed(task: SeedTask) -> SeedOutput:
     models = [{"seed": task.seed, "model": "classifier", "arch": protocol.classifier.arch,
                "loaded": clf.loaded, **clf.metrics}]
 
-    x, y = data.eval.x, data.eval.y
+    x, y, image_ids = data.eval.x, data.eval.y, data.eval.ids
     if task.limit is not None:
-        x, y = x[: task.limit], y[: task.limit]
+        x, y, image_ids = x[: task.limit], y[: task.limit], image_ids[: task.limit]
     correct = correctly_classified(clf.model, x.to(device), y.to(device)).cpu()
     ids = correct.nonzero().squeeze(1)
     shard_size = max(protocol.attack.batch_size, 32)
     frames: list[pd.DataFrame] = []
     shards = {"computed": 0, "loaded": 0}
     trained: dict[str, Any] = {}
+    controls = None
+    if "measurements" in needed:
+        clock = time.perf_counter()
+        controls = _data_controls(protocol, data)
+        timings["data_controls"] = time.perf_counter() - clock
     for name, ae_config in protocol.autoencoders.items():
         clock = time.perf_counter()
         ae = train_autoencoder(ae_config, data, data_config=protocol.dataset, seed=task.seed,
@@ -186,10 +191,16 @@ def _run_seed(task: SeedTask) -> SeedOutput:
                                      y[shard].to(device),
                                      attack=protocol.attack, tangent=protocol.tangent,
                                      generator=generator, bounds=data.pixel_range,
-                                     sample_ids=shard)
+                                     sample_ids=shard, image_ids=image_ids[shard],
+                                     controls=controls)
                     frame = result.to_frame()
                     frame.insert(0, "autoencoder", name)
                     frame.insert(0, "seed", task.seed)
+                    if protocol.attack.box == "strict":
+                        # Before publishing: a shard that fails this must not be resumed from.
+                        check_membership(frame, where=(
+                            f"seed {task.seed}, autoencoder {name!r}, measurement shard {index} "
+                            f"(store key {key})"))
                     with store.writer(key) as writer:
                         writer.save_table("measurements.parquet", frame)
                     shards["computed"] += 1
@@ -247,6 +258,24 @@ class _SeedContext:
             writer.save_table("table.parquet", frame)
         self.shards["computed"] += 1
         return frame
+
+
+#: Above this input dimension the data covariance is not formed (n x n); the principal subspace
+#: comes from a randomised SVD and ``r_Rdata`` from the top components only.
+DATA_CONTROLS_DENSE_MAX_N = 4096
+
+
+def _data_controls(protocol: Protocol, data: Any) -> Any:
+    """The training images' principal subspace and covariance (r_PCA, r_Rdata), once per seed."""
+    from runners.geometry.controls import DataSubspaces
+
+    # An oracle has no latent_dim of its own; the dataset's latent dimension bounds it.
+    dims = [ae.latent_dim or getattr(protocol.dataset, "latent_dim", 0) or 0
+            for ae in protocol.autoencoders.values()]
+    kmax = max(dims + [1])
+    limit = None if data.n <= DATA_CONTROLS_DENSE_MAX_N else kmax
+    return DataSubspaces.from_images(data.train.x, max_components=limit,
+                                     dense_limit=DATA_CONTROLS_DENSE_MAX_N)
 
 
 def _intrinsic_dimension(ae: Any, data: Any, device: Any) -> dict[str, float]:

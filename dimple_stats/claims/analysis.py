@@ -297,12 +297,19 @@ def _f(g: pd.DataFrame, col: str) -> np.ndarray:
 
 
 _NULL_COLUMN = {"random_subspace": "r_R", "other_image": "r_Tother", "beta": None}
+# The other image's tangent as a control of the GRADIENT's share: like is compared with like
+# (r_Tother is the attack perturbation's share there, a different vector's measurement).
+_GRADIENT_NULL_COLUMN = {**_NULL_COLUMN, "other_image": "r_T_grad_other"}
+
+
+def _null_column(column: str, null: str) -> str | None:
+    return (_GRADIENT_NULL_COLUMN if column == "r_T_grad" else _NULL_COLUMN)[null]
 
 
 def _perpendicular_columns(column: str,
                            censor: tuple[str, ...]) -> Callable[[Any], tuple[str, ...]]:
     def needs(opts: PerpendicularOptions) -> tuple[str, ...]:
-        other = _NULL_COLUMN[opts.null]
+        other = _null_column(column, opts.null)
         return ("seed", "autoencoder", "sample", column, "n", "k", *censor,
                 *((other,) if other else ()))
     return needs
@@ -321,7 +328,7 @@ def _perpendicular(df: pd.DataFrame, opts: PerpendicularOptions, stats: StatsCon
             d = chance_cdf_r2(r**2, n, k) - 0.5
             text = f"F_Beta(k/2,(n-k)/2)({column}^2) - 1/2 (chance: r^2 ~ Beta, mean k/n)"
         else:
-            other = _NULL_COLUMN[opts.null]
+            other = _null_column(column, opts.null)
             d = r - _f(g, str(other))
             text = f"{column} - {other}"
         rows.append(_location_row(
@@ -499,6 +506,15 @@ def off_succeeds_more(df: pd.DataFrame, opts: OffSucceedsMoreOptions,
     """
     rows: Rows = []
     claim = "dmm.off_succeeds_more"
+    if {"eps_on", "eps_off"} <= set(df.columns):
+        differ = ~np.isclose(df["eps_on"].to_numpy(float), df["eps_off"].to_numpy(float))
+        if differ.any():
+            first = df.loc[differ].iloc[0]
+            raise AnalysisError(
+                f"{claim}: success rates compare only at one budget, but {int(differ.sum())} "
+                f"rows have eps_on != eps_off (e.g. seed {int(first['seed'])}, autoencoder "
+                f"{first['autoencoder']!r}: {first['eps_on']:g} vs {first['eps_off']:g}); "
+                "set attack.eps.on and attack.eps.off equal")
     for (ae, seed), g in _groups(df, ["autoencoder", "seed"]):
         on, off = g["success_on"].to_numpy(bool), g["success_off"].to_numpy(bool)
         rows.append(_mcnemar_row(

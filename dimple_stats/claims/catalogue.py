@@ -164,11 +164,12 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             source="Shamir et al. 2021 (DMM)",
             hypothesis="The input gradient of the margin is more perpendicular to the manifold "
             "than chance.",
-            statistic="r_T_grad vs the same nulls as dmm.perpendicular",
+            statistic="r_T_grad vs the same nulls as dmm.perpendicular (other_image: the "
+            "gradient's own share in the other image's tangent, r_T_grad_other)",
             test="one-sided Wilcoxon signed-rank (less)",
             nulls={k: v.replace("r_T ", "r_T_grad ").replace("r_T^2", "r_T_grad^2")
-                   for k, v in _PERP_NULLS.items()},
-            columns=("r_T_grad", "r_R", "r_Tother", "n", "k"),
+                   .replace("r_Tother", "r_T_grad_other") for k, v in _PERP_NULLS.items()},
+            columns=("r_T_grad", "r_R", "r_T_grad_other", "n", "k"),
             censoring="no attack is involved; nothing is censored.",
             options=PerpendicularOptions,
         ),

@@ -334,6 +334,12 @@ def _semantic_issues(protocol: Protocol) -> list[tuple[KeyPath, str]]:
             if extra:
                 found.append((("autoencoders", name, "train_classes"),
                               f"classes {extra} are not in dataset.classes {list(classes)}"))
+    eps = protocol.attack.eps
+    if "dmm.off_succeeds_more" in protocol.claim_ids and eps["on"] != eps["off"]:
+        # Success rates compare only at one budget: otherwise the test measures the budgets.
+        found.append((("attack", "eps"),
+                      f"claim dmm.off_succeeds_more compares on- and off-manifold success rates, "
+                      f"so eps.on ({eps['on']:g}) and eps.off ({eps['off']:g}) must be equal"))
     for i, entry in enumerate(protocol.claims):
         if entry.id == "iso.plain_vs_isometric":
             found += [((("claims", i, entry.id) + tail), msg)

@@ -354,6 +354,17 @@ class AttackConfig(Frozen):
     refine_steps: int = Field(12, ge=1)
     random_start: bool = False
     batch_size: int = Field(64, ge=1)
+    box: Literal["strict", "clip", "none"] = Field(
+        "strict", description="Feasible set of the iterates. strict: every iterate stays in "
+        "x + T (on), x + T-perp (off) and the pixel box, by the Euclidean projection onto "
+        "their intersection (ADMM); clip: the reproduction's attack, projected step then clipped to the "
+        "pixel box (the clip moves on-manifold perturbations out of T and off-manifold ones "
+        "out of T-perp wherever pixels sit at a bound; kept for comparison); none: no pixel "
+        "bounds.")
+    box_tol: float = Field(1e-4, gt=0, description="Relative residual at which the strict "
+                           "projection stops (distance from T or T-perp over the step's norm).")
+    box_max_iter: int = Field(200, ge=1, description="Projection (ADMM) iterations per "
+                              "step at most; the residual is recorded and checked.")
 
     @model_validator(mode="after")
     def _step_below_eps(self) -> "AttackConfig":
@@ -387,7 +398,8 @@ class TangentConfig(Frozen):
     method: Literal["auto", "dense", "matrix_free"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     rank_tol: float | None = Field(
-        None, gt=0, description="Relative |diag R| cut-off; null: max(n, k) * machine eps."
+        None, gt=0, description="Relative singular-value cut-off of the rank; null: max(n, k) * "
+        "machine eps."
     )
     chunk_size: int = Field(16, ge=1, description="Samples per vmap(jacfwd) call (bounds memory).")
     matrix_free_threshold: int = Field(
@@ -396,6 +408,15 @@ class TangentConfig(Frozen):
     solver: Literal["cg", "lsqr"] = "cg"
     tol: float = Field(1e-4, gt=0, description="Relative residual of the matrix-free solve.")
     max_iter: int = Field(200, ge=1)
+    at: Literal["encoder", "nearest"] = Field(
+        "encoder", description="Base point of the tangent space: the encoder's code z = E(x) "
+        "(the reproduction's), or the nearest point of the decoder's image, z* = argmin "
+        "||D(z) - x|| found by Levenberg-Marquardt started at E(x) (columns base_err and "
+        "base_converged record it).")
+    nearest_max_iter: int = Field(50, ge=1, description="Levenberg-Marquardt iterations at "
+                                  "most for at: nearest.")
+    nearest_tol: float = Field(1e-6, gt=0, description="Relative first-order optimality at "
+                               "which at: nearest stops.")
 
 
 class StatsConfig(Frozen):

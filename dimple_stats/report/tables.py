@@ -91,9 +91,17 @@ def summary_frame(results: pd.DataFrame) -> pd.DataFrame:
     }, columns=list(SUMMARY_COLUMNS))
 
 
+#: Significant digits of floats in results.csv: far beyond any reported precision, and stable
+#: under the last-bit differences that numpy/scipy releases and BLAS builds make in the same
+#: computation (full 17-digit output made committed reports fail to re-render byte-identically
+#: after a numpy 2.4 upgrade).
+CSV_DIGITS = 12
+
+
 def to_csv_text(results: pd.DataFrame) -> str:
-    """Every column of the results table, full precision, ``\\n`` line ends."""
-    return results.to_csv(index=False, lineterminator="\n")
+    """Every column of the results table, floats to :data:`CSV_DIGITS` significant digits,
+    ``\\n`` line ends."""
+    return results.to_csv(index=False, lineterminator="\n", float_format=f"%.{CSV_DIGITS}g")
 
 
 def to_latex(results: pd.DataFrame, *, caption: str | None = None,

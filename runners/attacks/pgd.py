@@ -15,6 +15,14 @@ misclassification. On top of it:
   plus up to one step. ``refine_steps`` halvings leave an error of at most
   ``||delta|| * 2**-refine_steps`` (0.024% of the unrefined norm at the default 12).
 * failures are CENSORED, never dropped: ``success`` False and ``norm`` = eps.
+* ``box``: the feasible set (:mod:`runners.attacks.feasible`). ``"strict"`` (default) keeps every
+  iterate in the eps-ball, the pixel box and, when ``project_gradient`` is given, the subspace it
+  projects onto, by the Euclidean projection onto their intersection (ADMM); ``"clip"`` is the
+  reproduction's attack (projected step, then clipped to the box: the iterate LEAVES the
+  subspace wherever the clip is active, kept for comparison); ``"none"`` ignores the pixel box.
+  For an unrestricted attack ``strict`` and ``clip`` coincide (clipping a point of the L2 ball
+  towards ``x`` keeps it in the ball). With ``strict``, ``project_gradient`` must be an
+  orthogonal projection (linear, idempotent), because it also defines the subspace.
 
 Examples
 --------
@@ -40,10 +48,12 @@ import torch
 from torch import Tensor, nn  # nn: the module docstring example
 
 from dimple_stats.protocol.schema import AttackConfig
+from runners.attacks.feasible import admm
 from runners.attacks.losses import LOSSES, LossName
 
 __all__ = [
     "AttackResult",
+    "BoxMode",
     "GradientProjection",
     "L2PGD",
     "LinfPGD",
@@ -59,6 +69,8 @@ GradientProjection = Callable[[Tensor, Tensor], Tensor]
 #: Step index ``t`` (0-based) -> multiplier of the base step size.
 Schedule = Callable[[int], float]
 Bounds = tuple[float | Tensor, float | Tensor] | None
+#: Feasible set of the iterates (see the module notes).
+BoxMode = Literal["strict", "clip", "none"]
 Model = Callable[[Tensor], Tensor]
 
 
@@ -84,6 +96,12 @@ class AttackResult:
         The budget.
     p : str
         ``"l2"`` or ``"linf"``.
+    projection_iters : Tensor or None
+        ``(B,)`` int64 projection (ADMM) iterations summed over the sample's steps (``box="strict"`` with a
+        subspace; None otherwise).
+    projection_residual : Tensor or None
+        ``(B,)`` the largest projection residual (distance bound from the subspace) of any of the
+        sample's iterates; None as above.
     """
 
     delta: Tensor
@@ -93,6 +111,8 @@ class AttackResult:
     forward_evals: Tensor
     eps: float
     p: str
+    projection_iters: Tensor | None = None
+    projection_residual: Tensor | None = None
 
     @property
     def grad_evals(self) -> Tensor:
@@ -198,11 +218,20 @@ class _PGD(ABC):
         refine_steps: int = 12,
         schedule: Schedule | None = None,
         bounds: Bounds = (0.0, 1.0),
+        box: BoxMode = "strict",
+        box_tol: float = 1e-4,
+        box_max_iter: int = 200,
     ) -> None:
         if eps <= 0 or step <= 0 or steps < 0 or refine_steps < 1:
             raise ValueError("eps and step must be positive, steps >= 0, refine_steps >= 1")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
+        if box not in ("strict", "clip", "none"):
+            raise ValueError(f"unknown box {box!r}; use strict, clip or none")
+        if box_tol <= 0 or box_max_iter < 1:
+            raise ValueError("box_tol must be positive and box_max_iter >= 1")
+        self.box: BoxMode = box
+        self.box_tol, self.box_max_iter = float(box_tol), int(box_max_iter)
         self.eps, self.step, self.steps = float(eps), float(step), int(steps)
         self.loss = loss
         self.random_start, self.early_stop = bool(random_start), bool(early_stop)
@@ -212,7 +241,8 @@ class _PGD(ABC):
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(eps={self.eps}, step={self.step}, steps={self.steps}, "
-                f"loss={self.loss!r}, early_stop={self.early_stop}, refine={self.refine})")
+                f"loss={self.loss!r}, early_stop={self.early_stop}, refine={self.refine}, "
+                f"box={self.box!r})")
 
     # -- the parts that differ between norms -------------------------------------------------
     @abstractmethod
@@ -228,12 +258,52 @@ class _PGD(ABC):
                generator: torch.Generator | None) -> Tensor:
         """The initial perturbation (zero, or a random point of the ball when random_start)."""
 
+    def _subspace_part(self, d: Tensor) -> Tensor:
+        """Projection onto the part of the ball that the projection's set ``A`` carries (see
+        :mod:`runners.attacks.feasible`): the L2 ball (a radial shrink, exact within a subspace
+        through 0); nothing for Linf, whose ball is a box and goes with the pixel box."""
+        return d
+
+    def _box_offsets(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-pixel bounds on the perturbation: the pixel box shifted by ``-x``."""
+        assert self.bounds is not None
+        lo, hi = (torch.as_tensor(b, dtype=x.dtype, device=x.device) for b in self.bounds)
+        return (lo - x), (hi - x)
+
     # -- the loop ----------------------------------------------------------------------------
     def _clip(self, x: Tensor, d: Tensor) -> Tensor:
-        if self.bounds is None:
+        if self.bounds is None or self.box == "none":
             return d
-        lo, hi = (torch.as_tensor(b, dtype=x.dtype) for b in self.bounds)
+        lo, hi = (torch.as_tensor(b, dtype=x.dtype, device=x.device) for b in self.bounds)
         return torch.clamp(x + d, lo, hi) - x
+
+    def _feasible(self, x: Tensor, d: Tensor, project: GradientProjection | None,
+                  idx: Tensor, log: tuple[Tensor, ...] | None) -> Tensor:
+        """``d`` (rows ``idx`` of the batch, images ``x``) moved into the feasible set."""
+        if project is None or self.box != "strict" or self.bounds is None:
+            return self._clip(x, self._into_ball(d))
+        assert log is not None
+        iters, resid, state_s, state_u, state_rho, started = log
+        lo, hi = self._box_offsets(x)
+        warm = None
+        if bool(started[idx].all()):
+            warm = (state_s[idx], state_u[idx], state_rho[idx])
+        res = admm(lambda v, rows: self._subspace_part(project(v, idx[rows])),
+                   lambda v, rows: torch.maximum(torch.minimum(v, hi[rows]), lo[rows]),
+                   d, tol=self.box_tol, atol=self.box_tol * self.step,
+                   max_iter=self.box_max_iter, warm=warm)
+        iters[idx] += res.iterations
+        resid[idx] = torch.maximum(resid[idx], res.residual.to(resid.dtype))
+        assert res.increments is not None
+        state_s[idx], state_u[idx], state_rho[idx] = res.increments
+        started[idx] = True
+        # A point within the stopping tolerance of 0 is 0: where x + T meets the box only at x
+        # (MNIST, strict on-manifold), the solver's leftover is a direction without meaning.
+        point = torch.where(_expand(_batch_norm(res.point, "l2") <= self.box_tol * self.step,
+                                    res.point), torch.zeros_like(res.point), res.point)
+        # The projection ends on the box; the L2 ball may be exceeded by the residual. Shrinking
+        # towards 0 stays in the box (it contains 0: x is an image) and in the subspace.
+        return self._into_ball(point)
 
     def __call__(
         self,
@@ -266,9 +336,20 @@ class _PGD(ABC):
         if project_gradient is not None:
             project_gradient = _indexed(project_gradient, size)
         delta = torch.zeros_like(x)
-        if self.random_start:
-            delta = self._clip(x, self._start(x, project_gradient, generator))
         dev = x.device
+        strict = (project_gradient is not None and self.box == "strict"
+                  and self.bounds is not None)
+        # Per sample: projection iterations, largest residual, and the increments that warm-start
+        # the next step's projection onto the same sets.
+        log = ((torch.zeros(size, dtype=torch.int64, device=dev),
+                torch.zeros(size, dtype=x.dtype, device=dev),
+                torch.zeros_like(x), torch.zeros_like(x),
+                torch.ones(size, dtype=x.dtype, device=dev),
+                torch.zeros(size, dtype=torch.bool, device=dev)) if strict else None)
+        everyone_idx = torch.arange(size, device=dev)
+        if self.random_start:
+            delta = self._feasible(x, self._start(x, project_gradient, generator),
+                                   project_gradient, everyone_idx, log)
         found = torch.zeros_like(x)
         found_norm = torch.full((size,), float("inf"), dtype=x.dtype, device=dev)
         success = torch.zeros(size, dtype=torch.bool, device=dev)
@@ -310,10 +391,12 @@ class _PGD(ABC):
                 grad = project_gradient(grad, active)
             scale = self.step * (self.schedule(t) if self.schedule is not None else 1.0)
             if whole and everyone:
-                delta = self._clip(x, self._into_ball(delta + scale * self._direction(grad)))
+                delta = self._feasible(x, delta + scale * self._direction(grad),
+                                       project_gradient, active, log)
             else:
-                d = self._into_ball(delta[active] + scale * self._direction(grad))
-                delta[active] = self._clip(x[active], d)
+                delta[active] = self._feasible(
+                    x[active], delta[active] + scale * self._direction(grad),
+                    project_gradient, active, log)
         # Failures return their last iterate; their norm is censored at eps below.
         found = torch.where(_expand(success, x), found, delta)
         if self.refine and bool(success.any()):
@@ -324,7 +407,9 @@ class _PGD(ABC):
         norm = torch.where(success, _batch_norm(found, self.p),
                            torch.full((size,), self.eps, dtype=x.dtype, device=dev))
         return AttackResult(delta=found, norm=norm, success=success, steps=steps,
-                            forward_evals=forwards, eps=self.eps, p=self.p)
+                            forward_evals=forwards, eps=self.eps, p=self.p,
+                            projection_iters=None if log is None else log[0],
+                            projection_residual=None if log is None else log[1])
 
 
 class L2PGD(_PGD):
@@ -353,9 +438,18 @@ class L2PGD(_PGD):
         ``t -> multiplier`` of ``step`` (e.g. :func:`cosine_schedule`).
     bounds : (lo, hi) or None
         Pixel box (floats or tensors broadcastable to an image); None for no box.
+    box : {"strict", "clip", "none"}
+        Feasible set of the iterates (module notes): ``strict`` keeps them in the subspace of
+        ``project_gradient``, the ball and the box; ``clip`` clips after the projected step
+        (leaves the subspace); ``none`` ignores ``bounds``.
+    box_tol, box_max_iter : float, int
+        Relative residual and iteration cap of the ``strict`` projection (ADMM).
     """
 
     p = "l2"
+
+    def _subspace_part(self, d: Tensor) -> Tensor:
+        return self._into_ball(d)
 
     def _direction(self, g: Tensor) -> Tensor:
         n = _batch_norm(g, "l2")
@@ -387,6 +481,10 @@ class LinfPGD(_PGD):
     """
 
     p = "linf"
+
+    def _box_offsets(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        lo, hi = super()._box_offsets(x)
+        return lo.clamp(min=-self.eps), hi.clamp(max=self.eps)
 
     def _direction(self, g: Tensor) -> Tensor:
         return torch.sign(g)
@@ -422,13 +520,14 @@ def pgd(
     refine_steps: int = 12,
     schedule: Schedule | None = None,
     bounds: Bounds = (0.0, 1.0),
+    box: BoxMode = "strict",
     project_gradient: GradientProjection | Callable[[Tensor], Tensor] | None = None,
     generator: torch.Generator | None = None,
 ) -> AttackResult:
     """Functional form: build :class:`L2PGD` / :class:`LinfPGD` and run it once."""
     attack = _ATTACKS[norm](eps=eps, step=step, steps=steps, loss=loss, random_start=random_start,
                             early_stop=early_stop, refine=refine, refine_steps=refine_steps,
-                            schedule=schedule, bounds=bounds)
+                            schedule=schedule, bounds=bounds, box=box)
     return attack(model, x, y, project_gradient=project_gradient, generator=generator)
 
 
@@ -440,11 +539,12 @@ def attack_from_config(config: AttackConfig, mode: Literal["plain", "on", "off"]
     --------
     >>> from dimple_stats.protocol.schema import AttackConfig
     >>> attack_from_config(AttackConfig(), "on")
-    L2PGD(eps=10.0, step=0.2, steps=1000, loss='margin', early_stop=True, refine=True)
+    L2PGD(eps=10.0, step=0.2, steps=1000, loss='margin', early_stop=True, refine=True, box='strict')
     """
     c = config
     return _ATTACKS[c.norm](  # type: ignore[return-value]
         eps=c.eps[mode], step=c.step[mode], steps=int(c.steps[mode]), loss=c.loss,
         random_start=c.random_start, early_stop=c.early_stop, refine=c.refine,
-        refine_steps=c.refine_steps, bounds=bounds,
+        refine_steps=c.refine_steps, bounds=bounds, box=c.box, box_tol=c.box_tol,
+        box_max_iter=c.box_max_iter,
     )

@@ -47,10 +47,16 @@ def _threads(quick: bool) -> Benchmark:
     return bench_threads(quick=quick)
 
 
+def _feasible(quick: bool) -> Benchmark:
+    from runners.bench.feasible import bench_feasible
+    return bench_feasible(quick=quick)
+
+
 #: name -> runner, in the order they run and are reported.
 BENCHMARKS: dict[str, Callable[[bool], Benchmark]] = {
     "tangent": _tangent, "projection": _projection, "attacks": _attacks,
     "end_to_end": _end_to_end, "regulariser": _regulariser, "threads": _threads,
+    "feasible": _feasible,
 }
 
 
@@ -112,9 +118,38 @@ def run_benchmarks(*, quick: bool, out: Path, only: list[str] | None = None,
         "benchmarks": {r.name: r.to_json() for r in records},
     }
     out.mkdir(parents=True, exist_ok=True)
+    if only:
+        data = _merge_into_existing(out / "benchmarks.json", data)
     (out / "benchmarks.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     (out / "benchmarks.md").write_text(render_markdown(data))
     return data
+
+
+def _merge_into_existing(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """``--only`` updates its benchmarks in an existing report instead of replacing the others.
+
+    The merged entries get a note naming their own run's date and load (the machine section
+    stays the full run's); a quick run never merges into a full one or the reverse.
+    """
+    if not path.is_file():
+        return data
+    old = json.loads(path.read_text())
+    if old.get("quick") != data["quick"]:
+        return data
+    for name, entry in data["benchmarks"].items():
+        load = data["machine"].get("load_average_at_start") or ()
+        entry["notes"].append(
+            f"From a separate `dimple-stats bench --only {name}` run on {data['date_utc']} "
+            f"(load average at its start: {', '.join(f'{v:.2f}' for v in load)}); the machine "
+            "section above is the full run's.")
+        old["benchmarks"][name] = entry
+    order = [n for n in BENCHMARKS if n in old["benchmarks"]]
+    old["benchmarks"] = {n: old["benchmarks"][n] for n in order}
+    old["targets"] = [t for n in order for t in (
+        [t for t in data["targets"] if t["benchmark"] == n] if n in data["benchmarks"]
+        else [t for t in old["targets"] if t["benchmark"] == n])]
+    old["all_agree"] = all(b["agree"] and b["error"] is None for b in old["benchmarks"].values())
+    return old
 
 
 def _fmt(value: Any) -> str:

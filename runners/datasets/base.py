@@ -123,12 +123,18 @@ class Split:
         The true latent code ``(N, k)`` of each image (synthetic datasets only).
     manifold : KnownManifold or None
         The true manifold the images lie on (synthetic datasets only).
+    index : torch.Tensor or None
+        int64 ``(N,)`` position of each image in its source split (the file's order), so that an
+        image drawn under several seeds is recognised as the same one. Generated datasets draw
+        fresh images per seed and number them ``seed * 2**32 + position`` (never shared).
+        None: positions ``0..N-1``.
     """
 
     x: torch.Tensor
     y: torch.Tensor
     latent: torch.Tensor | None = None
     manifold: KnownManifold | None = None
+    index: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         # Fail at construction rather than deep inside training when a loader gets a shape wrong.
@@ -138,11 +144,20 @@ class Split:
             raise TypeError(
                 f"y must be int64 (N,) with N={len(self.x)}, got {self.y.dtype} {tuple(self.y.shape)}"
             )
+        if self.index is not None and (self.index.dtype != torch.int64
+                                       or self.index.shape != (len(self.x),)):
+            raise TypeError(f"index must be int64 (N,) with N={len(self.x)}, got "
+                            f"{self.index.dtype} {tuple(self.index.shape)}")
         if self.latent is not None and (self.latent.dim() != 2 or len(self.latent) != len(self.x)):
             raise TypeError(f"latent must be (N, k) with N={len(self.x)}, got {tuple(self.latent.shape)}")
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+    @property
+    def ids(self) -> torch.Tensor:
+        """int64 ``(N,)`` stable image ids: :attr:`index`, or positions when it is None."""
+        return self.index if self.index is not None else torch.arange(len(self), dtype=torch.int64)
 
     def tangent_basis(self, idx: Any = None) -> torch.Tensor:
         """The TRUE tangent space at the selected samples, as orthonormal columns.

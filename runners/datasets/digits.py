@@ -61,7 +61,8 @@ def load_digits(config: DigitsDataset, seed: int = 0) -> DatasetSplits:
 
     def make(idx: np.ndarray) -> Split:
         x = to_pixel_range(images[idx][:, None], _MAX_VALUE, config.pixel_range)
-        return Split(x=x, y=torch.from_numpy(plan.remap(labels[idx])))
+        return Split(x=x, y=torch.from_numpy(plan.remap(labels[idx])),
+                     index=torch.from_numpy(np.asarray(idx, dtype=np.int64)))
 
     return DatasetSplits(
         name="digits",

@@ -169,7 +169,8 @@ def load_imagefolder(config: ImageFolderDataset, seed: int = 0) -> DatasetSplits
             x = _imagenet_standardise(to_pixel_range(images, 255.0, (0.0, 1.0)))
         else:
             x = to_pixel_range(images, 255.0, box)
-        return Split(x=x, y=torch.from_numpy(plan.remap(labels[idx])))
+        return Split(x=x, y=torch.from_numpy(plan.remap(labels[idx])),
+                     index=torch.from_numpy(np.asarray(idx, dtype=np.int64)))
 
     train = make(train_paths, train_labels, train_idx)
     evals = make(eval_paths, eval_labels, eval_idx)

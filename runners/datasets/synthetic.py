@@ -341,7 +341,9 @@ def _generated_splits(
         latent = torch.from_numpy(z).to(torch.float32)
         x = manifold.decode(latent.to(torch.float64)).to(torch.float32)
         labels = torch.from_numpy(plan.remap(y))
-        return Split(x=x, y=labels, latent=latent, manifold=manifold)
+        # Fresh images per seed: ids that no other seed can share.
+        index = torch.arange(len(x), dtype=torch.int64) + (int(seed) << 32)
+        return Split(x=x, y=labels, latent=latent, manifold=manifold, index=index)
 
     return DatasetSplits(
         name=name,

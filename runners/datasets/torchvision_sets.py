@@ -90,7 +90,8 @@ def _splits(config: TorchvisionDataset, raw: _Raw, seed: int) -> DatasetSplits:
 
     def make(get: ImageGetter, labels: np.ndarray, idx: np.ndarray) -> Split:
         x = to_pixel_range(get(idx), 255.0, config.pixel_range)
-        return Split(x=x, y=torch.from_numpy(plan.remap(labels[idx])))
+        return Split(x=x, y=torch.from_numpy(plan.remap(labels[idx])),
+                     index=torch.from_numpy(np.asarray(idx, dtype=np.int64)))
 
     return DatasetSplits(
         name=name,

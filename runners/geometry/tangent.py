@@ -3,8 +3,13 @@
 The tangent space of the decoder's image at ``D(z)`` is the column space of the Jacobian
 ``J = dD/dz`` (n x k). Forward mode needs k JVPs per sample (``vmap(jacfwd)``, chunked over
 samples) where the per-pixel reverse-mode loop of earlier reproductions needs n backward passes.
-A reduced QR ``J = Q R`` gives an orthonormal basis ``Q``; ``|diag R|`` is kept because it is the
-cheapest rank-revealing by-product (and its decay is a local intrinsic-dimension estimate).
+A reduced QR ``J = Q R`` brings ``J`` down to the small k x k ``R``; the SVD ``R = U S V^T`` then
+gives ``J = (Q U) S V^T``, so the left singular vectors ``Q U`` are an orthonormal basis ordered by
+singular value, and the numerical rank is read from ``S``. Singular values reveal the rank
+whatever the column order of ``J``; the diagonal of an unpivoted ``R`` does not (for
+``J = [a, 2a, c1, c2]`` the small ``|R_jj|`` is the second, and zeroing the second column of ``Q``
+loses part of the span of ``c1, c2``). ``|diag R|`` is kept only as a diagnostic: its decay is the
+local intrinsic-dimension estimate of :mod:`runners.geometry.intrinsic`.
 
 Use this module when ``n * k`` numbers fit in memory (CIFAR-10: 3072 x 128). For ImageNet-sized
 decoders use the matrix-free projection of :mod:`runners.geometry.matrix_free`.
@@ -31,24 +36,28 @@ __all__ = [
 
 @dataclass(frozen=True, eq=False)
 class TangentBasis:
-    """Orthonormal tangent bases of a batch, with the QR diagnostics they came from.
+    """Orthonormal tangent bases of a batch, with the QR/SVD diagnostics they came from.
 
     Attributes
     ----------
     basis : Tensor
-        ``(B, n, k)``. Columns ``j`` with ``|R_jj|`` at or below the cut-off are ZEROED, so that
-        ``basis @ basis.T`` is the orthogonal projector onto the numerical column space of ``J``
-        (an unpivoted QR fills a dependent column's slot with a rounding-noise direction that
-        must not count as tangent).
+        ``(B, n, k)`` left singular vectors ``Q U`` of ``J``, columns in DESCENDING singular-value
+        order (column ``j`` belongs to ``sigma[:, j]``; they are not tied to ``J``'s columns).
+        The columns whose singular value is at or below the cut-off, the trailing
+        ``k - rank``, are ZEROED, so that ``basis @ basis.T`` is the orthogonal projector onto
+        the numerical column space of ``J``, whatever the order of ``J``'s columns.
     r_diag : Tensor
-        ``(B, k)`` signed diagonal of ``R``; ``|r_diag|`` is what the rank is read from.
+        ``(B, k)`` signed diagonal of the unpivoted ``R`` of ``J = Q R``. A diagnostic only (the
+        intrinsic-dimension estimate reads its decay); the rank is NOT read from it, since an
+        unpivoted ``R`` does not reveal the rank when a dependent column comes early.
     rank : Tensor
-        ``(B,)`` int64 numerical rank: the number of ``|R_jj|`` above the cut-off.
+        ``(B,)`` int64 numerical rank: the number of singular values above the cut-off.
     tol : Tensor
-        ``(B,)`` absolute cut-off that was applied to ``|R_jj|``.
+        ``(B,)`` absolute cut-off that was applied to the singular values,
+        ``rel_tol * sigma_max``.
     sigma : Tensor
         ``(B, k)`` singular values of ``J`` (those of the small ``R``), descending: they give
-        ``iso_cond`` without squaring the condition number as ``eig(J^T J)`` would.
+        the rank and ``iso_cond`` without squaring the condition number as ``eig(J^T J)`` would.
     """
 
     basis: Tensor
@@ -86,15 +95,22 @@ def default_rank_tol(n: int, k: int, dtype: torch.dtype) -> float:
 
 
 def basis_from_jacobian(jac: Tensor, *, rank_tol: float | None = None) -> TangentBasis:
-    """Orthonormal basis, R diagonal and numerical rank of a batch of Jacobians.
+    """Orthonormal basis, singular values, R diagonal and numerical rank of a batch of Jacobians.
+
+    A reduced QR ``J = Q R`` is followed by the SVD of the small ``R = U S V^T`` (batched, k x k),
+    so ``J = (Q U) S V^T``. The basis is ``Q U`` with its columns in descending singular-value
+    order; the first ``rank`` are kept and the rest zeroed. The rank is the number of singular
+    values above ``rank_tol * sigma_max``: singular values are rank-revealing whatever the column
+    order of ``J`` (the diagonal of the unpivoted ``R`` is not, and is returned only as a
+    diagnostic).
 
     Parameters
     ----------
     jac : Tensor
         ``(B, n, k)`` with ``n >= k``.
     rank_tol : float or None
-        Relative cut-off: column ``j`` counts when ``|R_jj| > rank_tol * max_i |R_ii|``.
-        None uses :func:`default_rank_tol` for ``jac.dtype``.
+        Relative cut-off: singular value ``sigma_j`` counts when
+        ``sigma_j > rank_tol * sigma_max``. None uses :func:`default_rank_tol` for ``jac.dtype``.
 
     Returns
     -------
@@ -106,17 +122,24 @@ def basis_from_jacobian(jac: Tensor, *, rank_tol: float | None = None) -> Tangen
     >>> tb = basis_from_jacobian(J)  # the second column is twice the first: rank 1
     >>> int(tb.rank), tb.basis[0, :, 1].abs().max().item()
     (1, 0.0)
+    >>> J = torch.tensor([[[1.0, 2.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]], dtype=torch.float64)
+    >>> tb = basis_from_jacobian(J)  # [a, 2a, c]: the dependent column comes second
+    >>> B = tb.basis[0]
+    >>> int(tb.rank), float((J[0] - B @ (B.T @ J[0])).abs().max()) < 1e-15
+    (2, True)
     """
     if jac.dim() != 3 or jac.shape[1] < jac.shape[2]:
         raise ValueError(f"expected Jacobians (B, n, k) with n >= k, got {tuple(jac.shape)}")
     _, n, k = jac.shape
     q, r = torch.linalg.qr(jac, mode="reduced")
     r_diag = torch.diagonal(r, dim1=1, dim2=2)
+    # J = Q R = (Q U) S V^T: an SVD of the k x k R costs O(k^3) per sample against O(n k^2) for
+    # the QR, and its singular values reveal the rank whatever the column order.
+    u, sigma, _ = torch.linalg.svd(r, full_matrices=False)
     rel = default_rank_tol(n, k, jac.dtype) if rank_tol is None else float(rank_tol)
-    tol = rel * r_diag.abs().amax(dim=1)
-    keep = r_diag.abs() > tol.unsqueeze(1)
-    basis = q * keep.unsqueeze(1).to(q.dtype)
-    sigma = torch.linalg.svdvals(r)
+    tol = rel * sigma[:, 0]
+    keep = sigma > tol.unsqueeze(1)  # descending sigma: a prefix of the columns
+    basis = (q @ u) * keep.unsqueeze(1).to(q.dtype)
     return TangentBasis(basis=basis, r_diag=r_diag, rank=keep.sum(dim=1), tol=tol, sigma=sigma)
 
 
@@ -140,7 +163,8 @@ def tangent_basis(
     dtype : torch.dtype or None
         Cast ``z`` to this before differentiating (float64 for ground-truth comparisons).
     rank_tol : float or None
-        Relative ``|R_jj|`` cut-off (``TangentConfig.rank_tol``); None: ``max(n, k) * eps``.
+        Relative singular-value cut-off (``TangentConfig.rank_tol``): ``sigma_j`` counts when
+        ``sigma_j > rank_tol * sigma_max``; None: ``max(n, k) * eps``.
     chunk_size : int or None
         Samples per ``vmap(jacfwd)`` call: peak memory about ``2 * chunk_size * n * k`` numbers.
 
@@ -170,7 +194,7 @@ def tangent_basis(
 
 
 def _chunks(z: Tensor, size: int | None) -> list[Tensor]:
-    # The QR copy of each chunk is as large as its Jacobian, so chunk the QR too, not only vmap.
+    # The QR copy of each chunk (and Q U) is as large as its Jacobian, so chunk the QR too.
     return [z] if size is None or size >= len(z) else list(torch.split(z, size))
 
 

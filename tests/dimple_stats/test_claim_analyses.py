@@ -198,6 +198,10 @@ def test_off_succeeds_more_mcnemar(synthetic: SimpleNamespace) -> None:
     assert seed0["ci_high"] == pytest.approx(z2 / (seed0["n"] + z2))
     pooled = one(same, autoencoder="plain", seed="pooled")
     assert 0 < pooled["ci_high"] < seed0["ci_high"]
+    # Success rates at different budgets measure the budgets: refused, naming the rows.
+    unequal = synthetic.measurements(censor_on=0.3).assign(eps_off=1e6)
+    with pytest.raises(AnalysisError, match="eps_on != eps_off"):
+        ds.test_claim(unequal, "dmm.off_succeeds_more", stats=FAST)
 
 
 # --- iso.plain_vs_isometric ------------------------------------------------------------------------

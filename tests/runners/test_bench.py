@@ -19,7 +19,7 @@ from runners.bench.projection import NearIsometricDecoder
 from runners.bench.tangent import functional_jacobian, per_pixel_jacobian
 from runners.geometry.jacobian import decoder_jacobian
 
-EXPECTED = {"tangent", "projection", "attacks", "end_to_end", "regulariser", "threads"}
+EXPECTED = {"tangent", "projection", "attacks", "end_to_end", "regulariser", "threads", "feasible"}
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +97,22 @@ def test_near_isometric_decoder_singular_values_in_band():
     z = torch.randn(2, 8 * 4, dtype=torch.float64)  # 8 x 2 x 2 latent -> 1 x 8 x 8 image
     s = torch.linalg.svdvals(decoder_jacobian(dec, z))
     assert float(s.min()) >= 1 - 1e-9 and float(s.max()) <= 1.1 + 1e-9
+
+
+def test_only_updates_its_benchmarks_in_an_existing_report(quick_report, tmp_path: Path) -> None:
+    import shutil
+
+    out, data, _ = quick_report
+    shutil.copytree(out, tmp_path / "b")
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "threads", "--out",
+                                      str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    merged = json.loads((tmp_path / "b" / "benchmarks.json").read_text())
+    assert set(merged["benchmarks"]) == set(data["benchmarks"])  # the others are kept
+    for name in set(data["benchmarks"]) - {"threads"}:
+        assert merged["benchmarks"][name] == data["benchmarks"][name]
+    assert merged["benchmarks"]["threads"] != data["benchmarks"]["threads"]
+    assert "separate `dimple-stats bench --only threads` run" in \
+        " ".join(merged["benchmarks"]["threads"]["notes"])
+    assert [t["benchmark"] for t in merged["targets"]] == [t["benchmark"] for t in data["targets"]]
+    assert "## " in (tmp_path / "b" / "benchmarks.md").read_text()
