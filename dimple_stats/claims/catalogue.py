@@ -135,8 +135,9 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             statistic="r_T - r_R (random_subspace) | r_T - r_Tother (other_image) | "
             "F_Beta(r_T^2) - 1/2 (beta: r_T^2 against chance k/n on the Beta(k/2, (n-k)/2) "
             "probability scale, symmetric under the null)",
-            test="one-sided Wilcoxon signed-rank (less); effect: median r_T / sqrt(k/n) with "
-            "bootstrap CI, rank-biserial r",
+            test="one-sided Wilcoxon signed-rank (less); effect: median r_T / chance median "
+            "of r (sqrt of the median of Beta(k/2, (n-k)/2); 1 = chance) with bootstrap CI, "
+            "rank-biserial r",
             nulls=_PERP_NULLS,
             columns=("r_T", "r_R", "r_Tother", "n", "k", "success_plain"),
             censoring="r_T is measured on the perturbation reached at eps; a failed attack's "
@@ -178,12 +179,15 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             source="Shamir et al. 2021 (DMM)",
             hypothesis="On-manifold attacks need larger norms than off-manifold ones beyond what "
             "dimension counting predicts.",
-            statistic="log(norm_on / norm_off) - 0.5 * log((n - k) / k); the naive "
-            "log(norm_on / norm_off) is reported beside it",
+            statistic="1/2 - F(1 / (1 + (norm_on/norm_off)^2)), F the CDF of Beta(k/2, "
+            "(n-k)/2): the on/off ratio on the probability scale of its dimension-counting "
+            "distribution sqrt((1-B)/B), B ~ Beta (estimate: median log(on/off) minus its chance "
+            "median); the naive log(norm_on / norm_off) is reported beside it",
             test="one-sided Wilcoxon signed-rank (greater)",
             nulls={
-                "dimension_counting": "norm_on / norm_off is no larger than sqrt((n-k)/k), the "
-                "ratio a locally linear classifier with a gradient unrelated to T gives.",
+                "dimension_counting": "norm_on / norm_off is no larger than for a locally linear "
+                "classifier whose gradient is unrelated to T: sqrt((1-B)/B) with B ~ Beta(k/2, "
+                "(n-k)/2) (median 1/2 - F_Beta(1/(1 + (on/off)^2)) <= 0).",
             },
             columns=("norm_on", "norm_off", "success_on", "success_off", "n", "k"),
             censoring="norms of failed attacks are set to eps, a lower bound of the true norm; "

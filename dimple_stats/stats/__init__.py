@@ -5,7 +5,12 @@ r, the paired risk-difference CI, the hinge-regression F) say why in their modul
 """
 
 from dimple_stats.stats.bootstrap import BootstrapEstimate, median_ci, stable_rng
-from dimple_stats.stats.chance import chance_cdf_r2, chance_params, chance_pdf_r
+from dimple_stats.stats.chance import (
+    chance_cdf_r2,
+    chance_median_r2,
+    chance_params,
+    chance_pdf_r,
+)
 from dimple_stats.stats.changepoint import TwoSegmentFit, change_point_ci, fit_two_segment
 from dimple_stats.stats.correlation import spearman, spearman_ci
 from dimple_stats.stats.effect_size import cohens_dz, location_effect, rank_biserial, sign_effect
@@ -37,7 +42,7 @@ from dimple_stats.stats.result import Alternative, HypothesisResult
 __all__ = [
     "ARE", "Alternative", "BootstrapEstimate", "Correction", "DiscordantPairs", "HypothesisResult",
     "MetaEstimate", "PairedTest", "TostResult", "TwoSegmentFit",
-    "adjust_pvalues", "chance_cdf_r2", "chance_params", "chance_pdf_r", "change_point_ci",
+    "adjust_pvalues", "chance_cdf_r2", "chance_median_r2", "chance_params", "chance_pdf_r", "change_point_ci",
     "cohens_dz", "discordant_pairs", "fit_two_segment", "location_effect", "location_test",
     "mcnemar_exact", "median_ci", "paired_risk_difference", "paired_ttest", "random_effects",
     "rank_biserial", "sign_effect", "sign_test", "spearman", "spearman_ci", "stable_rng",

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-__all__ = ["chance_params", "chance_cdf_r2", "chance_pdf_r"]
+__all__ = ["chance_params", "chance_cdf_r2", "chance_median_r2", "chance_pdf_r"]
 
 
 def chance_params(n: npt.ArrayLike, k: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -36,6 +36,21 @@ def chance_cdf_r2(r2: npt.ArrayLike, n: npt.ArrayLike, k: npt.ArrayLike) -> np.n
     """
     a, b = chance_params(n, k)
     return np.asarray(stats.beta.cdf(np.asarray(r2, dtype=float), a, b))
+
+
+def chance_median_r2(n: npt.ArrayLike, k: npt.ArrayLike) -> np.ndarray:
+    """Median of r^2 under chance, the median of Beta(k/2, (n-k)/2).
+
+    Chance is a distribution, not its mean: the median of r^2 lies below k/n (the Beta is
+    right-skewed), so "r / sqrt(k/n) = 1" is not where a chance direction's median sits (it is
+    at 0.980 for n = 784, k = 16). Every monotone function of r^2 (r, on/off norm ratios) has its
+    chance median at the same quantile, so normalising by this keeps "1 = chance" exact.
+
+    >>> round(float(chance_median_r2(784, 16)) / (16 / 784), 4)
+    0.9603
+    """
+    a, b = chance_params(n, k)
+    return np.asarray(stats.beta.median(a, b))
 
 
 def chance_pdf_r(r: npt.ArrayLike, n: float, k: float) -> np.ndarray:

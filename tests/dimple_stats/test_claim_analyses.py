@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from scipy import stats as scipy_stats
 
 import dimple_stats as ds
 from dimple_stats.claims import CATALOGUE
@@ -157,18 +158,21 @@ def test_norm_asymmetry_tests_the_excess_over_dimension_counting(
     naive = one(res, autoencoder="isometric", seed=0, variant="naive")
     assert naive["decision"] == "descriptive" and math.isnan(naive["p"])
     assert naive["estimate"] == pytest.approx(0.5 * math.log(56 / 8), abs=0.08)
-    assert "dimension counting predicts 0.973" in naive["note"]
+    # Dimension counting's chance median of log(on/off) for n = 64, k = 8: 1/2 log((1-m)/m),
+    # m the median of Beta(4, 28) (1.01; the mean-based 1/2 log(56/8) = 0.973 is not a median).
+    m = float(scipy_stats.beta.median(4, 28))
+    assert f"dimension counting predicts {0.5 * math.log((1 - m) / m):.4g} (chance median)" \
+        in naive["note"]
     # The reproduction's statistics against the fixture's generating values (off = plain x
-    # noise, on = off x sqrt((n-k)/k) x noise), and the dimension-counting predictions for
-    # n = 64, k = 8 in the notes.
-    for variant, truth, predicted in (("ratio on/plain", math.sqrt(7), math.sqrt(8)),
-                                      ("ratio off/plain", 1.0, math.sqrt(64 / 56)),
-                                      ("ratio on/off", math.sqrt(7), math.sqrt(7))):
+    # noise, on = off x sqrt((n-k)/k) x noise), and the chance-median predictions in the notes.
+    for variant, truth, predicted in (("ratio on/plain", math.sqrt(7), 1 / math.sqrt(m)),
+                                      ("ratio off/plain", 1.0, 1 / math.sqrt(1 - m)),
+                                      ("ratio on/off", math.sqrt(7), math.sqrt((1 - m) / m))):
         row = one(res, autoencoder="isometric", seed="pooled", variant=variant)
         assert row["estimate"] == pytest.approx(truth, rel=0.05), variant
         assert row["ci_low"] < row["estimate"] < row["ci_high"]
         for seed in (0, "pooled"):  # the pooled row keeps a note every seed shares
-            assert f"dimension counting predicts {predicted:.4g}" in \
+            assert f"dimension counting predicts {predicted:.4g} (chance median)" in \
                 one(res, autoencoder="isometric", seed=seed, variant=variant)["note"]
 
 
