@@ -71,6 +71,12 @@ Schedule = Callable[[int], float]
 Bounds = tuple[float | Tensor, float | Tensor] | None
 #: Feasible set of the iterates (see the module notes).
 BoxMode = Literal["strict", "clip", "none"]
+#: A strict restricted attack whose iterate moved less than this fraction of a step in each of
+#: :data:`STALL_STEPS` consecutive steps is at a fixed point of its projected step (pinned by the
+#: pixel box: on MNIST x + T often meets the box only at x); the same gradient gives the same
+#: step again, so it leaves the active batch as a failure instead of spending its budget there.
+STALL_MOVE = 1e-3
+STALL_STEPS = 10
 Model = Callable[[Tensor], Tensor]
 
 
@@ -347,6 +353,9 @@ class _PGD(ABC):
                 torch.ones(size, dtype=x.dtype, device=dev),
                 torch.zeros(size, dtype=torch.bool, device=dev)) if strict else None)
         everyone_idx = torch.arange(size, device=dev)
+        # Fixed points are detected only with a constant step: a schedule changes the next step.
+        stall = (torch.zeros(size, dtype=torch.int64, device=dev)
+                 if strict and self.schedule is None else None)
         if self.random_start:
             delta = self._feasible(x, self._start(x, project_gradient, generator),
                                    project_gradient, everyone_idx, log)
@@ -377,6 +386,8 @@ class _PGD(ABC):
                 found[upd], found_norm[upd] = delta[upd], nrm[better]
                 success[upd] = True
             keep = ~adv if self.early_stop else torch.ones_like(adv)
+            if stall is not None:
+                keep = keep & (stall[active] < STALL_STEPS)
             if last or not bool(keep.any()):
                 break
             everyone = bool(keep.all())
@@ -390,13 +401,17 @@ class _PGD(ABC):
             if project_gradient is not None:
                 grad = project_gradient(grad, active)
             scale = self.step * (self.schedule(t) if self.schedule is not None else 1.0)
+            before = delta if whole and everyone else delta[active]
+            after = self._feasible(x if whole and everyone else x[active],
+                                   before + scale * self._direction(grad), project_gradient,
+                                   active, log)
+            if stall is not None:
+                still = _batch_norm(after - before, "l2") <= STALL_MOVE * scale
+                stall[active] = torch.where(still, stall[active] + 1, 0)
             if whole and everyone:
-                delta = self._feasible(x, delta + scale * self._direction(grad),
-                                       project_gradient, active, log)
+                delta = after
             else:
-                delta[active] = self._feasible(
-                    x[active], delta[active] + scale * self._direction(grad),
-                    project_gradient, active, log)
+                delta[active] = after
         # Failures return their last iterate; their norm is censored at eps below.
         found = torch.where(_expand(success, x), found, delta)
         if self.refine and bool(success.any()):
