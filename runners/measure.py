@@ -46,7 +46,7 @@ given ``torch.Generator`` state, configs and inputs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -152,18 +152,23 @@ def correctly_classified(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: 
     return preds == y
 
 
-def _base_point(decode: "object", x: Tensor, z: Tensor, recon_err: Tensor | None,
-                tangent: TangentConfig) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(z, base_err, converged, iterations)``: the tangent base point ``tangent.at`` asks for."""
+def _base_point(decode: Callable[[Tensor], Tensor], x: Tensor, z: Tensor,
+                recon_err: Tensor | None, tangent: TangentConfig
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(z, base_err, converged, iterations)``: the tangent base point ``tangent.at`` asks for.
+
+    ``recon_err`` is ``||x - D(E(x))||`` when known; under ``encoder`` it is the base error (NaN
+    where not given: the other image's base point, whose error is not a column).
+    """
     if tangent.at == "encoder":
-        if recon_err is None:
-            return z, torch.empty(0), torch.empty(0), torch.empty(0)
-        return (z, recon_err.clone(), torch.ones(len(z), dtype=torch.bool),
+        err = (recon_err.clone() if recon_err is not None
+               else torch.full((len(z),), float("nan"), dtype=torch.float64))
+        return (z, err, torch.ones(len(z), dtype=torch.bool),
                 torch.zeros(len(z), dtype=torch.int64))
     from runners.geometry.nearest import nearest_latent
 
     dtype = _DTYPES[tangent.dtype]
-    found = nearest_latent(decode, x.to(dtype), z.to(dtype),  # type: ignore[arg-type]
+    found = nearest_latent(decode, x.to(dtype), z.to(dtype),
                            max_iter=tangent.nearest_max_iter, tol=tangent.nearest_tol,
                            chunk_size=tangent.chunk_size)
     return (found.z.to(z.dtype), found.err.cpu().to(torch.float64), found.converged.cpu(),
