@@ -94,7 +94,7 @@ def analyse(measurements: pd.DataFrame | None, protocol: Protocol, *,
 
     ``tables`` holds the other tables by kind (``defense``, ``training``, ``adv_training``) for
     the claims that read them. ``stats`` defaults to the protocol's. Multiplicity is adjusted
-    across all claims (per-seed rows and pooled rows as two families; see
+    across all claims and rows (one family; see
     :mod:`dimple_stats.results`). A claim listed twice with the same options is analysed once.
     """
     stats_ = protocol.stats if stats is None else _stats(stats)

@@ -286,6 +286,11 @@ def _seed_line(output: Any) -> str:
 
 
 def _print_summary(results: "Any") -> None:
+    from dimple_stats.report.tables import format_p
+    from dimple_stats.results import censoring_warnings
+
+    for line in censoring_warnings(results):
+        typer.echo(f"warning: {line}", err=True)
     pooled = results[results["seed"].astype(str) == "pooled"]
     shown = pooled if len(pooled) else results
     table = Table(title="claims (pooled over seeds)" if len(pooled) else "claims")
@@ -295,7 +300,7 @@ def _print_summary(results: "Any") -> None:
     for row in shown.itertuples(index=False):
         table.add_row(str(row.claim), str(row.variant), str(row.autoencoder), _cell(row.n),
                       f"{_cell(row.estimate)} [{_cell(row.ci_low)}, {_cell(row.ci_high)}]",
-                      _cell(row.p_adj), str(row.decision),
+                      format_p(row.p_adj), str(row.decision),
                       f"{_cell(row.n_seeds_reject)}/{_cell(row.n_seeds)}")
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
@@ -365,6 +370,11 @@ def report(
     except (RunDirError, MeasurementsError, AnalysisError, UnknownClaimError,
             ValidationError) as exc:
         raise _fail(f"dimple-stats report: {exc}") from None
+    from dimple_stats.report.tables import format_p
+    from dimple_stats.results import censoring_warnings
+
+    for line in censoring_warnings(results):
+        typer.echo(f"warning: {line}", err=True)
     console = Console()
     pooled = results[results["seed"] == "pooled"]
     table = Table(title=f"pooled results ({len(results)} rows in all)")
@@ -372,7 +382,7 @@ def report(
         table.add_column(col, overflow="fold", no_wrap=col in ("claim", "decision"))
     for r in pooled.itertuples(index=False):
         table.add_row(r.claim, r.variant, r.autoencoder, f"{r.estimate:.4g}",
-                      "" if r.p_adj != r.p_adj else f"{r.p_adj:.3g}", r.decision)
+                      format_p(r.p_adj), r.decision)
     console.print(table)
     target = run_dir if out is None else out
     console.print(f"wrote {len(paths)} file(s) to {target}", highlight=False, soft_wrap=True)

@@ -5,14 +5,24 @@ are :data:`RESULT_COLUMNS`. Claim analyses build per-seed rows (:class:`ResultRo
 :func:`finalise` adds a pooled row per (claim, variant, autoencoder), adjusts p-values for
 multiplicity and takes the decisions.
 
-Multiplicity families
----------------------
-Per-seed rows and pooled rows are two separate families, each adjusted with the configured
-correction (``holm`` | ``fdr_bh`` | ``none``) across every claim of the run. The pooled rows
-re-use the per-seed data, so putting both in one family would count the same evidence twice and
-punish a run for reporting its replications; kept apart, each family controls its own error
-rate: "which per-seed tests reject" and "which pooled claims reject". Rows without a p-value
-(descriptive rows, undefined tests) are not part of any family.
+Multiplicity: one family per run
+---------------------------------
+Every tested row of the run (per-seed rows and pooled rows, every claim) is one family, adjusted
+with the configured correction (``holm`` | ``fdr_bh`` | ``none``), as ../shared/CLAIMS.md asks.
+Holm controls the family-wise error under any dependence, so a pooled row that re-uses its seeds'
+data is allowed in the same family; the price is a stricter threshold than two families would
+have. Rows without a p-value (descriptive rows, undefined tests) and ``uninformative`` rows (too
+censored to answer) are not part of the family.
+
+Pooled rows
+-----------
+A pooled row decides on the same target its estimate reports: the random-effects mean of the
+per-seed estimates, tested against the estimate's null value with the Hartung-Knapp t(k - 1)
+statistic (:func:`~dimple_stats.stats.meta.hartung_knapp`), plus the covariance of images that
+several seeds measured (a joint image bootstrap). McNemar rows pool with an exact stratified
+McNemar test over images; rows whose estimate has no null value (a change-point epoch, an
+intersection-union test) combine the per-seed p-values (Stouffer) and say so in ``test``.
+Uninformative seeds and seeds with n < :data:`MIN_POOL_N` are left out of the pool.
 """
 
 from __future__ import annotations
@@ -20,12 +30,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dimple_stats.protocol.schema import StatsConfig
-from dimple_stats.stats.meta import random_effects, stouffer
+from dimple_stats.stats.bootstrap import joint_median_covariance, shares_images, stable_rng
+from dimple_stats.stats.mcnemar import clustered_mcnemar, paired_risk_difference
+from dimple_stats.stats.meta import hartung_knapp, stouffer
 from dimple_stats.stats.multiplicity import adjust_pvalues
 
 __all__ = [
@@ -37,6 +50,8 @@ __all__ = [
     "pool_seeds",
     "finalise",
     "results_frame",
+    "censoring_warnings",
+    "CENSORING_SENSITIVE",
 ]
 
 POOLED = "pooled"
@@ -58,15 +73,19 @@ RESULT_COLUMNS: dict[str, str] = {
     "ci_high": "upper end of the confidence interval",
     "se": "standard error of the estimate (bootstrap, delta method or meta-analysis)",
     "estimate_meaning": "what the estimate is, with its null value",
+    "null_value": "the estimate's value under H0 (what the pooled test compares the "
+    "random-effects mean with; equivalence rows: NaN, their bounds are in test)",
     "effect_size": "standardised effect size (pooled rows: median over seeds)",
     "effect_name": "which effect size, e.g. rank-biserial r",
-    "statistic": "test statistic (pooled rows: Stouffer's Z)",
+    "statistic": "test statistic (pooled rows: the Hartung-Knapp t, the clustered McNemar S or "
+    "Stouffer's Z; see test)",
     "statistic_name": "which statistic, e.g. W+ (sum of ranks of positive values)",
-    "p": "p-value of the test (pooled rows: Stouffer's combined p over seeds)",
-    "p_adj": "p adjusted for multiplicity within its family (per-seed rows, or pooled rows)",
+    "p": "p-value of the test (pooled rows: of the pooled test named in test); not clipped",
+    "p_adj": "p adjusted for multiplicity over every tested row of the run (one family)",
     "alpha": "significance level the decision uses",
-    "decision": "'reject H0' if p_adj <= alpha, 'retain H0', 'descriptive' (not tested) or "
-    "'undefined' (no p-value; see note)",
+    "decision": "'reject H0' if p_adj <= alpha, 'retain H0', 'descriptive' (not tested), "
+    "'uninformative' (too censored or too few samples to answer; see note) or 'undefined' (no "
+    "p-value; see note)",
     "null": "the null hypothesis tested, in words",
     "test": "the test and the per-sample statistic it was applied to",
     "alternative": "two-sided, less or greater (direction of H1 for the statistic)",
@@ -104,43 +123,144 @@ class ResultRow:
     suggested_n: float = math.nan
     note: str = ""
     n_seeds: int = 1
-    extra: dict[str, object] = field(default_factory=dict, repr=False)
+    #: The estimate's value under H0 (what the pooled Hartung-Knapp test compares with); NaN
+    #: where the estimate has none (then the pooled p combines the per-seed p-values).
+    null_value: float = math.nan
+    #: Why the row cannot answer its question (e.g. more than half of it censored); such a row
+    #: gets decision ``uninformative``, stays out of the multiplicity family and out of pools.
+    uninformative: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _finite(x: float) -> bool:
     return x is not None and math.isfinite(float(x))
 
 
-def _pool_group(rows: Sequence[ResultRow], confidence: float) -> ResultRow:
+#: Seeds with fewer observations than this are left out of a pooled estimate: a bootstrap SE of
+#: a median of 2 values is near 0, and inverse-variance weights would make that seed the pool.
+MIN_POOL_N = 10
+
+POOLED_META = ("pooled: random-effects mean of the per-seed estimates (Paule-Mandel tau2), "
+               "Hartung-Knapp t(k-1) test and CI")
+
+
+def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
+               notes: list[str]) -> tuple[dict[str, float], str]:
+    """Hartung-Knapp pooling of the per-seed estimates (the estimate and p share one target)."""
     first = rows[0]
-    # A note every seed shares (a dimension-counting prediction, say) holds for the pool too.
-    notes: list[str] = [first.note] if first.note and all(r.note == first.note
-                                                           for r in rows) else []
     est = np.array([r.estimate for r in rows], dtype=float)
     se = np.array([r.se for r in rows], dtype=float)
+    null = float(first.null_value)
+    equivalence = first.extra.get("equivalence")
     fisher = first.extra.get("scale") == "fisher_z"
     if fisher:  # correlations are pooled on Fisher's z scale, where they are near normal
         with np.errstate(divide="ignore", invalid="ignore"):
             se = se / (1 - est**2)
             est = np.arctanh(est)
+        null = math.atanh(null) if math.isfinite(null) else null
+        if equivalence is not None:
+            equivalence = (math.atanh(equivalence[0]), math.atanh(equivalence[1]))
     usable = np.isfinite(est) & np.isfinite(se) & (se > 0)
-    if usable.any():
-        meta = random_effects(est[usable], se[usable] ** 2, confidence=confidence)
-        estimate, lo, hi, pooled_se = meta.estimate, meta.ci_low, meta.ci_high, meta.se
-        if fisher:
-            estimate, lo, hi = np.tanh([estimate, lo, hi])
-            pooled_se = pooled_se * (1 - estimate**2)
-        notes.append(f"random effects over {meta.k} seed(s){' on Fisher z' if fisher else ''}, "
-                     f"tau2 = {meta.tau2:.3g}")
-        if (~usable).any():
-            notes.append(f"{int((~usable).sum())} seed(s) without a standard error left out of "
-                         "the estimate")
-    else:
-        est = np.array([r.estimate for r in rows], dtype=float)
+    if (~usable).any():
+        notes.append(f"{int((~usable).sum())} seed(s) without a finite standard error left out")
+    if not usable.any():
         finite = est[np.isfinite(est)]
-        estimate = float(np.median(finite)) if finite.size else math.nan
-        lo = hi = pooled_se = math.nan
         notes.append("no seed has a standard error: estimate is the median over seeds, no CI")
+        value = float(np.median(finite)) if finite.size else math.nan
+        if fisher and math.isfinite(value):
+            value = math.tanh(value)
+        return {"estimate": value, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan,
+                "statistic": math.nan, "p": math.nan}, ""
+    kept = [r for r, u in zip(rows, usable) if u]
+    shared_cov = None
+    how = POOLED_META
+    values = [r.extra.get("values") for r in kept]
+    ids = [r.extra.get("ids") for r in kept]
+    if len(kept) > 1 and all(v is not None for v in values) and all(i is not None for i in ids):
+        if shares_images(ids):  # type: ignore[arg-type]
+            # At least 2000 resamples: the shared part is clipped at 0, so its noise only adds.
+            shared_cov = joint_median_covariance(
+                values, ids, n_resamples=max(n_resamples, 2000),  # type: ignore[arg-type]
+                rng=stable_rng("pooled", first.claim, first.variant, first.autoencoder))
+            how += (" + the covariance of the images the seeds share (joint image bootstrap of "
+                    "the per-seed medians)")
+    elif len(kept) > 1 and first.test != DESCRIPTIVE and not fisher:
+        notes.append("image ids unknown: images shared across seeds not accounted for")
+    tested = first.test != DESCRIPTIVE and (math.isfinite(null) or equivalence is not None)
+    meta = hartung_knapp(est[usable], se[usable] ** 2, shared_cov=shared_cov,
+                         null=null if tested else math.nan,
+                         alternative=first.alternative if first.alternative in  # type: ignore[arg-type]
+                         ("less", "greater", "two-sided") else "two-sided",
+                         equivalence=equivalence if tested else None, confidence=confidence)
+    estimate, lo, hi, pooled_se = meta.estimate, meta.ci_low, meta.ci_high, meta.se
+    p_value = meta.pvalue
+    bounds = [r.extra.get("bound_estimates") for r in kept]
+    if tested and equivalence is not None and any(b is not None for b in bounds):
+        # Censored TOST: each one-sided half pools its own worst case (the lower bounds for
+        # "above low", the upper bounds for "below high"); p = the larger.
+        halves = []
+        for which, (bound, alt) in enumerate(((equivalence[0], "greater"),
+                                              (equivalence[1], "less"))):
+            e = np.array([b[2 * which] if b is not None else r.estimate
+                          for b, r in zip(bounds, kept)], dtype=float)
+            v = np.array([b[2 * which + 1] if b is not None else r.se
+                          for b, r in zip(bounds, kept)], dtype=float) ** 2
+            ok = np.isfinite(e) & np.isfinite(v) & (v > 0)
+            halves.append(hartung_knapp(e[ok], v[ok], null=bound, alternative=alt,  # type: ignore[arg-type]
+                                        confidence=confidence).pvalue if ok.any() else math.nan)
+        p_value = max(halves) if all(math.isfinite(h) for h in halves) else math.nan
+        how += "; censored seeds: each half of the TOST pools its own worst-case bound"
+    if fisher:
+        estimate, lo, hi = (float(v) for v in np.tanh([estimate, lo, hi]))
+        pooled_se = pooled_se * (1 - estimate**2)
+    notes.append(f"{meta.k} seed(s){' on Fisher z' if fisher else ''}, tau2 = {meta.tau2:.3g}"
+                 + (f", shared-image variance {meta.shared:.3g}" if shared_cov is not None
+                    else ""))
+    return {"estimate": estimate, "ci_low": lo, "ci_high": hi, "se": pooled_se,
+            "statistic": meta.statistic if tested else math.nan,
+            "p": p_value if tested else math.nan}, how
+
+
+def _pool_mcnemar(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
+                  notes: list[str]) -> tuple[dict[str, float], str]:
+    """Clustered exact McNemar over every pair of every seed; estimate: the pooled difference."""
+    first = rows[0]
+    a = [np.asarray(r.extra["pairs"][0], dtype=bool) for r in rows]  # type: ignore[index]
+    b = [np.asarray(r.extra["pairs"][1], dtype=bool) for r in rows]  # type: ignore[index]
+    ids = [np.asarray(r.extra["ids"]) if r.extra.get("ids") is not None
+           else np.array([f"{r.seed}/{i}" for i in range(len(x))]) for r, x in zip(rows, a)]
+    shared = shares_images(ids)
+    res = clustered_mcnemar(a, b, ids, alternative=first.alternative)  # type: ignore[arg-type]
+    x, y = np.concatenate(a), np.concatenate(b)
+    diff, lo, hi, se = paired_risk_difference(x, y, confidence=confidence)
+    how = ("pooled: exact McNemar over all pairs, stratified by seed (sign flips of per-image "
+           "totals); estimate: pooled paired difference, Newcombe CI")
+    if shared:
+        # Pairs of one image in several seeds are not independent: the CI resamples images.
+        _, inverse = np.unique(np.concatenate(ids), return_inverse=True)
+        s = np.bincount(inverse, weights=y.astype(float) - x.astype(float))
+        m = np.bincount(inverse).astype(float)
+        rng = stable_rng("pooled", first.claim, first.variant, first.autoencoder)
+        counts = rng.multinomial(s.size, np.full(s.size, 1.0 / s.size), size=n_resamples)
+        boot = (counts @ s) / (counts @ m)
+        tail = (1 - confidence) / 2
+        b_lo, b_hi = (float(v) for v in np.quantile(boot, [tail, 1 - tail]))
+        # The bootstrap sees the dependence, Newcombe the edges (no discordant pair at all
+        # gives a bootstrap interval [0, 0]): the CI is the union of the two.
+        lo, hi = min(lo, b_lo), max(hi, b_hi)
+        se = max(se, float(np.std(boot)))
+        how = how.replace("Newcombe CI", "the wider of the Newcombe and the image-cluster "
+                          "bootstrap CI (seeds share images)")
+    notes.append(f"{len(rows)} seed(s), {int(np.sum(x != y))} discordant pair(s)")
+    return {"estimate": diff, "ci_low": lo, "ci_high": hi, "se": se,
+            "statistic": res.statistic, "p": res.pvalue}, how
+
+
+def _pool_stouffer(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
+                   notes: list[str]) -> tuple[dict[str, float], str]:
+    """Rows whose estimate has no null value: the estimate is pooled, the p-values combined."""
+    first = rows[0]
+    out, _ = _pool_meta(rows, confidence, n_resamples, notes)
     p = np.array([r.p for r in rows], dtype=float)
     tested = np.isfinite(p)
     if tested.any():
@@ -150,24 +270,70 @@ def _pool_group(rows: Sequence[ResultRow], confidence: float) -> ResultRow:
                                directions=np.nan_to_num(directions))
     else:
         z, p_pooled = math.nan, math.nan
-    effects = np.array([r.effect_size for r in rows], dtype=float)
+    out.update(statistic=z, p=p_pooled)
+    return out, ("pooled: random-effects mean of the per-seed estimates (descriptive); p: "
+                 "Stouffer's combination of the per-seed p-values (H0: no seed has an effect)")
+
+
+_POOLERS = {"meta": _pool_meta, "mcnemar": _pool_mcnemar, "stouffer": _pool_stouffer}
+
+
+def _pool_kind(row: ResultRow) -> str:
+    if row.test == DESCRIPTIVE:
+        return "meta"
+    kind = row.extra.get("pool")
+    if kind is not None:
+        return str(kind)
+    return "meta" if _finite(row.null_value) or "equivalence" in row.extra else "stouffer"
+
+
+def _pool_group(rows: Sequence[ResultRow], confidence: float,
+                n_resamples: int = 2000) -> ResultRow:
+    first = rows[0]
+    # A note every seed shares (a dimension-counting prediction, say) holds for the pool too.
+    notes: list[str] = [first.note] if first.note and all(r.note == first.note
+                                                           for r in rows) else []
+    kind = _pool_kind(first)
+    informative = [r for r in rows if not r.uninformative]
+    if kind != "mcnemar":
+        small = [r for r in informative if r.n < MIN_POOL_N]
+        if small:
+            notes.append(f"{len(small)} seed(s) with n < {MIN_POOL_N} left out (a bootstrap SE "
+                         "from so few values would dominate the weights)")
+        informative = [r for r in informative if r.n >= MIN_POOL_N]
+    dropped = len(rows) - len(informative)
+    uninformative = ""
+    if not informative:
+        uninformative = "no informative seed (" + "; ".join(
+            sorted({r.uninformative or f"n < {MIN_POOL_N}" for r in rows})) + ")"
+        out = {"estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan,
+               "statistic": math.nan, "p": math.nan}
+        how = ""
+    else:
+        if dropped and len(informative) < len(rows):
+            notes.append(f"{dropped} of {len(rows)} seed(s) left out of the pool "
+                         "(uninformative or too small)")
+        out, how = _POOLERS[kind](informative, confidence, n_resamples, notes)
+    effects = np.array([r.effect_size for r in informative], dtype=float)
     effects = effects[np.isfinite(effects)]
-    sugg = np.array([r.suggested_n for r in rows], dtype=float)
+    sugg = np.array([r.suggested_n for r in informative], dtype=float)
     sugg = sugg[np.isfinite(sugg)]
-    test = first.test if first.test == DESCRIPTIVE else (
-        f"{first.test}; pooled: random-effects meta-analysis (Paule-Mandel) of the per-seed "
-        "estimates, Stouffer's combined p")
+    test = first.test if first.test == DESCRIPTIVE or not how else f"{first.test}; {how}"
+    statistic_name = {"meta": "t (Hartung-Knapp)", "mcnemar": "S (clustered McNemar)",
+                      "stouffer": "Stouffer Z"}[kind] if _finite(out["p"]) else ""
     return ResultRow(
         claim=first.claim, variant=first.variant, autoencoder=first.autoencoder, seed=POOLED,
         n=int(sum(r.n for r in rows)), n_censored=int(sum(r.n_censored for r in rows)),
-        estimate=float(estimate), ci_low=float(lo), ci_high=float(hi), se=float(pooled_se),
+        estimate=float(out["estimate"]), ci_low=float(out["ci_low"]),
+        ci_high=float(out["ci_high"]), se=float(out["se"]),
         estimate_meaning=first.estimate_meaning,
         effect_size=float(np.median(effects)) if effects.size else math.nan,
         effect_name=f"median over seeds of {first.effect_name}" if first.effect_name else "",
-        statistic=float(z), statistic_name="Stouffer Z" if tested.any() else "",
-        p=float(p_pooled), null=first.null, test=test, alternative=first.alternative,
+        statistic=float(out["statistic"]), statistic_name=statistic_name,
+        p=float(out["p"]), null=first.null, test=test, alternative=first.alternative,
         suggested_n=float(math.ceil(np.median(sugg))) if sugg.size else math.nan,
-        note="; ".join(notes), n_seeds=len(rows),
+        note="; ".join([*notes, *( [uninformative] if uninformative else [])]),
+        n_seeds=len(rows), null_value=first.null_value, uninformative=uninformative,
     )
 
 
@@ -175,19 +341,77 @@ def _group_key(r: ResultRow) -> tuple[str, str, str]:
     return (r.claim, r.variant, r.autoencoder)
 
 
-def pool_seeds(rows: Iterable[ResultRow], *, confidence: float = 0.95) -> list[ResultRow]:
+def pool_seeds(rows: Iterable[ResultRow], *, confidence: float = 0.95,
+               n_resamples: int = 2000) -> list[ResultRow]:
     """One pooled row per (claim, variant, autoencoder) of per-seed rows, in first-seen order."""
     groups: dict[tuple[str, str, str], list[ResultRow]] = {}
     for r in rows:
         if r.seed == POOLED:
             raise ValueError("pool_seeds takes per-seed rows only")
         groups.setdefault(_group_key(r), []).append(r)
-    return [_pool_group(g, confidence) for g in groups.values()]
+    pooled: dict[tuple[str, str, str], ResultRow] = {key: _pool_group(g, confidence, n_resamples) for key, g in groups.items()
+              if g[0].extra.get("pool") != "iut"}
+    for key, g in groups.items():
+        if g[0].extra.get("pool") == "iut":
+            pooled[key] = _pool_intersection(g, pooled)
+    return [pooled[key] for key in groups]
 
 
-def _decide(p_adj: float, alpha: float, test: str) -> str:
+def _pool_intersection(rows: Sequence[ResultRow],
+                       pooled: dict[tuple[str, str, str], ResultRow]) -> ResultRow:
+    """The pooled row of an intersection-union test: the max of its parts' pooled p-values."""
+    first = rows[0]
+    parts = [pooled[(first.claim, v, first.autoencoder)]
+             for v in first.extra["parts"]]  # type: ignore[union-attr]
+    lead = parts[0]
+    reasons = [p.uninformative for p in parts if p.uninformative]
+    pvals = [p.p for p in parts]
+    return ResultRow(
+        claim=first.claim, variant=first.variant, autoencoder=first.autoencoder, seed=POOLED,
+        n=lead.n, n_censored=lead.n_censored, estimate=lead.estimate, ci_low=lead.ci_low,
+        ci_high=lead.ci_high, se=lead.se, estimate_meaning=first.estimate_meaning,
+        effect_size=math.nan, effect_name="", statistic=float(len(parts)),
+        statistic_name="parts",
+        p=max(pvals) if all(math.isfinite(v) for v in pvals) else math.nan, null=first.null,
+        test=f"{first.test}; pooled: the same over the parts' pooled rows",
+        alternative=first.alternative, note="; ".join(reasons), n_seeds=len(rows),
+        uninformative="; ".join(reasons))
+
+
+#: Claims whose tested quantity is a norm: a failed attack leaves it only bounded.
+CENSORING_SENSITIVE = ("dmm.norm_asymmetry", "dmm.off_equals_unrestricted",
+                       "dmm.adv_training_deepens")
+
+
+def censoring_warnings(results: pd.DataFrame, *, share: float = 0.2) -> list[str]:
+    """One line per tested norm-claim row (pooled where there is one) more than ``share``
+    censored: its test is conservative and its estimate a bound (above 50%: uninformative).
+
+    >>> row = ResultRow("dmm.norm_asymmetry", "v", "a", 0, 10, 3, 0.1, 0.0, 0.2, 0.05, "m",
+    ...                 0.1, "r", 1.0, "W+", 0.2, "null", "t", "greater")
+    >>> censoring_warnings(finalise([row]))
+    ['dmm.norm_asymmetry / v / a: 30% of 10 censored (> 20%): the test is conservative and the estimate a bound']
+    """
+    tested = results[results["claim"].isin(CENSORING_SENSITIVE)
+                     & (results["test"] != DESCRIPTIVE)]
+    pooled = tested[tested["seed"] == POOLED]
+    rows = pooled if len(pooled) else tested
+    out = []
+    for r in rows.itertuples(index=False):
+        if r.n and r.n_censored / r.n > share:
+            what = ("uninformative" if r.decision == "uninformative" else
+                    "the test is conservative and the estimate a bound")
+            out.append(f"{r.claim} / {r.variant} / {r.autoencoder}: "
+                       f"{100 * r.n_censored / r.n:.0f}% of {r.n} censored (> "
+                       f"{100 * share:.0f}%): {what}")
+    return out
+
+
+def _decide(p_adj: float, alpha: float, test: str, uninformative: str = "") -> str:
     if test == DESCRIPTIVE:
         return "descriptive"
+    if uninformative:
+        return "uninformative"
     if not math.isfinite(p_adj):
         return "undefined"
     return "reject H0" if p_adj <= alpha else "retain H0"
@@ -212,7 +436,7 @@ def results_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
 
 
 def finalise(rows: Iterable[ResultRow], stats: StatsConfig | None = None) -> pd.DataFrame:
-    """Pool seeds, adjust p-values per family, decide; returns the results table.
+    """Pool seeds, adjust p-values in one family, decide; returns the results table.
 
     Each (claim, variant, autoencoder) group lists its seeds in ascending order, then its pooled
     row.
@@ -224,12 +448,12 @@ def finalise(rows: Iterable[ResultRow], stats: StatsConfig | None = None) -> pd.
     >>> df = finalise([mk(0, 0.01, 1.0), mk(1, 0.04, 1.2)])
     >>> df[["seed", "decision", "n_seeds", "n_seeds_reject"]].values.tolist()
     [[0, 'reject H0', 1, 1], [1, 'reject H0', 1, 1], ['pooled', 'reject H0', 2, 2]]
-    >>> df["p_adj"].round(5).tolist()  # Holm over the two seeds; the pooled row is its own family
-    [0.02, 0.04, 0.00197]
+    >>> df["p_adj"].round(5).tolist()  # Holm over all three rows (one family)
+    [0.02, 0.04, 0.00591]
     """
     stats = stats or StatsConfig()
     per_seed = list(rows)
-    pooled = pool_seeds(per_seed, confidence=stats.confidence)
+    pooled = pool_seeds(per_seed, confidence=stats.confidence, n_resamples=stats.bootstrap)
     ordered: list[ResultRow] = []
     by_group: dict[tuple[str, str, str], list[ResultRow]] = {}
     for r in per_seed:
@@ -239,13 +463,15 @@ def finalise(rows: Iterable[ResultRow], stats: StatsConfig | None = None) -> pd.
         ordered += sorted(group, key=lambda r: int(r.seed)) + [pooled_row]
     df = results_frame(ordered)
     is_pooled = df["seed"].eq(POOLED).to_numpy()
+    reasons = [r.uninformative for r in ordered]
     p = df["p"].to_numpy(dtype=float)
+    family = np.array([not reason for reason in reasons]) & np.isfinite(p)
     p_adj = np.full(len(df), np.nan)
-    for family in (~is_pooled, is_pooled):
-        p_adj[family] = adjust_pvalues(p[family], stats.correction)
+    p_adj[family] = adjust_pvalues(p[family], stats.correction)
     df["p_adj"] = p_adj
     df["alpha"] = stats.alpha
-    df["decision"] = [_decide(pa, stats.alpha, t) for pa, t in zip(p_adj, df["test"])]
+    df["decision"] = [_decide(pa, stats.alpha, t, u)
+                      for pa, t, u in zip(p_adj, df["test"], reasons)]
     seed_rows = df[~is_pooled]
     rejects = seed_rows.groupby(["claim", "variant", "autoencoder"], sort=False)["decision"] \
         .agg(lambda s: int((s == "reject H0").sum()))

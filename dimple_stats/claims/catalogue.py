@@ -24,15 +24,18 @@ PairedTest = Literal["wilcoxon", "sign", "ttest"]
 
 
 class PerpendicularOptions(_Options):
-    null: Literal["random_subspace", "other_image", "beta"] = Field(
-        "random_subspace", description="What 'chance' means for r_T."
+    null: Literal["random_subspace", "other_image", "beta", "pca", "data_random"] = Field(
+        "random_subspace", description="What 'chance' means for r_T: a random subspace, "
+        "another image's tangent, the Beta law of a random direction, or the data-shaped "
+        "controls (the top-k principal subspace of the training images; a random k-dim "
+        "subspace of their span)."
     )
     test: PairedTest = "wilcoxon"
 
 
 class NotBelowRandomOptions(_Options):
     margin: float = Field(
-        0.05, gt=0, description="TOST equivalence margin on the median of r_T - r_R."
+        0.05, gt=0, description="Non-inferiority margin on the median of r_T - r_R."
     )
     test: PairedTest = "wilcoxon"
 
@@ -62,7 +65,15 @@ class PlainVsIsometricOptions(_Options):
 
 
 class ValidityOptions(_Options):
-    pass
+    margin: float = Field(
+        0.2, gt=0, lt=1, description="Equivalence margin on Spearman's rho: |rho| < margin is "
+        "'at most a small association' (0.2: with 500 samples per seed a TOST has ~90% power "
+        "at rho = 0)."
+    )
+
+
+class LocalVsGlobalOptions(_Options):
+    test: PairedTest = "wilcoxon"
 
 
 class DefenseOptions(_Options):
@@ -123,6 +134,10 @@ _PERP_NULLS = {
     "class (median of r_T - r_Tother >= 0).",
     "beta": "r_T^2 is no smaller than for a random direction, whose r^2 ~ Beta(k/2, (n-k)/2) "
     "(mean k/n); tested on the chance CDF: median of F_Beta(r_T^2) - 1/2 >= 0.",
+    "pca": "r_T is no smaller than the perturbation's share in the top-k principal subspace of "
+    "the training images (median of r_T - r_PCA >= 0).",
+    "data_random": "r_T is no smaller than the perturbation's share in a random k-dim subspace "
+    "of the span of the training images (median of r_T - r_Rdata >= 0).",
 }
 
 CATALOGUE: dict[str, ClaimDefinition] = {
@@ -134,12 +149,14 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             hypothesis="Adversarial perturbations are more perpendicular to the manifold than chance.",
             statistic="r_T - r_R (random_subspace) | r_T - r_Tother (other_image) | "
             "F_Beta(r_T^2) - 1/2 (beta: r_T^2 against chance k/n on the Beta(k/2, (n-k)/2) "
-            "probability scale, symmetric under the null)",
-            test="one-sided Wilcoxon signed-rank (less); effect: median r_T / chance median "
-            "of r (sqrt of the median of Beta(k/2, (n-k)/2); 1 = chance) with bootstrap CI, "
-            "rank-biserial r",
+            "probability scale, symmetric under the null) | r_T - r_PCA (pca) | r_T - r_Rdata "
+            "(data_random)",
+            test="one-sided Wilcoxon signed-rank (less); estimate: median r_T / chance median "
+            "of r (random_subspace, beta: sqrt of the median of Beta(k/2, (n-k)/2); 1 = chance) "
+            "or the median paired difference from the control (other_image, pca, data_random; "
+            "0 = as the control), bootstrap CI; effect: rank-biserial r",
             nulls=_PERP_NULLS,
-            columns=("r_T", "r_R", "r_Tother", "n", "k", "success_plain"),
+            columns=("r_T", "r_R", "r_Tother", "r_PCA", "r_Rdata", "n", "k", "success_plain"),
             censoring="r_T is measured on the perturbation reached at eps; a failed attack's "
             "direction is still a gradient direction, so keeping it biases toward the gradient's "
             "own r_T (toward r_T_grad), not toward rejection.",
@@ -151,10 +168,11 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             hypothesis="Perturbations are NOT more perpendicular than a random subspace of the "
             "same dimension.",
             statistic="r_T - r_R",
-            test="one-sided Wilcoxon signed-rank (greater) and TOST equivalence within +-margin",
+            test="non-inferiority: one-sided exact sign test of the median of r_T - r_R against "
+            "-margin (greater); and one-sided Wilcoxon signed-rank (greater) against 0",
             nulls={
-                "random_subspace": "r_T is smaller than r_R by more than the margin "
-                "(TOST: |median of r_T - r_R| >= margin).",
+                "below_random": "r_T is below r_R for a random subspace by at least the margin "
+                "(median of r_T - r_R <= -margin).",
             },
             columns=("r_T", "r_R", "success_plain"),
             censoring="as dmm.perpendicular: censored directions pull r_T toward r_T_grad.",
@@ -169,7 +187,8 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             "gradient's own share in the other image's tangent, r_T_grad_other)",
             test="one-sided Wilcoxon signed-rank (less)",
             nulls={k: v.replace("r_T ", "r_T_grad ").replace("r_T^2", "r_T_grad^2")
-                   .replace("r_Tother", "r_T_grad_other") for k, v in _PERP_NULLS.items()},
+                   .replace("r_Tother", "r_T_grad_other") for k, v in _PERP_NULLS.items()
+                   if k not in ("pca", "data_random")},
             columns=("r_T_grad", "r_R", "r_T_grad_other", "n", "k"),
             censoring="no attack is involved; nothing is censored.",
             options=PerpendicularOptions,
@@ -190,9 +209,12 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "(n-k)/2) (median 1/2 - F_Beta(1/(1 + (on/off)^2)) <= 0).",
             },
             columns=("norm_on", "norm_off", "success_on", "success_off", "n", "k"),
-            censoring="norms of failed attacks are set to eps, a lower bound of the true norm; "
-            "on-manifold attacks fail more often, so censoring shrinks norm_on and biases "
-            "AGAINST the claim (conservative).",
+            censoring="a failed attack's norm is only known to be >= eps: a failed on attack "
+            "makes on/off a lower bound (would bias against the claim), a failed off attack an "
+            "upper bound (would bias FOR it: 100% false rejections at 50% failed off attacks "
+            "when treated as observed). Each is imputed at its bound least favourable to the "
+            "claim, so rejections stand whatever the censored norms are; more than 50% censored "
+            "pairs: uninformative.",
             options=NormAsymmetryOptions,
         ),
         ClaimDefinition(
@@ -206,8 +228,11 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "norms differ from unrestricted ones by at least the margin.",
             },
             columns=("norm_off", "norm_plain", "success_off", "success_plain"),
-            censoring="censoring at eps caps both norms; when eps_off > eps_plain a failed "
-            "plain attack shrinks norm_plain, which biases toward non-equivalence (conservative).",
+            censoring="a failed off attack makes log(off/plain) a lower bound, a failed plain "
+            "attack an upper bound; treated as observed, both pull the ratio toward 0, i.e. "
+            "TOWARD equivalence (97% false equivalence at 63% failures). Censored values count "
+            "against equivalence on the side where they are unknown; more than 50% censored "
+            "pairs: uninformative.",
             options=OffEqualsUnrestrictedOptions,
         ),
         ClaimDefinition(
@@ -245,10 +270,11 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             source="control",
             hypothesis="Conclusions do not hinge on reconstruction error.",
             statistic="Spearman(recon_err / norm_plain, r_T)",
-            test="Spearman rank correlation; results stratified by recon_err tercile",
+            test="equivalence of Spearman's rho within +-margin (TOST on Fisher z); r_T by "
+            "recon_err tercile (descriptive)",
             nulls={
-                "no_association": "r_T is not associated with the relative reconstruction error "
-                "(Spearman rho = 0).",
+                "associated": "r_T is associated with the relative reconstruction error by at "
+                "least the margin (|Spearman rho| >= margin).",
             },
             columns=("recon_err", "norm_plain", "r_T"),
             censoring="censored norms (= eps) understate recon_err / norm_plain's denominator; "
@@ -276,10 +302,12 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             hypothesis="During training the boundary distance falls fast early, then slowly, while "
             "r_T stays below chance throughout.",
             statistic="per epoch: median norm_plain and median r_T",
-            test="Spearman trend per phase, two-segment fit with change point",
+            test="kink test: smooth decay vs smooth decay + hinge (F, sample bootstrap); "
+            "Spearman trend per phase (descriptive); r_T below chance at every epoch "
+            "(intersection-union)",
             nulls={
-                "no_change_point": "median norm_plain follows a single linear trend across "
-                "epochs (no change of slope).",
+                "no_change_point": "median norm_plain follows a smooth decay across epochs "
+                "(a + b exp(-epoch/s), or a line), with no change of slope.",
             },
             columns=("epoch", "norm_plain", "r_T", "r_R"),
             censoring="early-epoch attacks fail less (the boundary is near); censoring at eps "
@@ -292,15 +320,35 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             hypothesis="Adversarial training deepens the dimples (larger norms) but does not turn "
             "the boundary (r_T unchanged).",
             statistic="r_T and norm_plain, standard vs adversarially trained classifier, same samples",
-            test="TOST on r_T, one-sided Wilcoxon (greater) on norm_plain",
+            test="TOST on the median change of r_T, one-sided Wilcoxon (greater) on "
+            "norm_plain, and their intersection-union test for the joint claim",
             nulls={
                 "no_deepening": "norm_plain is no larger after adversarial training.",
-                "turned": "r_T changes by at least the margin after adversarial training.",
+                "turned": "r_T changes by at least the margin after adversarial training "
+                "(|median change| >= margin).",
+                "not_both": "adversarial training does not both deepen (larger norm_plain) and "
+                "leave r_T within the margin.",
             },
             columns=("r_T", "norm_plain", "classifier"),
             censoring="robust models fail more attacks at a fixed eps; censoring at eps shrinks "
             "their norms and biases against deepening (conservative).",
             options=AdvTrainingOptions,
+        ),
+        ClaimDefinition(
+            id="ae.local_vs_global",
+            source="control (data-shaped nulls)",
+            hypothesis="The autoencoder's local tangent space captures a different share of the "
+            "perturbation than the data's global top-k principal subspace.",
+            statistic="r_T - r_PCA, paired per image",
+            test="two-sided Wilcoxon signed-rank; estimate: median r_T - r_PCA",
+            nulls={
+                "same_share": "the local tangent and the top-k principal subspace capture the "
+                "same share of the perturbation (median of r_T - r_PCA = 0).",
+            },
+            columns=("r_T", "r_PCA"),
+            censoring="both shares are measured on the same perturbation; censoring affects "
+            "both sides equally.",
+            options=LocalVsGlobalOptions,
         ),
     )
 }

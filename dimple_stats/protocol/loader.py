@@ -344,6 +344,12 @@ def _semantic_issues(protocol: Protocol) -> list[tuple[KeyPath, str]]:
         if entry.id == "iso.plain_vs_isometric":
             found += [((("claims", i, entry.id) + tail), msg)
                       for tail, msg in _plain_vs_iso_issues(entry.options, protocol.autoencoders)]
+        if entry.id == "dmm.gradient_perpendicular" and \
+                getattr(entry.options, "null", None) in ("pca", "data_random"):
+            found.append((("claims", i, entry.id, "null"),
+                          f"null {entry.options.null!r} is measured for the attack perturbation "
+                          "only (r_PCA, r_Rdata); use it with dmm.perpendicular, or null "
+                          "random_subspace | other_image | beta here"))
     return found
 
 

@@ -22,16 +22,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from dimple_stats.results import POOLED
 from dimple_stats.stats.chance import chance_pdf_r
 
-__all__ = ["r_histograms", "norm_ratio_plot", "forest_plot", "training_curves", "NULL_VALUE"]
-
-#: Value of the estimate under the null, drawn as a reference line in forest plots.
-NULL_VALUE: dict[str, float] = {
-    "dmm.perpendicular": 1.0, "dmm.gradient_perpendicular": 1.0, "zp.not_below_random": 0.0,
-    "dmm.norm_asymmetry": 0.0, "dmm.off_equals_unrestricted": 0.0,
-    "dmm.off_succeeds_more": 0.0, "iso.plain_vs_isometric": 0.0, "iso.defense": 0.0,
-    "dmm.adv_training_deepens": 0.0,
-}
-
+__all__ = ["r_histograms", "norm_ratio_plot", "forest_plot", "training_curves"]
 
 def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
@@ -121,8 +112,10 @@ def forest_plot(results: pd.DataFrame, claim: str) -> Figure:
                     color="tab:blue", capsize=2)
         ax.errorbar(est[pooled], ypos[pooled], xerr=err[:, pooled], fmt="D", ms=7,
                     color="tab:red", capsize=3)
-        if claim in NULL_VALUE:
-            ax.axvline(NULL_VALUE[claim], color="grey", lw=0.8, ls="--")
+        nulls = v["null_value"].to_numpy(float) if "null_value" in v else np.array([])
+        nulls = nulls[np.isfinite(nulls)]
+        if nulls.size:  # the estimate's value under H0, from the results table
+            ax.axvline(float(nulls[0]), color="grey", lw=0.8, ls="--")
         ax.set_yticks(ypos, labels, fontsize=7)
         ax.set_title(f"{claim}: {variant}", fontsize=9)
         meaning = str(v["estimate_meaning"].iloc[0])

@@ -38,9 +38,24 @@ def _num(x: object, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
-def _p(x: object) -> str:
+#: p-values below this print as "< 1e-15": double precision cannot resolve smaller tail
+#: probabilities reliably, and a reader should not take 1e-69 at face value.
+P_FLOOR = 1e-15
+
+
+def format_p(x: object) -> str:
+    """A p-value for people: 3 significant digits, "< 1e-15" below that, "" for NaN.
+
+    >>> format_p(0.012345), format_p(3e-70), format_p(float("nan"))
+    ('0.0123', '< 1e-15', '')
+    """
     v = float(x)  # type: ignore[arg-type]
-    return "" if math.isnan(v) else f"{v:.3g}"
+    if math.isnan(v):
+        return ""
+    return f"< {P_FLOOR:g}" if v < P_FLOOR else f"{v:.3g}"
+
+
+_p = format_p
 
 
 # Styler's escape="latex" leaves < and >, which the default OT1 font encoding prints as
@@ -67,7 +82,7 @@ def summary_frame(results: pd.DataFrame) -> pd.DataFrame:
     >>> row = ResultRow("c", "v", "a", 0, 10, 1, 0.5, 0.25, 0.75, 0.1, "m", 0.3, "r", 12.0,
     ...                 "W+", 0.01, "null", "t", "less")
     >>> summary_frame(finalise([row])).iloc[0].tolist()
-    ['c', 'v', 'a', '0', '10', '1', '0.5', '[0.25, 0.75]', '0.3', '12', '0.01', '0.01', 'reject H0']
+    ['c', 'v', 'a', '0', '10', '1', '0.5', '[0.25, 0.75]', '0.3', '12', '0.01', '0.02', 'reject H0']
     """
     missing = [c for c in RESULT_COLUMNS if c not in results.columns]
     if missing:
@@ -133,8 +148,9 @@ def to_markdown(results: pd.DataFrame, *, title: str = "dimple-stats results") -
     lines = [f"# {title}", "", _pipe_table(summary_frame(results), sorted(_NUMERIC)), ""]
     if len(results):
         alpha = results["alpha"].iloc[0]
-        lines += [f"Decisions at alpha = {alpha:g} on p_adj; per-seed and pooled rows are "
-                  "adjusted as separate families.", ""]
+        lines += [f"Decisions at alpha = {alpha:g} on p_adj, adjusted over every tested row "
+                  "of the run (one family). 'uninformative': too censored or too few samples "
+                  "to answer (see the notes).", ""]
     lines += ["## Nulls and tests", ""]
     for (claim, variant), g in results.groupby(["claim", "variant"], sort=False):
         r = g.iloc[0]

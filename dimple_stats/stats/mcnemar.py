@@ -10,6 +10,7 @@ only; both agree in the two-sided case, see the tests).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,13 @@ from statsmodels.stats.proportion import proportion_confint
 
 from dimple_stats.stats.result import Alternative, HypothesisResult
 
-__all__ = ["DiscordantPairs", "discordant_pairs", "mcnemar_exact", "paired_risk_difference"]
+__all__ = [
+    "DiscordantPairs",
+    "discordant_pairs",
+    "mcnemar_exact",
+    "paired_risk_difference",
+    "clustered_mcnemar",
+]
 
 
 @dataclass(frozen=True)
@@ -111,3 +118,54 @@ def paired_risk_difference(x: npt.ArrayLike, y: npt.ArrayLike, *,
     up = math.sqrt(max((u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2, 0.0))
     lo, hi = max(diff - down, -1.0), min(diff + up, 1.0)
     return diff, lo, hi, (hi - lo) / (2 * z)
+
+
+def clustered_mcnemar(first: Sequence[npt.ArrayLike], second: Sequence[npt.ArrayLike],
+                      ids: Sequence[npt.ArrayLike], *,
+                      alternative: Alternative = "two-sided") -> HypothesisResult:
+    """Exact McNemar over strata (seeds) whose pairs may share images: a sign-flip test.
+
+    Per image j, s_j = sum over its pairs (in any seed) of second - first (+1 for a pair
+    favouring the second condition, -1 for one favouring the first). Under H0 the two
+    conditions are exchangeable for each image, so every s_j is as likely as -s_j, independently
+    across images; the exact null distribution of S = sum s_j is that of sum eps_j |s_j| with
+    fair signs, computed here by convolution (no Monte Carlo). When no image occurs twice this
+    is the stratified exact McNemar test (sum of b ~ Binomial(sum(b + c), 1/2)), in which a seed
+    without discordant pairs contributes nothing (combining per-seed p-values instead let such a
+    seed, p = 1, cut the pooled power from 100% to 14%). The statistic is S.
+
+    Examples
+    --------
+    >>> r = clustered_mcnemar([[0, 0, 1, 0], [0, 1]], [[1, 1, 1, 0], [1, 1]], [[1, 2, 3, 4], [5, 6]],
+    ...                       alternative="greater")
+    >>> r.statistic, r.pvalue  # three discordant pairs, all favouring the second: 1/8
+    (3.0, 0.125)
+    >>> clustered_mcnemar([[0, 0], [0, 0]], [[1, 1], [1, 1]], [[1, 2], [1, 2]],
+    ...                   alternative="greater").pvalue  # the same two images twice: 1/4
+    0.25
+    """
+    a = np.concatenate([np.asarray(x, dtype=bool).ravel() for x in first])
+    b = np.concatenate([np.asarray(y, dtype=bool).ravel() for y in second])
+    key = np.concatenate([np.asarray(i).ravel() for i in ids])
+    if not a.size == b.size == key.size:
+        raise ValueError("first, second and ids must have the same lengths")
+    name = "S = #(favouring second) - #(favouring first)"
+    _, inverse = np.unique(key, return_inverse=True)
+    s = np.bincount(inverse, weights=b.astype(int) - a.astype(int)).astype(int)
+    s = np.abs(s[s != 0])
+    observed = int(np.sum(np.bincount(inverse, weights=b.astype(int) - a.astype(int))))
+    if s.size == 0:
+        return HypothesisResult(0.0, 1.0, int(a.size), "exact McNemar (clustered sign flip)", name,
+                                alternative)
+    # Distribution of sum eps_j s_j on the integer grid [-total, total], by convolution.
+    total = int(s.sum())
+    dist = np.zeros(2 * total + 1)
+    dist[total] = 1.0
+    for v in s:
+        dist = 0.5 * (np.roll(dist, v) + np.roll(dist, -v))
+    upper = float(dist[total + observed:].sum())
+    lower = float(dist[:total + observed + 1].sum())
+    p = upper if alternative == "greater" else lower if alternative == "less" else \
+        min(1.0, 2 * min(upper, lower))
+    return HypothesisResult(float(observed), min(p, 1.0), int(a.size),
+                            "exact McNemar (clustered sign flip)", name, alternative)

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats
 from statsmodels.stats.power import NormalIndPower, TTestPower
 from statsmodels.stats.proportion import proportion_effectsize
 
@@ -71,14 +72,25 @@ def _solve(solver: object, effect: float, alpha: float, power: float, alternativ
                            alternative=_sm_alternative(alternative), **kw)
         return bool(np.asarray(got).ravel()[0] >= power)
 
-    hi = n_min
-    while not reaches(hi):
-        if hi > _MAX_N:
-            return math.nan
-        hi *= 2
-    lo = max(n_min, hi // 2)
-    if reaches(lo):
-        return float(lo)
+    # Start at the normal-theory n, (z_alpha + z_power)^2 / effect^2, and bracket the exact
+    # answer around it: two or three power evaluations instead of a dozen from n_min up.
+    z = stats.norm.isf(alpha if alternative != "two-sided" else alpha / 2) + stats.norm.isf(
+        1 - power)
+    guess = min(max(n_min, math.ceil((z / effect) ** 2)), _MAX_N)
+    step = max(2, guess // 8)
+    if reaches(guess):
+        hi, lo = guess, max(n_min, guess - step)
+        while lo > n_min and reaches(lo):
+            hi, lo = lo, max(n_min, lo - step)
+        if reaches(lo):
+            return float(lo)
+    else:
+        lo, hi = guess, guess + step
+        while not reaches(hi):
+            if hi > _MAX_N:
+                return math.nan
+            lo, hi = hi, hi + step
+            step *= 2
     while hi - lo > 1:  # invariant: lo fails, hi reaches
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if reaches(mid) else (mid, hi)

@@ -113,7 +113,7 @@ def test_unknown_claim_id_suggests_nearest() -> None:
 def test_bad_claim_option_value_lists_allowed() -> None:
     (issue,) = issues_of(MINIMAL.replace("null: beta", "null: bta"))
     assert issue.path == "claims.0.dmm.perpendicular.null"
-    assert issue.allowed == ("random_subspace", "other_image", "beta")
+    assert issue.allowed == ("random_subspace", "other_image", "beta", "pca", "data_random")
     assert issue.suggestion == "beta"
 
 
@@ -224,3 +224,10 @@ def test_protocol_dump_reads_back_to_the_same_protocol(path: Path) -> None:
     assert all(len(item) == 1 for item in dumped["claims"])
     again = Protocol.model_validate(dumped)
     assert again == p and again.hash == p.hash
+
+
+def test_data_shaped_nulls_of_the_gradient_claim_are_refused_at_their_key() -> None:
+    (issue,) = issues_of(MINIMAL.replace("dmm.perpendicular: {null: beta}",
+                                         "dmm.gradient_perpendicular: {null: pca}"))
+    assert issue.path == "claims.0.dmm.gradient_perpendicular.null"
+    assert "attack perturbation only" in issue.message

@@ -13,11 +13,12 @@ from statsmodels.stats.multitest import multipletests
 from dimple_stats.protocol.schema import StatsConfig
 from dimple_stats.results import DESCRIPTIVE, RESULT_COLUMNS, ResultRow, finalise
 from dimple_stats.stats import random_effects
+from dimple_stats.stats.meta import hartung_knapp
 
 # The documented column set; a change here is a breaking change for every report reader.
 COLUMNS = [
     "claim", "variant", "autoencoder", "seed", "n", "n_censored", "estimate", "ci_low", "ci_high",
-    "se", "estimate_meaning", "effect_size", "effect_name", "statistic", "statistic_name", "p",
+    "se", "estimate_meaning", "null_value", "effect_size", "effect_name", "statistic", "statistic_name", "p",
     "p_adj", "alpha", "decision", "null", "test", "alternative", "n_seeds", "n_seeds_reject",
     "suggested_n", "note",
 ]
@@ -47,21 +48,18 @@ def rows_of_two_claims() -> list[ResultRow]:
     return out
 
 
-def test_holm_across_all_per_seed_rows_and_a_separate_pooled_family() -> None:
+def test_holm_across_every_tested_row_in_one_family() -> None:
+    # Defect 11: CLAIMS.md asks for one family across the run; pooled rows are in it too.
     df = finalise(rows_of_two_claims(), StatsConfig(correction="holm"))
-    per_seed = df[(df["seed"] != "pooled") & df["p"].notna()]
-    expected = multipletests(list(P_SEED.values()), method="holm")[1]
-    assert per_seed["p_adj"].tolist() == expected.tolist()
-    pooled = df[(df["seed"] == "pooled") & df["p"].notna()]
-    assert pooled["p_adj"].tolist() == multipletests(pooled["p"], method="holm")[1].tolist()
-    assert len(pooled) == 2
+    tested = df[df["p"].notna()]
+    assert len(tested) == 8  # 6 per-seed rows + 2 pooled rows
+    assert tested["p_adj"].tolist() == multipletests(tested["p"], method="holm")[1].tolist()
 
 
 def test_fdr_bh_and_none() -> None:
     bh = finalise(rows_of_two_claims(), StatsConfig(correction="fdr_bh"))
-    per_seed = bh[(bh["seed"] != "pooled") & bh["p"].notna()]
-    assert per_seed["p_adj"].tolist() == multipletests(list(P_SEED.values()),
-                                                       method="fdr_bh")[1].tolist()
+    tested = bh[bh["p"].notna()]
+    assert tested["p_adj"].tolist() == multipletests(tested["p"], method="fdr_bh")[1].tolist()
     none = finalise(rows_of_two_claims(), StatsConfig(correction="none"))
     tested = none["p"].notna()
     assert (none.loc[tested, "p_adj"] == none.loc[tested, "p"]).all()
@@ -69,7 +67,7 @@ def test_fdr_bh_and_none() -> None:
 
 def test_decisions_and_seed_counts() -> None:
     df = finalise(rows_of_two_claims(), StatsConfig(alpha=0.05, correction="holm"))
-    # Holm-adjusted per-seed p: c1 -> 0.006, 0.12, 0.12; c2 -> 0.4, 0.06, 0.5
+    # Holm over 8 rows: c1's seed 0 (p 0.001) is the only per-seed rejection
     c1 = df[(df["claim"] == "c1") & (df["seed"] != "pooled")]
     assert c1["decision"].tolist() == ["reject H0", "retain H0", "retain H0"]
     assert (df["alpha"] == 0.05).all()
@@ -84,17 +82,70 @@ def test_decisions_and_seed_counts() -> None:
         "n_seeds_reject"] == 3
 
 
-def test_pooled_row_is_random_effects_and_stouffer() -> None:
-    df = finalise(rows_of_two_claims())
-    pooled = df[(df["claim"] == "c1") & (df["seed"] == "pooled")].iloc[0]
-    meta = random_effects([1.0, 1.1, 1.2], [0.01, 0.01, 0.01])
+def test_pooled_row_tests_its_own_estimate_with_hartung_knapp() -> None:
+    # Defect 5: the pooled p and the pooled estimate target one thing, the random-effects mean
+    # of the seeds' estimates, tested against the estimate's null value with t(k - 1).
+    rows = [row("c", s, p, est=e, se=0.1) for s, (p, e) in enumerate(
+        [(0.001, 1.0), (0.04, 1.1), (0.03, 1.2)])]
+    for r in rows:
+        r.null_value = 0.9
+    pooled = finalise(rows).iloc[-1]
+    meta = hartung_knapp([1.0, 1.1, 1.2], [0.01] * 3, null=0.9, alternative="greater")
     assert (pooled["estimate"], pooled["se"], pooled["ci_low"], pooled["ci_high"]) == \
         pytest.approx((meta.estimate, meta.se, meta.ci_low, meta.ci_high), abs=1e-12)
+    # by hand: equal weights, mean 1.1, HK variance sum (y - 1.1)^2 / (2 * 3) = 0.02 / 6
+    se = math.sqrt(0.02 / 6)
+    assert pooled["estimate"] == pytest.approx(1.1) and pooled["se"] == pytest.approx(se)
+    assert pooled["p"] == pytest.approx(stats.t.sf(0.2 / se, 2), rel=1e-9)
+    assert pooled["ci_high"] == pytest.approx(1.1 + stats.t.isf(0.025, 2) * se)
+    assert pooled["statistic_name"] == "t (Hartung-Knapp)" and pooled["null_value"] == 0.9
+    assert "Hartung-Knapp" in pooled["test"]
+
+
+def test_rows_without_a_null_value_combine_their_p_values() -> None:
+    df = finalise(rows_of_two_claims())
+    pooled = df[(df["claim"] == "c1") & (df["seed"] == "pooled")].iloc[0]
     ref = stats.combine_pvalues([0.001, 0.04, 0.03], method="stouffer")
     assert (pooled["statistic"], pooled["p"]) == pytest.approx((ref.statistic, ref.pvalue),
                                                               abs=1e-12)
     assert pooled["statistic_name"] == "Stouffer Z" and pooled["suggested_n"] == 31
-    assert "random-effects meta-analysis" in pooled["test"]
+    assert "Stouffer" in pooled["test"]
+
+
+def test_one_strong_seed_among_null_seeds_does_not_make_the_pool_reject() -> None:
+    # Defect 5: Stouffer rejected 98.5% of such pools while the estimate's CI covered the null.
+    rows = [row("c", 0, 1e-12, est=0.5, se=0.05)] + [
+        row("c", s, 0.5, est=0.0, se=0.05) for s in range(1, 5)]
+    for r in rows:
+        r.null_value = 0.0
+    pooled = finalise(rows).iloc[-1]
+    assert pooled["ci_low"] < 0.0 < pooled["ci_high"]
+    assert pooled["decision"] == "retain H0" and pooled["p"] > 0.05
+
+
+def test_tiny_seeds_and_uninformative_seeds_are_left_out_of_the_pool() -> None:
+    # Defect 5: a seed of n = 2 has a bootstrap SE near 0 and took the whole weight.
+    rows = [row("c", s, 0.01, est=1.0, se=0.1) for s in range(3)]
+    tiny = row("c", 3, 0.5, est=50.0, se=1e-6)
+    tiny.n = 2
+    censored = row("c", 4, 0.5, est=-50.0, se=0.1)
+    censored.uninformative = "70% censored"
+    for r in (*rows, tiny, censored):
+        r.null_value = 0.0
+    df = finalise([*rows, tiny, censored])
+    pooled = df.iloc[-1]
+    assert pooled["estimate"] == pytest.approx(1.0) and pooled["n_seeds"] == 5
+    assert "n < 10 left out" in pooled["note"]
+    assert df.iloc[4]["decision"] == "uninformative" and math.isnan(df.iloc[4]["p_adj"])
+
+
+def test_pooled_p_is_not_clipped_and_prints_as_a_floor() -> None:
+    from dimple_stats.report.tables import summary_frame
+
+    rows = [row("c", s, 1e-40) for s in range(3)]
+    df = finalise(rows, StatsConfig(correction="none"))
+    assert 0 < df.iloc[-1]["p"] < 1e-60  # README's 6.8e-70 came from clipping at 1e-15
+    assert (summary_frame(df)["p"] == "< 1e-15").all()
 
 
 def test_groups_list_seeds_in_order_then_pooled() -> None:
@@ -128,5 +179,6 @@ def test_correlations_pool_on_fisher_z_and_stay_in_range() -> None:
 def test_seed_without_standard_error_is_left_out_of_the_estimate() -> None:
     rows = [row("c", 0, 0.01, est=1.0), row("c", 1, 0.01, est=5.0, se=0.0)]
     pooled = finalise(rows).iloc[-1]
-    assert pooled["estimate"] == 1.0 and "1 seed(s) without a standard error" in pooled["note"]
+    assert pooled["estimate"] == 1.0 and "1 seed(s) without a finite standard error" in \
+        pooled["note"]
     assert isinstance(finalise(rows), pd.DataFrame)
