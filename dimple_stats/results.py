@@ -213,6 +213,10 @@ def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
     if fisher:
         estimate, lo, hi = (float(v) for v in np.tanh([estimate, lo, hi]))
         pooled_se = pooled_se * (1 - estimate**2)
+    bounded = sum(bool(r.extra.get("bounded")) for r in kept)
+    if bounded:
+        notes.append(f"{bounded} seed(s) censored: their medians are bounds (see their rows), so "
+                     "this pooled value is too")
     notes.append(f"{meta.k} seed(s){' on Fisher z' if fisher else ''}, tau2 = {meta.tau2:.3g}"
                  + (f", shared-image variance {meta.shared:.3g}" if shared_cov is not None
                     else ""))

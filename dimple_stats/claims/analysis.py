@@ -183,7 +183,7 @@ def _censored_share_reason(censored: np.ndarray, what: str) -> str:
     """The ``uninformative`` reason when more than half the rows are censored, else ""."""
     share = float(censored.mean()) if censored.size else 0.0
     if share >= UNINFORMATIVE_SHARE:  # at exactly half, an even n's median is unbounded too
-        return (f"{100 * share:.0f}% of {what} censored (> {100 * UNINFORMATIVE_SHARE:.0f}%): "
+        return (f"{100 * share:.0f}% of {what} censored (>= {100 * UNINFORMATIVE_SHARE:.0f}%): "
                 "the median is not identified")
     return ""
 
@@ -237,7 +237,7 @@ def _location_row(
         note=_join(note, _dropped_note(int((~keep).sum())), bound_note, undefined, uninformative),
         null_value=null_value, uninformative=uninformative,
         extra={"values": {"lo": eb.lo, "hi": eb.hi}.get(side, np.where(
-            np.isfinite(eb.lo), eb.lo, eb.hi)), "ids": ids},
+            np.isfinite(eb.lo), eb.lo, eb.hi)), "ids": ids, "bounded": bool(bound_note)},
     )
 
 
@@ -265,7 +265,8 @@ def _tost_row(
     observed = np.where(np.isfinite(db.lo), db.lo, db.hi)
     finite = observed[np.isfinite(observed)]
     defined = res is not None and math.isfinite(res.pvalue)
-    extra: dict[str, Any] = {"values": observed, "ids": ids, "equivalence": (-margin, margin)}
+    extra: dict[str, Any] = {"values": observed, "ids": ids, "equivalence": (-margin, margin),
+                             "bounded": bool(bound_note)}
     if db.censored.any():
         # The pooled TOST tests each side on its own worst case (see results._pool_meta).
         rng = stable_rng(claim, variant, autoencoder, seed, "bounds")
@@ -423,7 +424,7 @@ def _descriptive_row(
         test=DESCRIPTIVE, alternative="",
         note=_join(note, _dropped_note(int((~keep).sum())), bound_note),
         extra={"values": np.where(np.isfinite(vb.lo), vb.lo, vb.hi),
-               "ids": ids[keep] if ids is not None else None},
+               "ids": ids[keep] if ids is not None else None, "bounded": bool(bound_note)},
     )
 
 
