@@ -195,10 +195,13 @@ def hartung_knapp(effects: npt.ArrayLike, variances: npt.ArrayLike, *,
         shared = max(float(w @ off @ w) / float(np.sum(w)) ** 2 * k / (k - 1), 0.0)
     variance += shared
     se = math.sqrt(variance)
-    # t(k - 1) for the sum, although the shared part is estimated from many images: measured
-    # with 40% of the variance shared by images, this is conservative (pooled type I 2-4% at
-    # alpha 0.05); Welch-Satterthwaite degrees of freedom were liberal (6.8-7.5%), because the
-    # bootstrap's shared part is noisier than its resample count suggests.
+    # t(k - 1) for the sum, although the shared part is estimated from many images. Measured
+    # with 40% of the variance shared by images (5 seeds x 60 of 150 images): size 0.039 (SE
+    # 0.002, 8,000 simulated experiments, independent code) at alpha 0.05; 0.094 without the
+    # shared term. The bootstrap's shared covariance is unbiased there (0.98 of the true one),
+    # but the total variance comes out at 0.85 of the weighted mean's true variance (the
+    # data-dependent weights), and t(k - 1) more than absorbs that. Welch-Satterthwaite degrees
+    # of freedom were liberal (0.068-0.075).
     df = k - 1
     crit = float(stats.t.isf(tail, df))
     if equivalence is not None:
