@@ -354,7 +354,13 @@ def _defense_stage(ctx: _SeedContext, models: list[dict[str, Any]]) -> pd.DataFr
                 "threat_manifold": ctx.identity(ctx.autoencoders[threat_ae],
                                                 p.autoencoders[threat_ae]),
                 "classifier": ctx.identity(ctx.clf, p.classifier)}, compute))
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    # The image's index in its split, as in the measurement table: seeds draw their eval images
+    # from one split, so the pooled McNemar test must know which pairs share an image. Added
+    # after the store (a property of the data, not of the attack), so stored stages stay valid.
+    ids = np.asarray(ctx.data.eval.ids)[: len(x)]
+    table["image_id"] = ids[table["sample"].to_numpy()].astype(np.int64)
+    return table
 
 
 def _clinging_every(protocol: Protocol) -> int:

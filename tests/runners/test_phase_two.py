@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from dimple_stats.cli import app
-from dimple_stats.protocol import load_protocol_text
+from dimple_stats.protocol import load_protocol, load_protocol_text
 from runners.datasets import load_dataset
 from runners.geometry.intrinsic import decoder_intrinsic_dimension, intrinsic_dimension
 from runners.store import ArtifactStore
@@ -124,6 +125,14 @@ def test_isometric_defence_protocol_runs_at_reduced_size(tmp_path: Path,
                                      "isometric:tangent"}
     assert sorted(table["eps"].unique()) == [1.0, 2.0, 3.0]
     assert len(table) == 5 * 3 * 20
+    # image ids are the eval images' indices in the test split (what the pooled McNemar clusters
+    # on): the same ids for every defence, and the ones the dataset drew for this seed
+    dataset = load_protocol(PROTOCOLS / "isometric_defence.yaml").dataset
+    data = load_dataset(dataset.model_copy(update={"root": mnist_sample, "download": False}),
+                        seed=0)
+    for _, g in table.groupby(["defense", "eps"]):
+        assert g.sort_values("sample")["image_id"].tolist() == \
+            np.asarray(data.eval.ids)[:20].tolist()
     # Robust-correct implies clean-correct, and a larger budget never helps the defender
     # (PGD from the same start with early stop: what fails at eps may succeed at 2 eps).
     assert not (table["robust_correct"] & ~table["clean_correct"]).any()
