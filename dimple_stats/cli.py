@@ -18,6 +18,7 @@ from rich.table import Table
 from dimple_stats import __version__
 from dimple_stats.claims import get_claim, list_claims
 from dimple_stats.claims.catalogue import UnknownClaimError
+from dimple_stats.claims.analysis import OPTIONAL_COLUMNS
 from dimple_stats.protocol import Protocol, ProtocolError, load_protocol
 from dimple_stats.seeds import parse_seeds
 
@@ -139,7 +140,9 @@ def claims(
             {
                 "id": c.id, "source": c.source, "hypothesis": c.hypothesis,
                 "statistic": c.statistic, "test": c.test, "nulls": c.nulls,
-                "columns": list(c.columns), "censoring": c.censoring,
+                # with the default options (e.g. dmm.perpendicular's null changes them)
+                "columns": list(c.required_columns()),
+                "optional_columns": list(OPTIONAL_COLUMNS), "censoring": c.censoring,
                 "options": c.options.model_json_schema(),
             }
             for c in chosen

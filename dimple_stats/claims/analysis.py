@@ -71,7 +71,11 @@ from dimple_stats.stats.power import (
 )
 from dimple_stats.stats.result import Alternative
 
-__all__ = ["ClaimAnalysis", "ANALYSES", "get_analysis", "AnalysisError"]
+__all__ = ["ClaimAnalysis", "ANALYSES", "get_analysis", "AnalysisError", "OPTIONAL_COLUMNS"]
+
+#: Columns every analysis reads when the table has them, beyond those it requires: the image's
+#: index in its split (pooled rows then account for images the seeds share).
+OPTIONAL_COLUMNS: tuple[str, ...] = ("image_id",)
 
 Rows = list[ResultRow]
 AnalysisFn = Callable[[pd.DataFrame, Any, StatsConfig], Rows]

@@ -108,8 +108,6 @@ class ClaimDefinition:
         The default test.
     nulls : dict
         Null name -> the null hypothesis in plain language.
-    columns : tuple of str
-        Measurement columns the claim reads.
     censoring : str
         How failed attacks (censored at eps) bias the test.
     options : type
@@ -122,9 +120,20 @@ class ClaimDefinition:
     statistic: str
     test: str
     nulls: dict[str, str]
-    columns: tuple[str, ...]
     censoring: str
     options: type[BaseModel] = field(repr=False)
+
+    def required_columns(self, options: BaseModel | None = None) -> tuple[str, ...]:
+        """Columns of its table the claim's analysis needs with ``options`` (default: the
+        options model's defaults). One source: the analysis registers them (a test checks that
+        they are all it reads, besides ``image_id`` when present).
+
+        >>> get_claim("ae.local_vs_global").required_columns()
+        ('seed', 'autoencoder', 'sample', 'r_T', 'r_PCA', 'success_plain')
+        """
+        from dimple_stats.claims.analysis import get_analysis  # the analyses import this module
+
+        return get_analysis(self.id).columns(options if options is not None else self.options())
 
 
 _PERP_NULLS = {
@@ -156,7 +165,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             "or the median paired difference from the control (other_image, pca, data_random; "
             "0 = as the control), bootstrap CI; effect: rank-biserial r",
             nulls=_PERP_NULLS,
-            columns=("r_T", "r_R", "r_Tother", "r_PCA", "r_Rdata", "n", "k", "success_plain"),
             censoring="r_T is measured on the perturbation reached at eps; a failed attack's "
             "direction is still a gradient direction, so keeping it biases toward the gradient's "
             "own r_T (toward r_T_grad), not toward rejection.",
@@ -174,7 +182,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "below_random": "r_T is below r_R for a random subspace by at least the margin "
                 "(median of r_T - r_R <= -margin).",
             },
-            columns=("r_T", "r_R", "success_plain"),
             censoring="as dmm.perpendicular: censored directions pull r_T toward r_T_grad.",
             options=NotBelowRandomOptions,
         ),
@@ -189,7 +196,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
             nulls={k: v.replace("r_T ", "r_T_grad ").replace("r_T^2", "r_T_grad^2")
                    .replace("r_Tother", "r_T_grad_other") for k, v in _PERP_NULLS.items()
                    if k not in ("pca", "data_random")},
-            columns=("r_T_grad", "r_R", "r_T_grad_other", "n", "k"),
             censoring="no attack is involved; nothing is censored.",
             options=PerpendicularOptions,
         ),
@@ -208,7 +214,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "classifier whose gradient is unrelated to T: sqrt((1-B)/B) with B ~ Beta(k/2, "
                 "(n-k)/2) (median 1/2 - F_Beta(1/(1 + (on/off)^2)) <= 0).",
             },
-            columns=("norm_on", "norm_off", "success_on", "success_off", "n", "k"),
             censoring="a failed attack's norm is only known to be >= eps: a failed on attack "
             "makes on/off a lower bound (would bias against the claim), a failed off attack an "
             "upper bound (would bias FOR it: 100% false rejections at 50% failed off attacks "
@@ -227,7 +232,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "not_equivalent": "|median log(norm_off / norm_plain)| >= margin: off-manifold "
                 "norms differ from unrestricted ones by at least the margin.",
             },
-            columns=("norm_off", "norm_plain", "success_off", "success_plain"),
             censoring="a failed off attack makes log(off/plain) a lower bound, a failed plain "
             "attack an upper bound; treated as observed, both pull the ratio toward 0, i.e. "
             "TOWARD equivalence (97% false equivalence at 63% failures). Censored values count "
@@ -246,7 +250,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "equal_rates": "on- and off-manifold attacks succeed equally often "
                 "(discordant pairs split 50:50).",
             },
-            columns=("success_on", "success_off"),
             censoring="censoring is the outcome itself; every sample counts.",
             options=OffSucceedsMoreOptions,
         ),
@@ -260,7 +263,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "no_change": "r_T is the same under both autoencoders (median paired "
                 "difference = 0).",
             },
-            columns=("r_T", "autoencoder", "sample"),
             censoring="the same attack is projected on both manifolds; censoring affects both "
             "sides equally.",
             options=PlainVsIsometricOptions,
@@ -276,7 +278,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "associated": "r_T is associated with the relative reconstruction error by at "
                 "least the margin (|Spearman rho| >= margin).",
             },
-            columns=("recon_err", "norm_plain", "r_T"),
             censoring="censored norms (= eps) understate recon_err / norm_plain's denominator; "
             "they are kept and counted.",
             options=ValidityOptions,
@@ -292,7 +293,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "no_gain": "robust accuracy is the same with and without the projection "
                 "(discordant pairs split 50:50).",
             },
-            columns=("robust_correct", "defense", "eps"),
             censoring="a failed adaptive attack counts as robust-correct: the outcome itself.",
             options=DefenseOptions,
         ),
@@ -309,7 +309,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "no_change_point": "median norm_plain follows a smooth decay across epochs "
                 "(a + b exp(-epoch/s), or a line), with no change of slope.",
             },
-            columns=("epoch", "norm_plain", "r_T", "r_R"),
             censoring="early-epoch attacks fail less (the boundary is near); censoring at eps "
             "flattens late epochs, biasing toward a change point: reported with n_censored per epoch.",
             options=ClingingOptions,
@@ -329,7 +328,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "not_both": "adversarial training does not both deepen (larger norm_plain) and "
                 "leave r_T within the margin.",
             },
-            columns=("r_T", "norm_plain", "classifier"),
             censoring="robust models fail more attacks at a fixed eps; censoring at eps shrinks "
             "their norms and biases against deepening (conservative).",
             options=AdvTrainingOptions,
@@ -345,7 +343,6 @@ CATALOGUE: dict[str, ClaimDefinition] = {
                 "same_share": "the local tangent and the top-k principal subspace capture the "
                 "same share of the perturbation (median of r_T - r_PCA = 0).",
             },
-            columns=("r_T", "r_PCA"),
             censoring="both shares are measured on the same perturbation; censoring affects "
             "both sides equally.",
             options=LocalVsGlobalOptions,

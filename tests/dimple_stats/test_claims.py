@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from dimple_stats.claims import CATALOGUE, get_claim
@@ -43,10 +44,61 @@ def test_perpendicular_nulls_are_the_design_three_and_the_data_shaped_two() -> N
 
 
 def test_claims_reading_only_measurement_columns_name_real_columns() -> None:
+    keys = {"seed", "autoencoder", "sample"}
     for cid in ("dmm.perpendicular", "zp.not_below_random", "dmm.norm_asymmetry",
                 "dmm.off_equals_unrestricted", "dmm.off_succeeds_more", "ae.validity",
                 "ae.local_vs_global"):
-        assert set(get_claim(cid).columns) <= MEASUREMENT_COLUMNS, cid
+        assert set(get_claim(cid).required_columns()) <= MEASUREMENT_COLUMNS | keys, cid
+
+
+#: Each claim with the options whose columns differ (every null of the perpendicularity claims).
+VARIANTS = [(cid, {}) for cid in CLAIM_IDS if cid not in (
+    "dmm.perpendicular", "dmm.gradient_perpendicular")]
+VARIANTS += [("dmm.perpendicular", {"null": n}) for n in sorted(
+    get_claim("dmm.perpendicular").nulls)]
+VARIANTS += [("dmm.gradient_perpendicular", {"null": n}) for n in sorted(
+    get_claim("dmm.gradient_perpendicular").nulls)]
+
+
+@pytest.mark.parametrize("claim_id, options", VARIANTS,
+                         ids=[f"{c}-{o.get('null', 'default')}" for c, o in VARIANTS])
+def test_required_columns_are_all_the_analysis_reads(claim_id: str, options: dict,
+                                                     synthetic) -> None:
+    # `dimple-stats claims --json` prints required_columns(); the analysis must need nothing
+    # else: on the table cut down to those columns (plus the optional image_id) every row is the
+    # same as on the full table, and without image_id it still runs.
+    import dimple_stats as ds
+    from dimple_stats.claims.analysis import OPTIONAL_COLUMNS, get_analysis
+
+    kind = get_analysis(claim_id).table
+    table = getattr(synthetic, kind)()
+    spec = get_claim(claim_id)
+    need = list(spec.required_columns(spec.options.model_validate(options)))
+    assert set(need) <= set(table.columns), set(need) - set(table.columns)
+    stats = {"bootstrap": 100}
+    full = ds.test_claim(table, claim_id, stats=stats, **options)
+    cut = table[need + [c for c in OPTIONAL_COLUMNS if c in table.columns]]
+    pd.testing.assert_frame_equal(ds.test_claim(cut, claim_id, stats=stats, **options), full)
+    assert len(ds.test_claim(table[need], claim_id, stats=stats, **options)) == len(full)
+    # and every required column is needed: without it the table is refused
+    with pytest.raises(Exception, match=need[-1]):
+        ds.test_claim(table.drop(columns=need[-1]), claim_id, stats=stats, **options)
+
+
+def test_claims_json_prints_the_required_columns() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from dimple_stats.cli import app
+
+    out = CliRunner().invoke(app, ["claims", "--json"])
+    assert out.exit_code == 0, out.output
+    for entry in json.loads(out.output):
+        assert entry["columns"] == list(get_claim(entry["id"]).required_columns()), entry["id"]
+        assert entry["optional_columns"] == ["image_id"]
+    norm = next(e for e in json.loads(out.output) if e["id"] == "dmm.norm_asymmetry")
+    assert {"norm_plain", "success_plain"} <= set(norm["columns"])  # the catalogue missed these
 
 
 def test_unknown_claim_suggests() -> None:
