@@ -7,8 +7,6 @@ linear manifold (the ``linear_subspace`` dataset) so is the distance within the 
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import math
 
 import pytest
@@ -28,12 +26,6 @@ from runners.attacks import (
 from runners.datasets import load_dataset
 from runners.geometry import DenseSubspace
 from runners.models.classifiers import LinearClassifier, MLPClassifier, freeze
-
-
-@pytest.mark.parametrize("name", ["pgd", "losses"])
-def test_doctests(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(f"runners.attacks.{name}"))
-    assert result.attempted > 0 and result.failed == 0
 
 
 def _binary_linear(n: int, seed: int) -> LinearClassifier:

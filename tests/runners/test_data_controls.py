@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
 
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-import runners.geometry.controls as controls
 from runners.geometry.controls import DataSubspaces, random_subspace_ratio
 from runners.geometry.tangent import largest_principal_angle
 
@@ -183,8 +181,3 @@ def test_chunked_covariance_is_the_sample_covariance():
     torch.testing.assert_close(top.scales, d.scales[:4], rtol=1e-6, atol=0)
     with pytest.raises(ValueError):
         DataSubspaces.from_images(x[:1])
-
-
-def test_doctests():
-    result = doctest.testmod(controls)
-    assert result.attempted > 0 and result.failed == 0

@@ -7,8 +7,6 @@ image folders as PNGs. Known images are written and read back exactly after the 
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import os
 import pickle
 import struct
@@ -608,7 +606,7 @@ def test_linear_subspace_points_lie_on_the_subspace() -> None:
     assert set(data.train.y.tolist()) == {0, 1}
 
 
-# ----------------------------------------------------------------------------- containers, doctests
+# ----------------------------------------------------------------------------- containers
 
 
 def test_split_validates_shapes() -> None:
@@ -617,8 +615,3 @@ def test_split_validates_shapes() -> None:
     with pytest.raises(TypeError, match="int64"):
         Split(x=torch.zeros(2, 1, 2, 2), y=torch.zeros(3, dtype=torch.int64))
 
-
-@pytest.mark.parametrize("name", ["runners.datasets", "runners.datasets.synthetic"])
-def test_doctests(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

@@ -9,8 +9,6 @@ measured with an independent SVD basis of the decoder Jacobian.
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import itertools
 
 import numpy as np
@@ -34,11 +32,6 @@ from runners.geometry.spaces import decoder_in_dtype, tangent_space
 from runners.measure import correctly_classified
 from runners.models.classifiers import LinearClassifier, freeze
 from runners.training import train_autoencoder, train_classifier
-
-
-def test_doctests() -> None:
-    result = doctest.testmod(importlib.import_module("runners.attacks.feasible"))
-    assert result.attempted > 0 and result.failed == 0
 
 
 # ------------------------------------------------------------------ the projection itself

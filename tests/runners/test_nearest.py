@@ -8,8 +8,6 @@ random tanh MLP.
 
 from __future__ import annotations
 
-import doctest
-import importlib
 
 import numpy as np
 import pytest
@@ -193,8 +191,3 @@ def test_bad_arguments_are_refused() -> None:
         nearest_latent(net, x[:, :10], z0)
     with pytest.raises(ValueError, match="max_iter"):
         nearest_latent(net, x, z0, max_iter=-1)
-
-
-def test_doctests() -> None:
-    result = doctest.testmod(importlib.import_module("runners.geometry.nearest"))
-    assert result.attempted > 0 and result.failed == 0

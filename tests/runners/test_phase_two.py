@@ -164,15 +164,6 @@ def test_intrinsic_dimension_counts_the_directions_that_carry_variation() -> Non
     assert intrinsic_dimension(torch.tensor([[3.0, 0.0]]))["intrinsic_dim_count"] == 1.0
 
 
-@pytest.mark.parametrize("name", ["runners.defense", "runners.geometry.intrinsic"])
-def test_doctests(name: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_training_figure_is_named_only_with_a_training_table() -> None:
     from dimple_stats.report import TRAINING_FIGURE, figure_names
 
