@@ -34,6 +34,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# Options the compute commands share: declared once, so their help and defaults cannot drift.
+SeedsOption = Annotated[Optional[str], typer.Option(
+    "--seeds", help="Seeds, e.g. 0-4 or 0,2 (default: the protocol's).")]
+StoreOption = Annotated[Optional[Path], typer.Option(
+    "--store", help="Artifact store directory (default: $DIMPLE_STATS_STORE or "
+    "~/.cache/dimple-stats/store).")]
+DeviceOption = Annotated[Optional[str], typer.Option(
+    "--device", help="auto, cpu, cuda, cuda:N (default: the protocol's).")]
+
 SetOption = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -172,16 +181,16 @@ def claims(
 @app.command()
 def train(
     protocol_file: Annotated[Path, typer.Argument(help="Protocol YAML file.", show_default=False)],
-    seeds: Annotated[Optional[str], typer.Option(help="Seeds to train, e.g. 0-4 or 0,2 "
-                                                 "(default: the protocol's).")] = None,
-    store: Annotated[Optional[Path], typer.Option(help="Artifact store directory "
-                                                  "(default: $DIMPLE_STATS_STORE or "
-                                                  "~/.cache/dimple-stats/store).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
+    seeds: SeedsOption = None,
+    store: StoreOption = None,
+    device: DeviceOption = None,
     set_: SetOption = None,
 ) -> None:
     """Train (or load from the store) every model a protocol names and print their metrics."""
-    protocol, seed_list = _load_for_compute(protocol_file, list(set_ or ()), seeds)
+    overrides = list(set_ or ())
+    if device is not None:
+        overrides.append(f"device={device}")
+    protocol, seed_list = _load_for_compute(protocol_file, overrides, seeds)
     # Imported here: everything above runs without torch.
     from runners.datasets import DatasetConfigError, DatasetNotFoundError
     from runners.store import ArtifactStore
@@ -189,7 +198,7 @@ def train(
 
     try:
         rows = train_protocol(protocol, seeds=seed_list, store=ArtifactStore(store),
-                              device=device, progress=sys.stderr.isatty())
+                              device=protocol.device, progress=sys.stderr.isatty())
     except (DatasetNotFoundError, DatasetConfigError) as exc:
         raise _fail(f"{protocol_file}: dataset: {exc}") from None
     _print_metrics(rows)
@@ -198,19 +207,15 @@ def train(
 @app.command()
 def run(
     protocol_file: Annotated[Path, typer.Argument(help="Protocol YAML file.", show_default=False)],
-    seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0-4 or 0,2 "
-                                                 "(default: the protocol's).")] = None,
+    seeds: SeedsOption = None,
     executor: Annotated[Optional[str], typer.Option(
         help="local | processes | ray (default: the protocol's).")] = None,
     address: Annotated[Optional[str], typer.Option(
         help="Ray cluster address (default: start a local Ray instance).")] = None,
-    store: Annotated[Optional[Path], typer.Option(help="Artifact store directory "
-                                                  "(default: $DIMPLE_STATS_STORE or "
-                                                  "~/.cache/dimple-stats/store).")] = None,
+    store: StoreOption = None,
     out: Annotated[Optional[Path], typer.Option(help="Report directory "
                                                 "(default: reports/<protocol name>).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N "
-                                                  "(default: the protocol's).")] = None,
+    device: DeviceOption = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Use only the first N eval "
                                                  "images (a quick, reduced run).")] = None,
     set_: SetOption = None,

@@ -112,3 +112,18 @@ def test_claims_lists_catalogue_and_details() -> None:
     assert detail.exit_code == 0 and "dimension" in detail.output
     unknown = runner.invoke(app, ["claims", "dmm.norm_asymmetri"])
     assert unknown.exit_code == 2 and "did you mean 'dmm.norm_asymmetry'" in unknown.output
+
+
+def test_compute_commands_share_seeds_store_and_device() -> None:
+    # `train` and `run` declared --seeds, --store and --device each on their own, and `train
+    # --device` defaulted to "auto" where `run` took the protocol's device. One declaration now.
+    import typer.main
+
+    group = typer.main.get_command(app)
+    train, run = group.commands["train"], group.commands["run"]  # type: ignore[attr-defined]
+    for name in ("seeds", "store", "device"):
+        a = next(p for p in train.params if p.name == name)
+        b = next(p for p in run.params if p.name == name)
+        assert (a.opts, a.help, a.default) == (b.opts, b.help, b.default), name
+    device = next(p for p in train.params if p.name == "device")
+    assert device.default is None and "protocol's" in device.help
