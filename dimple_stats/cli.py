@@ -65,9 +65,13 @@ def _warn(file: Path, protocol: Protocol) -> None:
         typer.echo(f"warning: {file}: {message}", err=True)
 
 
-def _load_for_compute(protocol_file: Path, overrides: list[str], seeds: Optional[str]
+def _load_for_compute(protocol_file: Path, overrides: list[str], seeds: Optional[str],
+                      device: Optional[str] = None
                       ) -> tuple[Protocol, Optional[tuple[int, ...]]]:
-    """Protocol and --seeds of `train` and `run`: exit 2 on bad input, warnings to stderr."""
+    """Protocol and --seeds of `train` and `run` (--device overrides the protocol's): exit 2 on
+    bad input, warnings to stderr."""
+    if device is not None:
+        overrides = [*overrides, f"device={device}"]
     try:
         protocol = load_protocol(protocol_file, overrides=overrides)
         seed_list = parse_seeds(seeds) if seeds else None
@@ -187,10 +191,7 @@ def train(
     set_: SetOption = None,
 ) -> None:
     """Train (or load from the store) every model a protocol names and print their metrics."""
-    overrides = list(set_ or ())
-    if device is not None:
-        overrides.append(f"device={device}")
-    protocol, seed_list = _load_for_compute(protocol_file, overrides, seeds)
+    protocol, seed_list = _load_for_compute(protocol_file, list(set_ or ()), seeds, device)
     # Imported here: everything above runs without torch.
     from runners.datasets import DatasetConfigError, DatasetNotFoundError
     from runners.store import ArtifactStore
@@ -224,9 +225,7 @@ def run(
     overrides = list(set_ or ())
     if executor is not None:
         overrides.append(f"executor={executor}")
-    if device is not None:
-        overrides.append(f"device={device}")
-    protocol, seed_list = _load_for_compute(protocol_file, overrides, seeds)
+    protocol, seed_list = _load_for_compute(protocol_file, overrides, seeds, device)
     # Imported here: everything above runs without torch.
     from runners.datasets import DatasetConfigError, DatasetNotFoundError
     from runners.pipeline import UnsupportedClaimError, run_protocol

@@ -36,7 +36,12 @@ import numpy as np
 import pandas as pd
 
 from dimple_stats.protocol.schema import StatsConfig
-from dimple_stats.stats.bootstrap import joint_median_covariance, shares_images, stable_rng
+from dimple_stats.stats.bootstrap import (
+    joint_median_covariance,
+    resample_counts,
+    shares_images,
+    stable_rng,
+)
 from dimple_stats.stats.mcnemar import clustered_mcnemar, paired_risk_difference
 from dimple_stats.stats.meta import hartung_knapp, stouffer
 from dimple_stats.stats.multiplicity import adjust_pvalues
@@ -245,7 +250,7 @@ def _pool_mcnemar(rows: Sequence[ResultRow], confidence: float, n_resamples: int
         s = np.bincount(inverse, weights=y.astype(float) - x.astype(float))
         m = np.bincount(inverse).astype(float)
         rng = stable_rng("pooled", first.claim, first.variant, first.autoencoder)
-        counts = rng.multinomial(s.size, np.full(s.size, 1.0 / s.size), size=n_resamples)
+        counts = resample_counts(s.size, n_resamples, rng)
         boot = (counts @ s) / (counts @ m)
         tail = (1 - confidence) / 2
         b_lo, b_hi = (float(v) for v in np.quantile(boot, [tail, 1 - tail]))

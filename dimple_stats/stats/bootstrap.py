@@ -12,7 +12,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-__all__ = ["BootstrapEstimate", "median_ci", "stable_rng", "shares_images", "joint_median_covariance"]
+__all__ = ["BootstrapEstimate", "median_ci", "stable_rng", "shares_images", "joint_median_covariance",
+           "resample_counts"]
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,13 @@ def shares_images(ids: Sequence[npt.ArrayLike]) -> bool:
     return False
 
 
-def _resample_counts(size: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+def resample_counts(size: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
     """Multiplicity of each of ``size`` items in ``n_resamples`` draws of ``size`` with
     replacement, shape (n_resamples, size): a bincount of uniform indices, the same law as
     ``rng.multinomial(size, [1/size] * size)`` at a third of its cost (one bincount, not a
     binomial per cell).
 
-    >>> c = _resample_counts(5, 3, np.random.default_rng(0))
+    >>> c = resample_counts(5, 3, np.random.default_rng(0))
     >>> c.shape, c.sum(axis=1).tolist()
     ((3, 5), [5, 5, 5])
     """
@@ -125,7 +126,7 @@ def joint_median_covariance(values: Sequence[npt.ArrayLike], ids: Sequence[npt.A
     vals = [np.asarray(v, dtype=float).ravel() for v in values]
     keys = [np.asarray(i).ravel() for i in ids]
     union, inverse = np.unique(np.concatenate(keys), return_inverse=True)
-    counts = _resample_counts(union.size, n_resamples, rng)
+    counts = resample_counts(union.size, n_resamples, rng)
     medians = np.empty((n_resamples, len(vals)))
     start = 0
     for s, v in enumerate(vals):
