@@ -20,10 +20,10 @@ if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
     from dimple_stats.api import analyse, test_claim
     from dimple_stats.measurements import MeasurementsError, read_measurements, write_measurements
     from dimple_stats.measurements import validate as validate_measurements
-    from dimple_stats.protocol.schema import StatsConfig
     from dimple_stats.report import write_report
     from dimple_stats.report.run import read_run, report_run
     from dimple_stats.results import RESULT_COLUMNS
+    from dimple_stats.stats_config import StatsConfig
 
 __version__ = "0.1.0"
 
@@ -39,7 +39,7 @@ _LAZY = {
     "read_run": "dimple_stats.report.run",
     "report_run": "dimple_stats.report.run",
     "RESULT_COLUMNS": "dimple_stats.results",
-    "StatsConfig": "dimple_stats.protocol.schema",
+    "StatsConfig": "dimple_stats.stats_config",
 }
 _ALIASES = {"validate_measurements": "validate"}
 

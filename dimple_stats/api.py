@@ -18,8 +18,9 @@ from pydantic import BaseModel
 from dimple_stats.claims.analysis import ClaimAnalysis, get_analysis
 from dimple_stats.claims.catalogue import get_claim
 from dimple_stats.measurements import MeasurementsError, TableKind, validate
-from dimple_stats.protocol.schema import Protocol, StatsConfig
+from dimple_stats.protocol.schema import Protocol
 from dimple_stats.results import ResultRow, finalise
+from dimple_stats.stats_config import StatsConfig
 
 __all__ = ["test_claim", "analyse", "claim_rows"]
 

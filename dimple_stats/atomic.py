@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_atomic", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["fsync_dir", "fsync_tree", "write_atomic", "write_bytes_atomic", "write_text_atomic"]
 
 
 def _default_mode() -> int:
@@ -40,22 +40,34 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[str], None]) -> 
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Persist a directory's entries: a rename is only durable once its directory is synced.
+
+    Windows cannot open directories (and NTFS journals its renames), so there it is a no-op.
+    """
+    if os.name == "nt":
         return
+    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
+
+
+def fsync_tree(directory: str | os.PathLike[str]) -> None:
+    """fsync every file under ``directory`` and every directory's entries."""
+    for current, _dirs, filenames in os.walk(directory):
+        for filename in filenames:
+            fd = os.open(os.path.join(current, filename), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(current)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:

@@ -30,7 +30,7 @@ Examples
 >>> validate(df.rename(columns={"sample": "smaple"}), require=("seed", "sample"))
 Traceback (most recent call last):
 ...
-dimple_stats.measurements.MeasurementsError: measurements table: missing column 'sample' (did you mean 'smaple'?)
+dimple_stats.measurements.MeasurementsError: measurements table: missing column 'sample' (did you ...
 >>> validate(df.assign(seed=[0.5]), require=("seed",))
 Traceback (most recent call last):
 ...
@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+
+from dimple_stats.errors import BadInput
 
 __all__ = [
     "Column",
@@ -159,7 +161,7 @@ KEYS: dict[str, tuple[str, ...]] = {
 TABLE_FILES: dict[str, str] = {kind: f"{kind}.parquet" for kind in SCHEMAS}
 
 
-class MeasurementsError(ValueError):
+class MeasurementsError(BadInput):
     """A measurement table is missing columns, has mistyped ones or repeats a row key."""
 
 

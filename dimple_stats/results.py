@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dimple_stats.protocol.schema import StatsConfig
 from dimple_stats.stats.bootstrap import (
     joint_median_covariance,
     resample_counts,
@@ -45,6 +44,7 @@ from dimple_stats.stats.bootstrap import (
 from dimple_stats.stats.mcnemar import clustered_mcnemar, paired_risk_difference
 from dimple_stats.stats.meta import hartung_knapp, stouffer
 from dimple_stats.stats.multiplicity import adjust_pvalues
+from dimple_stats.stats_config import StatsConfig
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -69,7 +69,7 @@ RESULT_COLUMNS: dict[str, str] = {
     "claim": "claim id from the catalogue (dimple-stats claims)",
     "variant": "which null or sub-test of the claim, e.g. random_subspace, beta, greater, tost",
     "autoencoder": "autoencoder (manifold) the row is about; for comparisons 'a - b', for "
-    "iso.defense the defence, '-' where no autoencoder applies",
+    "iso.defense the defense, '-' where no autoencoder applies",
     "seed": "replication seed (int), or 'pooled' for the combination over seeds",
     "n": "observations tested (samples or pairs; pooled rows: summed over seeds)",
     "n_censored": "of those, samples whose relevant attack failed (norm = eps); kept, not dropped",
@@ -358,8 +358,9 @@ def pool_seeds(rows: Iterable[ResultRow], *, confidence: float = 0.95,
         if r.seed == POOLED:
             raise ValueError("pool_seeds takes per-seed rows only")
         groups.setdefault(_group_key(r), []).append(r)
-    pooled: dict[tuple[str, str, str], ResultRow] = {key: _pool_group(g, confidence, n_resamples) for key, g in groups.items()
-              if g[0].extra.get("pool") != "iut"}
+    pooled: dict[tuple[str, str, str], ResultRow] = {
+        key: _pool_group(g, confidence, n_resamples) for key, g in groups.items()
+        if g[0].extra.get("pool") != "iut"}
     for key, g in groups.items():
         if g[0].extra.get("pool") == "iut":
             pooled[key] = _pool_intersection(g, pooled)
@@ -399,7 +400,7 @@ def censoring_warnings(results: pd.DataFrame, *, share: float = 0.2) -> list[str
     >>> row = ResultRow("dmm.norm_asymmetry", "v", "a", 0, 10, 3, 0.1, 0.0, 0.2, 0.05, "m",
     ...                 0.1, "r", 1.0, "W+", 0.2, "null", "t", "greater")
     >>> censoring_warnings(finalise([row]))
-    ['dmm.norm_asymmetry / v / a: 30% of 10 censored (> 20%): the test is conservative and the estimate a bound']
+    ['dmm.norm_asymmetry / v / a: 30% of 10 censored (> 20%): the test is conservative and ...']
     """
     tested = results[results["claim"].isin(CENSORING_SENSITIVE)
                      & (results["test"] != DESCRIPTIVE)]

@@ -1,4 +1,4 @@
-"""The projection defence (claim ``iso.defense``) and its ADAPTIVE white-box evaluation.
+"""The projection defense (claim ``iso.defense``) and its ADAPTIVE white-box evaluation.
 
 A defended model classifies the projection of its input onto the autoencoder's manifold,
 ``f(P(x))``, so that off-manifold perturbations are removed before the classifier sees them.
@@ -26,7 +26,7 @@ model, differentiating through ``P``. Gradients through ``P``:
   ``Q Q^T`` at ``P(x)``, which is the exact derivative of the orthogonal projection onto a
   manifold at a point on it (exact everywhere for a linear manifold).
 
-A defence that only obfuscated gradients would show robust accuracy against every attack; the
+A defense that only obfuscated gradients would show robust accuracy against every attack; the
 tests therefore also require the adaptive ON-manifold attack through the projection to succeed.
 """
 
@@ -40,7 +40,8 @@ import torch
 from torch import Tensor, nn
 
 from dimple_stats.protocol.schema import DefenseConfig, TangentConfig
-from runners.attacks.pgd import Bounds, L2PGD, LinfPGD
+from runners.attacks.base import Bounds, MinimalNormAttack
+from runners.attacks.factory import make_attack
 from runners.geometry.spaces import decoder_in_dtype, tangent_space
 from runners.geometry.tangent import tangent_basis
 from runners.measure import correctly_classified
@@ -104,7 +105,7 @@ class ProjectionDefense(nn.Module):
         Pixel box; the tangent correction can leave it, so its output is clamped into it.
     """
 
-    def __init__(self, classifier: nn.Module, autoencoder: "Autoencoder", *,
+    def __init__(self, classifier: nn.Module, autoencoder: Autoencoder, *,
                  projection: Projection = "encoder",
                  gradient: Literal["auto", "autograd", "bpda"] = "auto",
                  tangent: TangentConfig | None = None, bounds: Bounds = None) -> None:
@@ -156,11 +157,13 @@ class ProjectionDefense(nn.Module):
         return self.classifier(self.project(x))
 
 
-def _attack(config: DefenseConfig, norm: str, eps: float, bounds: Bounds) -> L2PGD | LinfPGD:
-    cls = L2PGD if norm == "l2" else LinfPGD
-    # Fixed-budget robust accuracy: no refinement, early stop (a success is final).
-    return cls(eps=eps, step=config.step_fraction() * eps, steps=config.steps, loss="margin",
-               random_start=config.random_start, early_stop=True, refine=False, bounds=bounds)
+def _attack(config: DefenseConfig, norm: Literal["l2", "linf"], eps: float,
+            bounds: Bounds) -> MinimalNormAttack:
+    # Fixed-budget robust accuracy with PGD, the adaptive attack of the evaluation protocol:
+    # no refinement, early stop (a success is final).
+    return make_attack("pgd", norm, eps=eps, step=config.step_fraction() * eps,
+                       steps=config.steps, loss="margin", random_start=config.random_start,
+                       early_stop=True, refine=False, bounds=bounds)
 
 
 def robust_correct(
@@ -189,8 +192,9 @@ def robust_correct(
     config : DefenseConfig
         Steps, step fraction, random start of the adaptive PGD.
     threat_space : Subspace or None
-        For threat ``on_manifold``/``off_manifold``: the tangent spaces (one per sample of ``x``) whose span (on)
-        or orthogonal complement (off) every gradient step is projected onto.
+        For threat ``on_manifold``/``off_manifold``: the tangent spaces (one per sample of
+        ``x``) whose span (on) or orthogonal complement (off) every gradient step is projected
+        onto.
     generator : torch.Generator or None
         For random starts.
 
@@ -217,8 +221,9 @@ def robust_correct(
     return clean.cpu().numpy(), rob.numpy()
 
 
-def threat_subspace(autoencoder: "Autoencoder", x: Tensor, tangent: TangentConfig) -> Any:
-    """The tangent spaces at ``E(x)`` that the threats ``on_manifold``/``off_manifold`` restrict the attack to."""
+def threat_subspace(autoencoder: Autoencoder, x: Tensor, tangent: TangentConfig) -> Any:
+    """The tangent spaces at ``E(x)`` that the threats ``on_manifold``/``off_manifold`` restrict
+    the attack to."""
     decode = decoder_in_dtype(autoencoder, _DTYPES[tangent.dtype])
     with torch.no_grad():
         z = autoencoder.encode(x)
@@ -226,7 +231,7 @@ def threat_subspace(autoencoder: "Autoencoder", x: Tensor, tangent: TangentConfi
 
 
 def defense_frame(seed: int, name: str, eps: float, samples: np.ndarray, clean: np.ndarray,
-                  robust: np.ndarray, threat: str) -> "pd.DataFrame":
+                  robust: np.ndarray, threat: str) -> pd.DataFrame:
     """Rows of the ``defense`` table (schema in :mod:`dimple_stats.measurements`)."""
     import pandas as pd
 

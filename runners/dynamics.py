@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from dimple_stats.protocol.schema import AttackConfig, TangentConfig
-from runners.attacks.pgd import Bounds, attack_from_config
+from runners.attacks.base import Bounds
+from runners.attacks.factory import attack_from_config
 from runners.geometry.controls import random_subspace, random_subspace_ratio
 from runners.geometry.spaces import DenseSubspace, Subspace, decoder_in_dtype, tangent_space
 
@@ -46,7 +47,7 @@ class ManifoldCache:
     tangent : TangentConfig
     """
 
-    def __init__(self, autoencoders: "dict[str, Autoencoder]", x: Tensor,
+    def __init__(self, autoencoders: dict[str, Autoencoder], x: Tensor,
                  tangent: TangentConfig) -> None:
         self.spaces: dict[str, Subspace] = {}
         n = x[0].numel()
@@ -69,7 +70,7 @@ def plain_attack_table(
     generator: torch.Generator,
     bounds: Bounds,
     sample_ids: np.ndarray,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """One row per (autoencoder, sample): norm_plain, success_plain, r_T, r_R, n, k.
 
     Parameters

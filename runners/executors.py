@@ -1,9 +1,10 @@
-"""Where seeds run: in this process, in a process pool, or on a Ray cluster.
+"""Where tasks run: in this process, in a process pool, or on a Ray cluster.
 
-Seeds are independent replications, so each is one task. All executors run the same
-:func:`runners.pipeline.run_seed` on the same plain-data :class:`~runners.pipeline.SeedTask`
-against a shared artifact store (a shared filesystem on a cluster); the store's atomic publishing
-makes concurrent workers safe.
+An executor runs one function over independent, picklable tasks (dataclasses with ``threads``
+and ``progress`` fields): the protocol run gives it :func:`runners.pipeline.run_seed` and one
+:class:`~runners.pipeline.SeedTask` per seed. Knowing nothing of what a task computes keeps this
+module below the pipeline (no import cycle). Workers share the artifact store (a shared
+filesystem on a cluster); the store's atomic publishing makes concurrent workers safe.
 """
 
 from __future__ import annotations
@@ -13,26 +14,43 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from multiprocessing import get_context
+from typing import Any, Protocol, TypeVar
 
-from runners.pipeline import SeedOutput, SeedTask, run_seed
+from dimple_stats.registry import Registry
 
-__all__ = ["EXECUTORS", "run_tasks"]
-
-EXECUTORS = ("local", "processes", "ray")
+__all__ = ["EXECUTORS", "Task", "run_tasks"]
 
 
-def _run_local(tasks: list[SeedTask], on_result: Callable[[SeedOutput], None] | None
-               ) -> list[SeedOutput]:
+class Task(Protocol):
+    """What an executor needs of a task: a dataclass with these fields (and picklable)."""
+
+    threads: int | None
+    progress: bool
+
+
+T = TypeVar("T", bound=Task)
+R = TypeVar("R")
+OnResult = Callable[[Any], None] | None
+
+#: ``name -> (fn, tasks, on_result, workers, address) -> outputs``; the protocol's ``executor``
+#: names one of these.
+EXECUTORS: Registry[Callable[..., list[Any]]] = Registry("executor")
+
+
+@EXECUTORS.register("local")
+def _run_local(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
+               workers: int | None, address: str | None) -> list[R]:
     outputs = []
     for task in tasks:
-        outputs.append(run_seed(task))
+        outputs.append(fn(task))
         if on_result:
             on_result(outputs[-1])
     return outputs
 
 
-def _run_processes(tasks: list[SeedTask], on_result: Callable[[SeedOutput], None] | None,
-                   workers: int | None) -> list[SeedOutput]:
+@EXECUTORS.register("processes")
+def _run_processes(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
+                   workers: int | None, address: str | None) -> list[R]:
     cpus = os.cpu_count() or 1
     workers = max(1, min(workers or cpus, len(tasks)))
     # Divide the cores among workers: torch in every worker defaulting to all cores would
@@ -42,15 +60,16 @@ def _run_processes(tasks: list[SeedTask], on_result: Callable[[SeedOutput], None
     outputs = []
     # spawn, not fork: a forked child inherits the parent's torch thread pools in a broken state.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        for future in as_completed([pool.submit(run_seed, t) for t in tasks]):
+        for future in as_completed([pool.submit(fn, t) for t in tasks]):
             outputs.append(future.result())
             if on_result:
                 on_result(outputs[-1])
     return outputs
 
 
-def _run_ray(tasks: list[SeedTask], on_result: Callable[[SeedOutput], None] | None,
-             address: str | None) -> list[SeedOutput]:
+@EXECUTORS.register("ray")
+def _run_ray(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
+             workers: int | None, address: str | None) -> list[R]:
     try:
         import ray
     except ImportError:
@@ -62,8 +81,8 @@ def _run_ray(tasks: list[SeedTask], on_result: Callable[[SeedOutput], None] | No
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  ignore_reinit_error=True)
     try:
-        gpus = 1 if any(t.device.startswith("cuda") for t in tasks) else 0
-        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(run_seed)
+        gpus = 1 if any(str(getattr(t, "device", "")).startswith("cuda") for t in tasks) else 0
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(fn)
         pending = [remote.remote(replace(t, threads=t.threads or 1, progress=False))
                    for t in tasks]
         outputs = []
@@ -79,21 +98,30 @@ def _run_ray(tasks: list[SeedTask], on_result: Callable[[SeedOutput], None] | No
 
 
 def run_tasks(
-    tasks: list[SeedTask],
+    fn: Callable[[T], R],
+    tasks: list[T],
     *,
     executor: str = "local",
     address: str | None = None,
     workers: int | None = None,
-    on_result: Callable[[SeedOutput], None] | None = None,
-) -> list[SeedOutput]:
-    """Run seed tasks on the chosen executor; outputs in completion order."""
-    if executor == "local":
-        return _run_local(tasks, on_result)
-    if executor == "processes":
-        return _run_processes(tasks, on_result, workers)
-    if executor == "ray":
-        return _run_ray(tasks, on_result, address)
-    from dimple_stats.suggest import did_you_mean
+    on_result: Callable[[R], None] | None = None,
+) -> list[R]:
+    """Run ``fn`` on every task with the named executor; outputs in completion order.
 
-    raise ValueError(f"unknown executor {executor!r}{did_you_mean(executor, EXECUTORS)}; "
-                     f"allowed: {', '.join(EXECUTORS)}")
+    An unknown executor raises :class:`~dimple_stats.errors.UnknownNameError` with a "did you
+    mean".
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Square:
+    ...     x: int
+    ...     threads: int | None = None
+    ...     progress: bool = False
+    >>> run_tasks(lambda t: t.x ** 2, [Square(2), Square(3)])
+    [4, 9]
+    >>> run_tasks(abs, [], executor="proceses")
+    Traceback (most recent call last):
+    ...
+    dimple_stats.errors.UnknownNameError: unknown executor 'proceses' (did you mean 'processes'?); ...
+    """
+    return EXECUTORS[executor](fn, tasks, on_result, workers, address)

@@ -55,8 +55,9 @@ import torch
 from torch import Tensor, nn
 
 from dimple_stats.protocol.schema import AttackConfig, TangentConfig
+from runners.attacks.base import AttackResult, Bounds
+from runners.attacks.factory import attack_from_config
 from runners.attacks.losses import input_gradient
-from runners.attacks.pgd import AttackResult, Bounds, attack_from_config
 from runners.geometry.controls import (
     DataSubspaces,
     other_same_class,
@@ -123,7 +124,7 @@ class Measurement:
     def __len__(self) -> int:
         return len(self.columns["sample"])
 
-    def to_frame(self) -> "pd.DataFrame":
+    def to_frame(self) -> pd.DataFrame:
         """The table: one row per sample, columns :data:`COLUMNS` in that order."""
         import pandas as pd
 
@@ -186,7 +187,7 @@ IN_T_ON_MIN = 0.999
 IN_T_OFF_MAX = 1e-3
 
 
-def check_membership(frame: "pd.DataFrame", *, where: str) -> None:
+def check_membership(frame: pd.DataFrame, *, where: str) -> None:
     """Raise :class:`MembershipError` when strict on/off perturbations left their subspace.
 
     Parameters
@@ -205,7 +206,7 @@ def check_membership(frame: "pd.DataFrame", *, where: str) -> None:
     >>> check_membership(ok.assign(in_T_on=[0.9]), where="seed 0")
     Traceback (most recent call last):
     ...
-    runners.measure.MembershipError: seed 0: strict on-manifold perturbations left T: median in_T_on 0.9 < 0.999 over 1 successful rows (a bug in the feasible-set projection, not a finding)
+    runners.measure.MembershipError: seed 0: strict on-manifold perturbations left T: median in_T_on 0.9 < ...
     """
     problems = []
     on = frame.loc[frame["success_on"].astype(bool), "in_T_on"].dropna()
@@ -224,7 +225,7 @@ def check_membership(frame: "pd.DataFrame", *, where: str) -> None:
 
 def _measure_chunk(
     classifier: nn.Module,
-    autoencoder: "Autoencoder",
+    autoencoder: Autoencoder,
     x: Tensor,
     y: Tensor,
     x_other: Tensor,
@@ -316,7 +317,7 @@ def _measure_chunk(
 
 def measure(
     classifier: nn.Module,
-    autoencoder: "Autoencoder",
+    autoencoder: Autoencoder,
     x: Tensor,
     y: Tensor,
     *,

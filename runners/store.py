@@ -28,21 +28,34 @@ import contextlib
 import copy
 import json
 import os
-import platform
-import re
 import shutil
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib import metadata
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
-from dimple_stats.atomic import write_bytes_atomic
-from dimple_stats.hashing import canonical_hash, canonical_json
+from dimple_stats.atomic import fsync_dir, fsync_tree
+from dimple_stats.hashing import canonical_hash
+from runners.artifacts import (
+    DIGEST_RE,
+    META_FILE,
+    STAGE_RE,
+    ArtifactError,
+    ArtifactKey,
+    ArtifactNotFoundError,
+    InputKeys,
+    UnsafeArtifactError,
+    check_name,
+    check_stage,
+    json_default,
+    list_files,
+    normalise_inputs,
+    plain_json,
+    unpickling_culprit,
+    write_meta,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,84 +69,17 @@ __all__ = [
     "ArtifactWriter",
     "UnsafeArtifactError",
     "InputKeys",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "default_store_root",
 ]
 
 STORE_ENV = "DIMPLE_STATS_STORE"
-META_FILE = "_meta.json"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
 DIGEST_LENGTH = 16
 DEFAULT_STALE_AGE_S = 24 * 3600.0
 
-# Stage names become directory names on every OS and never start with "." so they cannot collide
-# with the store's own ".tmp-*" / ".trash-*" entries.
-_STAGE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
-_DIGEST_RE = re.compile(r"[0-9a-f]{8,64}\Z")
 
 
-class ArtifactError(Exception):
-    """An artifact could not be written or read."""
-
-
-class ArtifactNotFoundError(ArtifactError, LookupError):
-    """The store has no such artifact, or the artifact has no such file."""
-
-
-class UnsafeArtifactError(ArtifactError):
-    """A tensor file holds pickled objects other than tensors, so loading it was refused."""
-
-
-@dataclass(frozen=True)
-class ArtifactKey:
-    """Address of one artifact: the stage that produced it and the digest of what determined it.
-
-    Parameters
-    ----------
-    stage : str
-        Stage name, also the artifact's parent directory (letters, digits, ``_ . -``).
-    digest : str
-        Hex digest of the stage, its configuration and its inputs' keys.
-    provenance : mapping, optional
-        The exact object that was hashed (``stage``, ``config``, ``inputs``), carried along so the
-        writer can record it in ``_meta.json``. Not part of equality or hashing; keys built by
-        :meth:`parse` or found by :meth:`ArtifactStore.keys` have none.
-
-    Examples
-    --------
-    >>> key = ArtifactKey("train_classifier", "3fa9c2d1e0b4a786")
-    >>> str(key)
-    'train_classifier/3fa9c2d1e0b4a786'
-    >>> ArtifactKey.parse(str(key)) == key
-    True
-    """
-
-    stage: str
-    digest: str
-    provenance: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        _check_stage(self.stage)
-        if not isinstance(self.digest, str) or not _DIGEST_RE.match(self.digest):
-            raise ValueError(f"artifact digest must be 8-64 lowercase hex characters, got {self.digest!r}")
-
-    def __str__(self) -> str:
-        return f"{self.stage}/{self.digest}"
-
-    @classmethod
-    def parse(cls, text: str) -> ArtifactKey:
-        """Read a key from its ``"<stage>/<digest>"`` form (as written in manifests and ``_meta.json``)."""
-        stage, sep, digest = text.partition("/")
-        if not sep:
-            raise ValueError(f"artifact key must look like '<stage>/<digest>', got {text!r}")
-        return cls(stage, digest)
-
-
-#: Inputs of a stage: a sequence of keys (hashed in the given order, since position can carry a role)
-#: or a mapping from role name to key (hashed with sorted roles, so the mapping's order is irrelevant).
-InputKeys = Union[Sequence[Union[ArtifactKey, str]], Mapping[str, Union[ArtifactKey, str]]]
 
 
 def default_store_root() -> Path:
@@ -191,14 +137,15 @@ class ArtifactWriter:
         return target
 
     def save_json(self, name: str, obj: Any) -> Path:
-        """Write ``obj`` as indented JSON with sorted keys; numpy/torch scalars and arrays become lists/numbers.
+        """Write ``obj`` as indented JSON with sorted keys; numpy/torch scalars and arrays become
+        lists/numbers.
 
         Non-finite floats are written as ``NaN``/``Infinity`` (Python's JSON dialect) rather than
         refused, because a diverged training run must still be able to record its losses.
         """
         if hasattr(obj, "model_dump"):
             obj = obj.model_dump(mode="json", by_alias=True)
-        text = json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n"
+        text = json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n"
         return self.save_bytes(name, text.encode("utf-8"))
 
     def save_tensors(self, name: str, tensors: Mapping[str, torch.Tensor]) -> Path:
@@ -244,7 +191,7 @@ class ArtifactWriter:
 
     def _target(self, name: str) -> Path:
         self._check_open()
-        target = self._dir / _check_name(name)
+        target = self._dir / check_name(name)
         if target.exists():
             raise ArtifactError(f"file {name!r} was already written to this artifact")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -307,8 +254,8 @@ class ArtifactStore:
         -------
         ArtifactKey
         """
-        _check_stage(stage)
-        hashed = {"stage": stage, "config": _plain_json(config), "inputs": _normalise_inputs(inputs)}
+        check_stage(stage)
+        hashed = {"stage": stage, "config": plain_json(config), "inputs": normalise_inputs(inputs)}
         return ArtifactKey(stage, canonical_hash(hashed, length=DIGEST_LENGTH), provenance=hashed)
 
     def path(self, key: ArtifactKey) -> Path:
@@ -323,7 +270,7 @@ class ArtifactStore:
     def keys(self, stage: str | None = None) -> Iterator[ArtifactKey]:
         """Published keys, of one stage or all, in sorted order; temporary and removed ones are skipped."""
         if stage is not None:
-            stages = [_check_stage(stage)]
+            stages = [check_stage(stage)]
         elif self.root.is_dir():
             stages = sorted(entry.name for entry in os.scandir(self.root) if _is_stage_dir(entry))
         else:
@@ -333,7 +280,7 @@ class ArtifactStore:
             if not stage_dir.is_dir():
                 continue
             for digest in sorted(entry.name for entry in os.scandir(stage_dir)):
-                if not _DIGEST_RE.match(digest):
+                if not DIGEST_RE.match(digest):
                     continue
                 key = ArtifactKey(stage_name, digest)
                 if self.has(key):
@@ -377,10 +324,10 @@ class ArtifactStore:
             raise
 
     def _publish(self, key: ArtifactKey, tmp: Path) -> bool:
-        _write_meta(tmp, key)
+        write_meta(tmp, key)
         # Flush every file and directory entry to disk before the rename makes them visible: after a
         # power loss the artifact must be either absent or complete, never present with empty files.
-        _fsync_tree(tmp)
+        fsync_tree(tmp)
         final = self.path(key)
         try:
             os.rename(tmp, final)
@@ -393,7 +340,7 @@ class ArtifactStore:
                 f"cannot publish {key} to {final}: {exc}. If that directory is a damaged leftover, "
                 f"delete it with ArtifactStore.remove and run the stage again."
             ) from exc
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return True
 
     # -------------------------------------------------------------------------------- reading
@@ -403,7 +350,7 @@ class ArtifactStore:
 
     def files(self, key: ArtifactKey) -> list[str]:
         """Relative POSIX paths of the artifact's files, sorted, without ``_meta.json``."""
-        return [name for name in _list_files(self._require(key)) if name != META_FILE]
+        return [name for name in list_files(self._require(key)) if name != META_FILE]
 
     def load_bytes(self, key: ArtifactKey, name: str) -> bytes:
         """Raw bytes of file ``name``."""
@@ -447,7 +394,7 @@ class ArtifactStore:
                 f"refused to load {target}: it pickles objects other than tensors, and unpickling them "
                 f"could run arbitrary code. The store only loads files written by save_tensors; do not "
                 f"load this one with weights_only=False unless you made it yourself. "
-                f"({_unpickling_culprit(exc)})"
+                f"({unpickling_culprit(exc)})"
             ) from exc
         if not isinstance(loaded, Mapping) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
@@ -464,7 +411,7 @@ class ArtifactStore:
 
     def _file(self, key: ArtifactKey, name: str, *, reserved_ok: bool = False) -> Path:
         directory = self._require(key)
-        target = directory / (name if reserved_ok else _check_name(name))
+        target = directory / (name if reserved_ok else check_name(name))
         if not target.is_file():
             available = ", ".join(self.files(key)) or "none"
             raise ArtifactNotFoundError(f"artifact {key} has no file {name!r}; its files: {available}")
@@ -520,69 +467,9 @@ class ArtifactStore:
         return removed
 
 
-# ---------------------------------------------------------------------------- single files
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | bytearray | memoryview) -> Path:
-    """Replace file ``path`` by ``data`` atomically (temp file, fsync, ``os.replace``); one
-    implementation for the store and the torch-free report writer: :mod:`dimple_stats.atomic`.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> target = pathlib.Path(tempfile.mkdtemp()) / "results.csv"
-    >>> _ = atomic_write_bytes(target, b"a,b\\n1,2\\n")
-    >>> target.read_bytes()
-    b'a,b\\n1,2\\n'
-    """
-    return write_bytes_atomic(path, data)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
-    """:func:`atomic_write_bytes` of ``text`` encoded; newlines are written as given on every OS,
-    so reports are byte-identical across machines."""
-    return write_bytes_atomic(path, text.encode(encoding))
-
-
 # -------------------------------------------------------------------------------- helpers
-def _check_stage(stage: str) -> str:
-    if not isinstance(stage, str) or not _STAGE_RE.match(stage):
-        raise ValueError(
-            f"stage name must be letters, digits, '_', '.', '-' and not start with '.' or '-', got {stage!r}"
-        )
-    return stage
-
-
-def _check_name(name: str) -> str:
-    """Reject file names that would escape the artifact directory or clobber its metadata."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"artifact file name must be a non-empty str, got {name!r}")
-    parts = name.split("/")
-    if "\\" in name or name.startswith("/") or any(part in ("", ".", "..") for part in parts):
-        raise ValueError(f"artifact file name must be a relative POSIX path without '.', '..', got {name!r}")
-    if name == META_FILE:
-        raise ValueError(f"{META_FILE!r} is reserved for the store's provenance record")
-    return name
-
-
 def _is_stage_dir(entry: os.DirEntry[str]) -> bool:
-    return bool(_STAGE_RE.match(entry.name)) and entry.is_dir()
-
-
-def _plain_json(obj: Any) -> Any:
-    """The JSON value that is hashed (pydantic models dumped, tuples as lists), so meta records it exactly."""
-    return json.loads(canonical_json(obj))
-
-
-def _normalise_inputs(inputs: InputKeys) -> list[str] | dict[str, str]:
-    if isinstance(inputs, (str, bytes)):
-        raise TypeError("inputs must be a sequence or mapping of artifact keys, not a single string")
-    if isinstance(inputs, Mapping):
-        return {str(role): str(_as_key(value)) for role, value in inputs.items()}
-    return [str(_as_key(value)) for value in inputs]
-
-
-def _as_key(value: ArtifactKey | str) -> ArtifactKey:
-    # Parsing strings catches a typo'd input key now rather than as a silently different digest.
-    return value if isinstance(value, ArtifactKey) else ArtifactKey.parse(value)
+    return bool(STAGE_RE.match(entry.name)) and entry.is_dir()
 
 
 def _portable_tensor(value: torch.Tensor) -> torch.Tensor:
@@ -596,74 +483,6 @@ def _portable_tensor(value: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def _json_default(obj: Any) -> Any:
-    # numpy and torch scalars/arrays expose tolist(); metrics computed with either are common.
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
-
-
-def _write_meta(directory: Path, key: ArtifactKey) -> None:
-    provenance = key.provenance or {}
-    record = {
-        "stage": key.stage,
-        "digest": key.digest,
-        "key": str(key),
-        "config": provenance.get("config"),
-        "inputs": provenance.get("inputs"),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": {
-            "dimple-stats": _package_version("dimple-stats"),
-            "torch": _package_version("torch"),
-            "python": platform.python_version(),
-        },
-        "files": {name: (directory / name).stat().st_size for name in _list_files(directory)},
-    }
-    try:
-        with open(directory / META_FILE, "x", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-    except FileExistsError as exc:
-        raise ArtifactError(f"a tool wrote {META_FILE!r} into the artifact; that name is reserved") from exc
-
-
-def _package_version(distribution: str) -> str | None:
-    # importlib.metadata reads the installed version without importing the package (torch is slow).
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _list_files(directory: Path) -> list[str]:
-    return sorted(path.relative_to(directory).as_posix() for path in directory.rglob("*") if path.is_file())
-
-
-def _fsync_tree(directory: Path) -> None:
-    for current, _dirs, filenames in os.walk(directory):
-        for filename in filenames:
-            fd = os.open(os.path.join(current, filename), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(current))
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a directory's entries (a rename is only durable once its directory is synced).
-
-    Windows cannot open directories, and its renames are journalled by NTFS anyway.
-    """
-    if os.name == "nt":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _newest_mtime(directory: Path) -> float:
     newest = 0.0
     for current, _dirs, filenames in os.walk(directory):
@@ -671,10 +490,3 @@ def _newest_mtime(directory: Path) -> float:
             with contextlib.suppress(FileNotFoundError):
                 newest = max(newest, os.lstat(path).st_mtime)
     return newest
-
-
-def _unpickling_culprit(exc: BaseException) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    # torch's message explains weights_only first and names the offending global further down.
-    culprit = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line), None)
-    return (culprit or (lines[0] if lines else type(exc).__name__)).strip()

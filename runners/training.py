@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from dimple_stats.seeds import derive_seed
 from runners.geometry.isometry import isometry_diagnostics
 from runners.models import Autoencoder, build_autoencoder, build_classifier
 from runners.models.regularisers import isometric_loss, relaxed_distortion
@@ -36,7 +37,6 @@ __all__ = [
     "accuracy",
     "TRAINING_VERSION",
     "autoencoder_metrics",
-    "train_protocol",
     "config_identity",
     "epoch_checkpoint_name",
     "load_epoch_weights",
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 # Part of every checkpoint key: bump it when a change to this module changes what training produces.
-TRAINING_VERSION = 1
+TRAINING_VERSION = 2  # 2: every stream seeded by dimple_stats.seeds.derive_seed
 VALIDATION_FRACTION = 0.1
 # Isometry diagnostics need the dense Jacobian; beyond this many numbers per sample they are skipped.
 DIAGNOSTICS_MAX_NK = 20_000_000
@@ -81,8 +81,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 def _generator(seed: int, purpose: str) -> torch.Generator:
     # Independent streams per purpose, so adding a draw in one place never shifts another.
-    offset = sum(ord(c) * 31**i for i, c in enumerate(purpose)) % 1_000_003
-    return torch.Generator().manual_seed(seed * 1_000_003 + offset)
+    return torch.Generator().manual_seed(derive_seed(seed, purpose))
 
 
 def _split_validation(x: Tensor, y: Tensor, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -195,12 +194,12 @@ def load_epoch_weights(result: TrainResult, store: ArtifactStore | None, epoch: 
 
 def _adversarial_batch(model: nn.Module, xb: Tensor, yb: Tensor, adv: Any,
                        bounds: tuple[float, float], generator: torch.Generator) -> Tensor:
-    from runners.attacks.pgd import L2PGD, LinfPGD
+    from runners.attacks.factory import make_attack
 
-    cls = L2PGD if adv.norm == "l2" else LinfPGD
-    # Full-length attack (no early stop): training on the strongest iterate is Madry's recipe.
-    attack = cls(eps=adv.eps, step=adv.step_size, steps=adv.steps, loss="ce",
-                 random_start=adv.random_start, early_stop=False, refine=False, bounds=bounds)
+    # Full-length PGD (no early stop): training on the strongest iterate is Madry's recipe.
+    attack = make_attack("pgd", adv.norm, eps=adv.eps, step=adv.step_size, steps=adv.steps,
+                         loss="ce", random_start=adv.random_start, early_stop=False,
+                         refine=False, bounds=bounds)
     was = model.training
     model.eval()  # dropout would make the attacked function random
     try:
@@ -215,8 +214,8 @@ def _adversarial_batch(model: nn.Module, xb: Tensor, yb: Tensor, adv: Any,
 # --------------------------------------------------------------------------- classifiers
 
 def train_classifier(
-    config: "ClassifierConfig",
-    data: "DatasetSplits",
+    config: ClassifierConfig,
+    data: DatasetSplits,
     *,
     data_config: Any,
     seed: int,
@@ -251,7 +250,7 @@ def train_classifier(
     generated with the model in eval mode; early stopping still watches clean accuracy.
     """
     device = torch.device(device)
-    torch.manual_seed(seed)
+    torch.manual_seed(derive_seed(seed, "initialisation"))
     model = build_classifier(config, image_shape=data.image_shape, num_classes=data.num_classes)
     if config.checkpoint:
         _load_weights(config.checkpoint, model)
@@ -317,7 +316,7 @@ class CollapsedAutoencoderError(RuntimeError):
     :data:`COLLAPSE_RECON_VS_MEAN`)."""
 
 
-def check_not_collapsed(name: str, seed: int, config: "AutoencoderConfig",
+def check_not_collapsed(name: str, seed: int, config: AutoencoderConfig,
                         metrics: dict[str, Any], *,
                         limit: float = COLLAPSE_RECON_VS_MEAN) -> None:
     """Raise :class:`CollapsedAutoencoderError` when ``metrics['recon_vs_mean'] >= limit``.
@@ -339,7 +338,7 @@ def check_not_collapsed(name: str, seed: int, config: "AutoencoderConfig",
     )
 
 
-def _train_subset(split: "Split", train_classes: tuple[int, ...] | None, data_config: Any) -> "Split":
+def _train_subset(split: Split, train_classes: tuple[int, ...] | None, data_config: Any) -> Split:
     if not train_classes:
         return split
     from runners.datasets.base import Split as SplitType
@@ -352,7 +351,7 @@ def _train_subset(split: "Split", train_classes: tuple[int, ...] | None, data_co
                      manifold=split.manifold)
 
 
-def _regulariser_loss(config: "AutoencoderConfig", ae: Autoencoder, x: Tensor, z: Tensor,
+def _regulariser_loss(config: AutoencoderConfig, ae: Autoencoder, x: Tensor, z: Tensor,
                       generator: torch.Generator) -> Tensor:
     reg = config.regulariser
     if reg.kind == "isometric":
@@ -370,7 +369,7 @@ def _reconstruction_mse(ae: Autoencoder, x: Tensor, *, batch_size: int = 512) ->
     return total / max(1, x.numel())
 
 
-def autoencoder_metrics(ae: Autoencoder, data: "DatasetSplits") -> dict[str, Any]:
+def autoencoder_metrics(ae: Autoencoder, data: DatasetSplits) -> dict[str, Any]:
     """Reconstruction MSE (per pixel) on the eval split and the decoder's isometry diagnostics
     at the eval latents (skipped where the dense Jacobian would be too large)."""
     recon = _reconstruction_mse(ae, data.eval.x)
@@ -390,8 +389,8 @@ def autoencoder_metrics(ae: Autoencoder, data: "DatasetSplits") -> dict[str, Any
 
 
 def train_autoencoder(
-    config: "AutoencoderConfig",
-    data: "DatasetSplits",
+    config: AutoencoderConfig,
+    data: DatasetSplits,
     *,
     data_config: Any,
     seed: int,
@@ -404,7 +403,7 @@ def train_autoencoder(
     IRVAE). Early stopping watches the same objective on the validation split, with fixed
     regulariser directions so the comparison across epochs is not noise."""
     device = torch.device(device)
-    torch.manual_seed(seed)
+    torch.manual_seed(derive_seed(seed, "initialisation"))
     ae = build_autoencoder(config, image_shape=data.image_shape, pixel_range=data.pixel_range,
                            manifold=data.manifold)
     if config.arch == "oracle":
@@ -459,7 +458,7 @@ def train_autoencoder(
     return TrainResult(ae, metrics, key, loaded=False, history=history)
 
 
-def _validation_objective(config: "AutoencoderConfig", ae: Autoencoder, x_val: Tensor,
+def _validation_objective(config: AutoencoderConfig, ae: Autoencoder, x_val: Tensor,
                           seed: int) -> float:
     ae.eval()
     with torch.no_grad():
@@ -470,36 +469,3 @@ def _validation_objective(config: "AutoencoderConfig", ae: Autoencoder, x_val: T
     # The regulariser needs derivatives (torch.func), so it runs outside no_grad.
     fixed = _generator(seed, "validation-regulariser")
     return recon + float(_regulariser_loss(config, ae, x_val, z, fixed).detach())
-
-
-# --------------------------------------------------------------------------- a whole protocol
-
-def train_protocol(
-    protocol: Any,
-    *,
-    seeds: tuple[int, ...] | None = None,
-    store: ArtifactStore | None = None,
-    device: str = "auto",
-    progress: bool = False,
-) -> list[dict[str, Any]]:
-    """Train (or load) every model a protocol names, for each seed; one metrics row per model.
-
-    Rows carry ``seed``, ``model`` (``classifier`` or the autoencoder's name), ``arch``,
-    ``loaded`` (found in the store rather than trained) and the model's metrics.
-    """
-    from runners.datasets import load_dataset
-
-    dev = resolve_device(device if device != "auto" else protocol.device)
-    rows: list[dict[str, Any]] = []
-    for seed in seeds if seeds is not None else protocol.seeds:
-        data = load_dataset(protocol.dataset, seed=seed)
-        clf = train_classifier(protocol.classifier, data, data_config=protocol.dataset, seed=seed,
-                               store=store, device=dev, progress=progress)
-        rows.append({"seed": seed, "model": "classifier", "arch": protocol.classifier.arch,
-                     "loaded": clf.loaded, **clf.metrics})
-        for name, config in protocol.autoencoders.items():
-            ae = train_autoencoder(config, data, data_config=protocol.dataset, seed=seed,
-                                   store=store, device=dev, progress=progress, name=name)
-            rows.append({"seed": seed, "model": name, "arch": config.arch,
-                         "regulariser": config.regulariser.kind, "loaded": ae.loaded, **ae.metrics})
-    return rows

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dimple_stats.errors import BadInput
+
 __all__ = ["ProtocolIssue", "ProtocolError"]
 
 
@@ -36,7 +38,7 @@ class ProtocolIssue:
 
 
 @dataclass
-class ProtocolError(ValueError):
+class ProtocolError(BadInput):
     """A protocol failed to load or validate; holds every issue found, not just the first."""
 
     issues: list[ProtocolIssue] = field(default_factory=list)

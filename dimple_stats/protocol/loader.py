@@ -19,13 +19,14 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from dimple_stats.claims.entry import ClaimEntry, entry_model
 from dimple_stats.protocol.errors import ProtocolError, ProtocolIssue
 from dimple_stats.protocol.schema import AutoencoderConfig, Protocol
 from dimple_stats.suggest import closest
 
 __all__ = ["load_protocol", "load_protocol_text", "parse_overrides", "apply_overrides"]
 
-KeyPath = tuple[Union[str, int], ...]
+KeyPath = tuple[str | int, ...]
 _UNION_TYPES = (Union, types.UnionType)
 
 
@@ -202,6 +203,8 @@ def apply_overrides(
 def _unwrap_optional(tp: Any) -> Any:
     if get_origin(tp) is typing.Annotated:
         return _unwrap_optional(get_args(tp)[0])
+    if tp is ClaimEntry:  # validated with the catalogue's item model as registered now
+        return entry_model()
     if get_origin(tp) in _UNION_TYPES:
         members = [a for a in get_args(tp) if a is not type(None)]
         if len(members) == 1:

@@ -10,7 +10,7 @@ The models import nothing heavy (no torch), so protocols validate on any machine
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,7 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from dimple_stats.claims.entry import ClaimEntry
+from dimple_stats.claims.entry import ClaimItem
+from dimple_stats.protocol.vocabulary import ATTACK_METHODS
+from dimple_stats.stats_config import StatsConfig
 
 __all__ = [
     "Frozen",
@@ -89,7 +91,7 @@ class _DatasetCommon(Frozen):
         return v
 
     @model_validator(mode="after")
-    def _eval_classes_subset(self) -> "_DatasetCommon":
+    def _eval_classes_subset(self) -> _DatasetCommon:
         if self.eval_classes is not None and self.classes is not None:
             extra = sorted(set(self.eval_classes) - set(self.classes))
             if extra:
@@ -112,7 +114,7 @@ class SyntheticDataset(_DatasetCommon):
     train_samples: int = Field(2000, ge=1)
 
     @model_validator(mode="after")
-    def _dimensions(self) -> "SyntheticDataset":
+    def _dimensions(self) -> SyntheticDataset:
         _check_latent_fits(self.latent_dim, self.image_shape)
         if self.hidden < self.latent_dim:
             raise ValueError(f"hidden ({self.hidden}) must be >= latent_dim ({self.latent_dim}) "
@@ -131,7 +133,7 @@ class LinearSubspaceDataset(_DatasetCommon):
     train_samples: int = Field(2000, ge=1)
 
     @model_validator(mode="after")
-    def _dimensions(self) -> "LinearSubspaceDataset":
+    def _dimensions(self) -> LinearSubspaceDataset:
         _check_latent_fits(self.latent_dim, self.image_shape)
         return self
 
@@ -175,7 +177,7 @@ class ImageFolderDataset(_DatasetCommon):
     )
 
     @model_validator(mode="after")
-    def _one_pixel_convention(self) -> "ImageFolderDataset":
+    def _one_pixel_convention(self) -> ImageFolderDataset:
         if self.normalize == "imagenet" and self.pixel_range is not None:
             raise ValueError("pixel_range and normalize: imagenet exclude each other: the "
                              "standardised range follows from the ImageNet mean and std")
@@ -183,13 +185,7 @@ class ImageFolderDataset(_DatasetCommon):
 
 
 DatasetConfig = Annotated[
-    Union[
-        SyntheticDataset,
-        LinearSubspaceDataset,
-        DigitsDataset,
-        TorchvisionDataset,
-        ImageFolderDataset,
-    ],
+    SyntheticDataset | LinearSubspaceDataset | DigitsDataset | TorchvisionDataset | ImageFolderDataset,
     Field(discriminator="name"),
 ]
 
@@ -279,7 +275,7 @@ class IRVAERegulariser(Frozen):
 
 
 Regulariser = Annotated[
-    Union[NoRegulariser, IsometricRegulariser, IRVAERegulariser], Field(discriminator="kind")
+    NoRegulariser | IsometricRegulariser | IRVAERegulariser, Field(discriminator="kind")
 ]
 
 AUTOENCODER_ARCHS = ("conv", "mlp", "segnet", "oracle")
@@ -306,7 +302,7 @@ class AutoencoderConfig(Frozen):
     patience: int | None = Field(5, ge=1)
 
     @model_validator(mode="after")
-    def _latent_required(self) -> "AutoencoderConfig":
+    def _latent_required(self) -> AutoencoderConfig:
         if self.arch != "oracle" and self.latent_dim is None:
             raise ValueError(f"latent_dim is required for arch {self.arch!r}")
         return self
@@ -340,8 +336,11 @@ class PerModeSteps(PerMode):
 
 
 class AttackConfig(Frozen):
-    """Minimal-norm PGD. ``eps``/``step``/``steps`` take one number or one per mode."""
+    """A minimal-norm attack (PGD by default). ``eps``/``step``/``steps`` take one number or one
+    per mode."""
 
+    method: str = Field("pgd", description="Attack family, a name registered in "
+                        "dimple_stats.protocol.vocabulary.ATTACK_METHODS (built in: pgd).")
     norm: Literal["l2", "linf"] = "l2"
     loss: Literal["margin", "ce"] = "margin"
     eps: PerMode = Field(default_factory=lambda: PerMode(plain=2.0, on=10.0, off=10.0))
@@ -366,8 +365,18 @@ class AttackConfig(Frozen):
     box_max_iter: int = Field(200, ge=1, description="Projection (ADMM) iterations per "
                               "step at most; the residual is recorded and checked.")
 
+    @field_validator("method")
+    @classmethod
+    def _registered_method(cls, v: str) -> str:
+        if v not in ATTACK_METHODS:
+            from dimple_stats.suggest import did_you_mean
+
+            raise ValueError(f"unknown attack method {v!r}{did_you_mean(v, ATTACK_METHODS)}; "
+                             f"registered: {', '.join(ATTACK_METHODS)}")
+        return v
+
     @model_validator(mode="after")
-    def _step_below_eps(self) -> "AttackConfig":
+    def _step_below_eps(self) -> AttackConfig:
         for mode in ("plain", "on", "off"):
             if self.step[mode] <= 0 or self.eps[mode] <= 0:
                 raise ValueError(f"eps and step must be positive (mode {mode!r})")
@@ -380,7 +389,7 @@ class AttackConfig(Frozen):
         reproduction's own MNIST budget is like this, and a protocol may mean to copy it.
 
         >>> AttackConfig().unreachable()  # the reproduction's MNIST budget
-        ['attack.steps.plain: 50 steps of 0.02 travel at most 1 < eps 2: attacks that need more are censored by the step budget, not by eps']
+        ['attack.steps.plain: 50 steps of 0.02 travel at most 1 < eps 2: attacks that need more ...']
         """
         out = []
         for mode in ("plain", "on", "off"):
@@ -419,21 +428,13 @@ class TangentConfig(Frozen):
                                "which at: nearest stops.")
 
 
-class StatsConfig(Frozen):
-    alpha: float = Field(0.05, gt=0, lt=1)
-    correction: Literal["holm", "fdr_bh", "none"] = "holm"
-    confidence: float = Field(0.95, gt=0, lt=1)
-    bootstrap: int = Field(2000, ge=100, description="Bootstrap resamples for CIs.")
-    power: float = Field(0.8, gt=0, lt=1, description="Target power of the suggested n.")
-
-
 class ReportConfig(Frozen):
     formats: tuple[Literal["csv", "latex", "markdown"], ...] = ("csv", "latex", "markdown")
     figures: bool = True
 
 
 class DefenseConfig(Frozen):
-    """The projection defence of claim iso.defense and the adaptive attack used to evaluate it.
+    """The projection defense of claim iso.defense and the adaptive attack used to evaluate it.
 
     The defended model is ``classifier(P(x))``. ``P`` is ``D(E(x))`` (projection ``encoder``) or
     the encoder's output corrected onto the decoder's tangent plane, ``D(z) + Q Q^T (x - D(z))``
@@ -484,17 +485,17 @@ class Protocol(Frozen):
     autoencoders: dict[str, AutoencoderConfig] = Field(min_length=1)
     attack: AttackConfig = Field(default_factory=AttackConfig)
     tangent: TangentConfig = Field(default_factory=TangentConfig)
-    claims: tuple[ClaimEntry, ...] = Field(min_length=1)
+    claims: tuple[ClaimItem, ...] = Field(min_length=1)
     stats: StatsConfig = Field(default_factory=StatsConfig)
     seeds: tuple[NonNegativeInt, ...] = Field((0,), min_length=1)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     executor: Literal["local", "processes", "ray"] = "local"
     report: ReportConfig = Field(default_factory=ReportConfig)
     defense: DefenseConfig = Field(
-        default_factory=DefenseConfig, description="Projection defence (claim iso.defense).")
+        default_factory=DefenseConfig, description="Projection defense (claim iso.defense).")
 
     @model_validator(mode="after")
-    def _defense_manifold_known(self) -> "Protocol":
+    def _defense_manifold_known(self) -> Protocol:
         name = self.defense.manifold
         if name is not None and name not in self.autoencoders:
             from dimple_stats.suggest import did_you_mean
@@ -537,6 +538,13 @@ class Protocol(Frozen):
     @property
     def claim_ids(self) -> tuple[str, ...]:
         return tuple(entry.id for entry in self.claims)
+
+    @property
+    def tables(self) -> frozenset[str]:
+        """The tables (``measurements``, ``defense``, ...) the protocol's claims read."""
+        from dimple_stats.claims import get_claim
+
+        return frozenset(get_claim(cid).table for cid in self.claim_ids)
 
     @property
     def hash(self) -> str:

@@ -22,8 +22,10 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from dimple_stats.errors import BadInput
 from dimple_stats.measurements import TABLE_FILES, read_measurements
-from dimple_stats.protocol.schema import Protocol, StatsConfig
+from dimple_stats.protocol.schema import Protocol
+from dimple_stats.stats_config import StatsConfig
 
 __all__ = ["RunDirError", "RunData", "protocol_json", "protocol_from_json", "read_run",
            "report_run"]
@@ -31,7 +33,7 @@ __all__ = ["RunDirError", "RunData", "protocol_json", "protocol_from_json", "rea
 MANIFEST = "manifest.json"
 
 
-class RunDirError(ValueError):
+class RunDirError(BadInput):
     """A run directory is missing, incomplete or holds an invalid manifest."""
 
 

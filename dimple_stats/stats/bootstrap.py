@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -11,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
+
+from dimple_stats.seeds import numpy_rng
 
 __all__ = ["BootstrapEstimate", "median_ci", "stable_rng", "shares_images", "joint_median_covariance",
            "resample_counts"]
@@ -33,8 +34,7 @@ def stable_rng(*key: object) -> np.random.Generator:
     >>> float(stable_rng("a", 1).random()) == float(stable_rng("a", 1).random())
     True
     """
-    digest = hashlib.sha256(repr(key).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return numpy_rng(*key)
 
 
 def median_ci(x: npt.ArrayLike, *, confidence: float = 0.95, n_resamples: int = 2000,

@@ -192,7 +192,7 @@ def _percentile_medians(columns: list[np.ndarray], confidence: float, n_resample
         base = float(np.max(np.abs(finite))) + 1.0 if finite.size else 1.0
         stand = np.where(v == -np.inf, -2 * base, np.where(v == np.inf, 2 * base, v))
         meds = np.median(stand[idx], axis=1)
-        back = lambda x: -math.inf if x <= -base else (math.inf if x >= base else float(x))  # noqa: E731
+        back = lambda x, b=base: -math.inf if x <= -b else (math.inf if x >= b else float(x))  # noqa: E731
         lo, hi, q16, q84 = (back(q) for q in np.quantile(meds, [tail, 1 - tail, 0.1587, 0.8413]))
         se = (q84 - q16) / 2 if math.isfinite(q16) and math.isfinite(q84) else math.inf
         out.append(BootstrapEstimate(float(np.median(v)), lo, hi, se))

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import numpy.typing as npt
 from statsmodels.stats.multitest import multipletests
 
-__all__ = ["Correction", "adjust_pvalues"]
+from dimple_stats.stats_config import CORRECTIONS, Correction
 
-Correction = Literal["holm", "fdr_bh", "none"]
+__all__ = ["CORRECTIONS", "Correction", "adjust_pvalues"]
+
 
 
 def adjust_pvalues(pvalues: npt.ArrayLike, method: Correction = "holm") -> np.ndarray:
@@ -31,8 +30,8 @@ def adjust_pvalues(pvalues: npt.ArrayLike, method: Correction = "holm") -> np.nd
     out = p.copy()
     if method == "none":
         return out
-    if method not in ("holm", "fdr_bh"):
-        raise ValueError(f"unknown correction {method!r}; allowed: holm, fdr_bh, none")
+    if method not in CORRECTIONS:
+        raise ValueError(f"unknown correction {method!r}; allowed: {', '.join(CORRECTIONS)}")
     finite = np.isfinite(p)
     if finite.any():
         out[finite] = multipletests(p[finite], method=method)[1]

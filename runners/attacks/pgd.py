@@ -2,27 +2,8 @@
 
 The reproduction's attack (``shared/REFERENCES.md``): untargeted margin loss, a unit-L2-normalised
 gradient step, projection onto the L2 eps-ball and the pixel range, stop at the first
-misclassification. On top of it:
-
-* ``project_gradient``: a callable ``(g, idx) -> g'`` applied to every gradient before it is
-  normalised. Projecting onto the tangent space T gives the on-manifold attack, onto T's
-  orthogonal complement the off-manifold one. ``idx`` holds the batch indices of the rows of
-  ``g`` because finished samples leave the active batch (so they stop costing compute, also in
-  a matrix-free projection). A one-argument ``g -> g'`` is accepted too: it is called on the
-  whole batch with zero rows for finished samples (simpler, but they then cost projection work).
-* ``refine``: bisection on ``t in [0, 1]`` along the found perturbation, ``x + t * delta``, to the
-  decision boundary, so a reported norm is the boundary distance along that direction, not that
-  plus up to one step. ``refine_steps`` halvings leave an error of at most
-  ``||delta|| * 2**-refine_steps`` (0.024% of the unrefined norm at the default 12).
-* failures are CENSORED, never dropped: ``success`` False and ``norm`` = eps.
-* ``box``: the feasible set (:mod:`runners.attacks.feasible`). ``"strict"`` (default) keeps every
-  iterate in the eps-ball, the pixel box and, when ``project_gradient`` is given, the subspace it
-  projects onto, by the Euclidean projection onto their intersection (ADMM); ``"clip"`` is the
-  reproduction's attack (projected step, then clipped to the box: the iterate LEAVES the
-  subspace wherever the clip is active, kept for comparison); ``"none"`` ignores the pixel box.
-  For an unrestricted attack ``strict`` and ``clip`` coincide (clipping a point of the L2 ball
-  towards ``x`` keeps it in the ball). With ``strict``, ``project_gradient`` must be an
-  orthogonal projection (linear, idempotent), because it also defines the subspace.
+misclassification. The loop, the feasible set, refinement and censoring are the contract's
+(:class:`~runners.attacks.base.MinimalNormAttack`); this module defines the PGD steps.
 
 Examples
 --------
@@ -37,160 +18,24 @@ Examples
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-import inspect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn  # nn: the module docstring example
+from torch import Tensor, nn  # noqa: F401  (nn: the module docstring example)
 
-from dimple_stats.protocol.schema import AttackConfig
-from runners.attacks.feasible import admm
-from runners.attacks.losses import LOSSES, LossName
+from runners.attacks.base import (
+    AttackResult,
+    GradientProjection,
+    MinimalNormAttack,
+    Model,
+    Schedule,
+    batch_norm,
+    expand_like,
+)
 
-__all__ = [
-    "AttackResult",
-    "BoxMode",
-    "GradientProjection",
-    "L2PGD",
-    "LinfPGD",
-    "Schedule",
-    "attack_from_config",
-    "bisect_to_boundary",
-    "cosine_schedule",
-    "pgd",
-]
-
-#: ``(g, idx) -> projected g``; ``g`` is ``(m, ...)`` and ``idx`` the ``(m,)`` batch indices of its rows.
-GradientProjection = Callable[[Tensor, Tensor], Tensor]
-#: Step index ``t`` (0-based) -> multiplier of the base step size.
-Schedule = Callable[[int], float]
-Bounds = tuple[float | Tensor, float | Tensor] | None
-#: Feasible set of the iterates (see the module notes).
-BoxMode = Literal["strict", "clip", "none"]
-#: A strict restricted attack whose iterate moved less than this fraction of a step in each of
-#: :data:`STALL_STEPS` consecutive steps is at a fixed point of its projected step (pinned by the
-#: pixel box: on MNIST x + T often meets the box only at x); the same gradient gives the same
-#: step again, so it leaves the active batch as a failure instead of spending its budget there.
-STALL_MOVE = 1e-3
-STALL_STEPS = 10
-Model = Callable[[Tensor], Tensor]
-
-
-@dataclass(frozen=True, eq=False)
-class AttackResult:
-    """What an attack found, one entry per sample, censored at eps.
-
-    Attributes
-    ----------
-    delta : Tensor
-        Perturbations, the shape of ``x``: the (refined) adversarial one where ``success``,
-        the last iterate otherwise.
-    norm : Tensor
-        ``(B,)`` ``||delta||`` (L2 or Linf) where ``success``; ``eps`` where not (censored).
-    success : Tensor
-        ``(B,)`` bool: misclassified within the budget.
-    steps : Tensor
-        ``(B,)`` int64 gradient steps taken (= gradient evaluations: one forward and one
-        backward pass each).
-    forward_evals : Tensor
-        ``(B,)`` int64 forward passes in all: one per step, the final check, and the refinement.
-    eps : float
-        The budget.
-    p : str
-        ``"l2"`` or ``"linf"``.
-    projection_iters : Tensor or None
-        ``(B,)`` int64 projection (ADMM) iterations summed over the sample's steps (``box="strict"`` with a
-        subspace; None otherwise).
-    projection_residual : Tensor or None
-        ``(B,)`` the largest projection residual (distance bound from the subspace) of any of the
-        sample's iterates; None as above.
-    """
-
-    delta: Tensor
-    norm: Tensor
-    success: Tensor
-    steps: Tensor
-    forward_evals: Tensor
-    eps: float
-    p: str
-    projection_iters: Tensor | None = None
-    projection_residual: Tensor | None = None
-
-    @property
-    def grad_evals(self) -> Tensor:
-        """Gradient evaluations per sample (one per step)."""
-        return self.steps
-
-
-def _takes_indices(fn: Callable[..., Tensor]) -> bool:
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):  # builtins without a signature: assume the documented form
-        return True
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return True
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2
-
-
-def _indexed(project: Callable[..., Tensor], size: int) -> GradientProjection:
-    """``project`` in the ``(g, idx)`` form (a ``g -> g'`` runs on the full, zero-padded batch)."""
-    if _takes_indices(project):
-        return project
-
-    def full_batch(g: Tensor, idx: Tensor) -> Tensor:
-        padded = g.new_zeros((size, *g.shape[1:]))
-        padded[idx] = g
-        return project(padded)[idx]
-
-    return full_batch
-
-
-def _batch_norm(v: Tensor, p: str) -> Tensor:
-    flat = v.flatten(1)
-    return flat.norm(dim=1) if p == "l2" else flat.abs().amax(dim=1)
-
-
-def _expand(t: Tensor, like: Tensor) -> Tensor:
-    return t.reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def bisect_to_boundary(
-    model: Model, x: Tensor, y: Tensor, delta: Tensor, *, steps: int = 12
-) -> tuple[Tensor, int]:
-    """Shrink adversarial ``delta`` to the boundary: smallest ``t`` in (0, 1] with ``x + t delta``
-    misclassified, by bisection (``x`` classified ``y``, ``x + delta`` not).
-
-    ``hi`` only ever takes values where the model was seen to misclassify, so the result stays
-    adversarial even if the boundary is crossed more than once along the ray. ``x + t delta``
-    stays in any convex pixel box that ``x`` and ``x + delta`` are in.
-
-    Parameters
-    ----------
-    model : callable
-    x, y, delta : Tensor
-        Inputs, labels and adversarial perturbations of the samples to refine.
-    steps : int
-        Halvings: the scale is known to ``2**-steps``.
-
-    Returns
-    -------
-    (delta, forward_evals) : tuple
-        The refined perturbations and the forward passes each sample cost.
-    """
-    lo = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-    hi = torch.ones(len(x), dtype=x.dtype, device=x.device)
-    with torch.no_grad():
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            adv = model(x + _expand(mid, x) * delta).argmax(dim=1) != y
-            hi = torch.where(adv, mid, hi)
-            lo = torch.where(adv, lo, mid)
-    return _expand(hi, delta) * delta, steps
+__all__ = ["L2PGD", "LinfPGD", "cosine_schedule", "make_pgd", "pgd"]
 
 
 def cosine_schedule(steps: int, *, floor: float = 0.1) -> Schedule:
@@ -206,228 +51,7 @@ def cosine_schedule(steps: int, *, floor: float = 0.1) -> Schedule:
     return lambda t: floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(t, span) / span))
 
 
-class _PGD(ABC):
-    """Shared loop of :class:`L2PGD` and :class:`LinfPGD` (keyword-only, foolbox-3 style)."""
-
-    p: ClassVar[Literal["l2", "linf"]]
-
-    def __init__(
-        self,
-        *,
-        eps: float,
-        step: float,
-        steps: int,
-        loss: LossName = "margin",
-        random_start: bool = False,
-        early_stop: bool = True,
-        refine: bool = False,
-        refine_steps: int = 12,
-        schedule: Schedule | None = None,
-        bounds: Bounds = (0.0, 1.0),
-        box: BoxMode = "strict",
-        box_tol: float = 1e-4,
-        box_max_iter: int = 200,
-    ) -> None:
-        if eps <= 0 or step <= 0 or steps < 0 or refine_steps < 1:
-            raise ValueError("eps and step must be positive, steps >= 0, refine_steps >= 1")
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; use one of {', '.join(LOSSES)}")
-        if box not in ("strict", "clip", "none"):
-            raise ValueError(f"unknown box {box!r}; use strict, clip or none")
-        if box_tol <= 0 or box_max_iter < 1:
-            raise ValueError("box_tol must be positive and box_max_iter >= 1")
-        self.box: BoxMode = box
-        self.box_tol, self.box_max_iter = float(box_tol), int(box_max_iter)
-        self.eps, self.step, self.steps = float(eps), float(step), int(steps)
-        self.loss = loss
-        self.random_start, self.early_stop = bool(random_start), bool(early_stop)
-        self.refine, self.refine_steps = bool(refine), int(refine_steps)
-        self.schedule = schedule
-        self.bounds = bounds
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(eps={self.eps}, step={self.step}, steps={self.steps}, "
-                f"loss={self.loss!r}, early_stop={self.early_stop}, refine={self.refine}, "
-                f"box={self.box!r})")
-
-    # -- the parts that differ between norms -------------------------------------------------
-    @abstractmethod
-    def _direction(self, g: Tensor) -> Tensor:
-        """The ascent direction of unit norm (L2: g/||g||; Linf: sign g)."""
-
-    @abstractmethod
-    def _into_ball(self, d: Tensor) -> Tensor:
-        """Project perturbations onto the eps-ball of the norm."""
-
-    @abstractmethod
-    def _start(self, x: Tensor, project: GradientProjection | None,
-               generator: torch.Generator | None) -> Tensor:
-        """The initial perturbation (zero, or a random point of the ball when random_start)."""
-
-    def _subspace_part(self, d: Tensor) -> Tensor:
-        """Projection onto the part of the ball that the projection's set ``A`` carries (see
-        :mod:`runners.attacks.feasible`): the L2 ball (a radial shrink, exact within a subspace
-        through 0); nothing for Linf, whose ball is a box and goes with the pixel box."""
-        return d
-
-    def _box_offsets(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-pixel bounds on the perturbation: the pixel box shifted by ``-x``."""
-        assert self.bounds is not None
-        lo, hi = (torch.as_tensor(b, dtype=x.dtype, device=x.device) for b in self.bounds)
-        return (lo - x), (hi - x)
-
-    # -- the loop ----------------------------------------------------------------------------
-    def _clip(self, x: Tensor, d: Tensor) -> Tensor:
-        if self.bounds is None or self.box == "none":
-            return d
-        lo, hi = (torch.as_tensor(b, dtype=x.dtype, device=x.device) for b in self.bounds)
-        return torch.clamp(x + d, lo, hi) - x
-
-    def _feasible(self, x: Tensor, d: Tensor, project: GradientProjection | None,
-                  idx: Tensor, log: tuple[Tensor, ...] | None) -> Tensor:
-        """``d`` (rows ``idx`` of the batch, images ``x``) moved into the feasible set."""
-        if project is None or self.box != "strict" or self.bounds is None:
-            return self._clip(x, self._into_ball(d))
-        assert log is not None
-        iters, resid, state_s, state_u, state_rho, started = log
-        lo, hi = self._box_offsets(x)
-        warm = None
-        if bool(started[idx].all()):
-            warm = (state_s[idx], state_u[idx], state_rho[idx])
-        res = admm(lambda v, rows: self._subspace_part(project(v, idx[rows])),
-                   lambda v, rows: torch.maximum(torch.minimum(v, hi[rows]), lo[rows]),
-                   d, tol=self.box_tol, atol=self.box_tol * self.step,
-                   max_iter=self.box_max_iter, warm=warm)
-        iters[idx] += res.iterations
-        resid[idx] = torch.maximum(resid[idx], res.residual.to(resid.dtype))
-        assert res.increments is not None
-        state_s[idx], state_u[idx], state_rho[idx] = res.increments
-        started[idx] = True
-        # A point within the stopping tolerance of 0 is 0: where x + T meets the box only at x
-        # (MNIST, strict on-manifold), the solver's leftover is a direction without meaning.
-        point = torch.where(_expand(_batch_norm(res.point, "l2") <= self.box_tol * self.step,
-                                    res.point), torch.zeros_like(res.point), res.point)
-        # The projection ends on the box; the L2 ball may be exceeded by the residual. Shrinking
-        # towards 0 stays in the box (it contains 0: x is an image) and in the subspace.
-        return self._into_ball(point)
-
-    def __call__(
-        self,
-        model: Model,
-        x: Tensor,
-        y: Tensor,
-        *,
-        project_gradient: GradientProjection | Callable[[Tensor], Tensor] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> AttackResult:
-        """Attack ``model`` at inputs ``x`` (B, ...) with true labels ``y`` (B,).
-
-        Parameters
-        ----------
-        model : callable
-            Inputs to logits; used in whatever mode it is in (call ``.eval()`` first).
-        x, y : Tensor
-        project_gradient : callable or None
-            ``(g, idx) -> g'`` (or ``g -> g'``, see the module notes), applied to every
-            gradient before it is normalised (on/off-manifold attacks).
-        generator : torch.Generator or None
-            For the random start.
-
-        Returns
-        -------
-        AttackResult
-        """
-        x, y = x.detach(), y.detach()
-        size = len(x)
-        if project_gradient is not None:
-            project_gradient = _indexed(project_gradient, size)
-        delta = torch.zeros_like(x)
-        dev = x.device
-        strict = (project_gradient is not None and self.box == "strict"
-                  and self.bounds is not None)
-        # Per sample: projection iterations, largest residual, and the increments that warm-start
-        # the next step's projection onto the same sets.
-        log = ((torch.zeros(size, dtype=torch.int64, device=dev),
-                torch.zeros(size, dtype=x.dtype, device=dev),
-                torch.zeros_like(x), torch.zeros_like(x),
-                torch.ones(size, dtype=x.dtype, device=dev),
-                torch.zeros(size, dtype=torch.bool, device=dev)) if strict else None)
-        everyone_idx = torch.arange(size, device=dev)
-        # Fixed points are detected only with a constant step: a schedule changes the next step.
-        stall = (torch.zeros(size, dtype=torch.int64, device=dev)
-                 if strict and self.schedule is None else None)
-        if self.random_start:
-            delta = self._feasible(x, self._start(x, project_gradient, generator),
-                                   project_gradient, everyone_idx, log)
-        found = torch.zeros_like(x)
-        found_norm = torch.full((size,), float("inf"), dtype=x.dtype, device=dev)
-        success = torch.zeros(size, dtype=torch.bool, device=dev)
-        steps = torch.zeros(size, dtype=torch.int64, device=dev)
-        forwards = torch.zeros(size, dtype=torch.int64, device=dev)
-        active = torch.arange(size, device=dev)
-        loss_fn = LOSSES[self.loss]
-        for t in range(self.steps + 1):
-            last = t == self.steps
-            # While every sample is active, work on the full tensors: gathering and scattering
-            # the active rows costs ~20% of a step and buys nothing until a sample finishes.
-            whole = len(active) == size
-            xa = ((x + delta) if whole else (x[active] + delta[active])).requires_grad_(not last)
-            ya = y if whole else y[active]
-            with torch.set_grad_enabled(not last):
-                logits = model(xa)
-            forwards[active] += 1
-            adv = logits.argmax(dim=1) != ya
-            if bool(adv.any()):
-                # Keep the smallest adversarial iterate (the first one when stopping early).
-                idx = active[adv]
-                nrm = _batch_norm(delta[idx], self.p)
-                better = nrm < found_norm[idx]
-                upd = idx[better]
-                found[upd], found_norm[upd] = delta[upd], nrm[better]
-                success[upd] = True
-            keep = ~adv if self.early_stop else torch.ones_like(adv)
-            if stall is not None:
-                keep = keep & (stall[active] < STALL_STEPS)
-            if last or not bool(keep.any()):
-                break
-            everyone = bool(keep.all())
-            per_sample = loss_fn(logits, ya)
-            objective = (per_sample if everyone else per_sample[keep]).sum()
-            (grad,) = torch.autograd.grad(objective, xa)
-            grad = grad.detach()
-            if not everyone:
-                active, grad = active[keep], grad[keep]
-            steps[active] += 1
-            if project_gradient is not None:
-                grad = project_gradient(grad, active)
-            scale = self.step * (self.schedule(t) if self.schedule is not None else 1.0)
-            before = delta if whole and everyone else delta[active]
-            after = self._feasible(x if whole and everyone else x[active],
-                                   before + scale * self._direction(grad), project_gradient,
-                                   active, log)
-            if stall is not None:
-                still = _batch_norm(after - before, "l2") <= STALL_MOVE * scale
-                stall[active] = torch.where(still, stall[active] + 1, 0)
-            if whole and everyone:
-                delta = after
-            else:
-                delta[active] = after
-        # Failures return their last iterate; their norm is censored at eps below.
-        found = torch.where(_expand(success, x), found, delta)
-        if self.refine and bool(success.any()):
-            idx = success.nonzero().squeeze(1)
-            found[idx], cost = bisect_to_boundary(model, x[idx], y[idx], found[idx],
-                                                  steps=self.refine_steps)
-            forwards[idx] += cost
-        norm = torch.where(success, _batch_norm(found, self.p),
-                           torch.full((size,), self.eps, dtype=x.dtype, device=dev))
-        return AttackResult(delta=found, norm=norm, success=success, steps=steps,
-                            forward_evals=forwards, eps=self.eps, p=self.p,
-                            projection_iters=None if log is None else log[0],
-                            projection_residual=None if log is None else log[1])
-
-
-class L2PGD(_PGD):
+class L2PGD(MinimalNormAttack):
     """L2 PGD: ``delta += step * g / ||g||``, then onto the L2 eps-ball and the pixel box.
 
     Parameters
@@ -467,14 +91,14 @@ class L2PGD(_PGD):
         return self._into_ball(d)
 
     def _direction(self, g: Tensor) -> Tensor:
-        n = _batch_norm(g, "l2")
+        n = batch_norm(g, "l2")
         # A zero gradient (saturated model, or nothing left after projection) gives no step.
-        return g / _expand(torch.where(n > 0, n, torch.ones_like(n)), g)
+        return g / expand_like(torch.where(n > 0, n, torch.ones_like(n)), g)
 
     def _into_ball(self, d: Tensor) -> Tensor:
-        n = _batch_norm(d, "l2")
+        n = batch_norm(d, "l2")
         factor = torch.clamp(self.eps / torch.where(n > 0, n, torch.ones_like(n)), max=1.0)
-        return d * _expand(factor, d)
+        return d * expand_like(factor, d)
 
     def _start(self, x: Tensor, project: GradientProjection | None,
                generator: torch.Generator | None) -> Tensor:
@@ -485,10 +109,10 @@ class L2PGD(_PGD):
         dim = x[0].numel()
         radius = self.eps * torch.rand(len(x), generator=generator,
                                        dtype=x.dtype).to(x.device) ** (1.0 / dim)
-        return self._direction(noise) * _expand(radius, x)
+        return self._direction(noise) * expand_like(radius, x)
 
 
-class LinfPGD(_PGD):
+class LinfPGD(MinimalNormAttack):
     """Linf PGD: ``delta += step * sign(g)``, then clipped to ``[-eps, eps]`` and the pixel box.
 
     Parameters as :class:`L2PGD` (``eps`` and ``step`` in Linf). With ``project_gradient`` the
@@ -516,7 +140,9 @@ class LinfPGD(_PGD):
         return noise
 
 
-_ATTACKS: dict[str, type[_PGD]] = {"l2": L2PGD, "linf": LinfPGD}
+def make_pgd(norm: Literal["l2", "linf"], **options: Any) -> MinimalNormAttack:
+    """PGD in ``norm`` with the contract's keyword options (the ``pgd`` entry of ATTACKS)."""
+    return (L2PGD if norm == "l2" else LinfPGD)(**options)
 
 
 def pgd(
@@ -525,41 +151,10 @@ def pgd(
     y: Tensor,
     *,
     norm: Literal["l2", "linf"] = "l2",
-    eps: float,
-    step: float,
-    steps: int,
-    loss: LossName = "margin",
-    random_start: bool = False,
-    early_stop: bool = True,
-    refine: bool = False,
-    refine_steps: int = 12,
-    schedule: Schedule | None = None,
-    bounds: Bounds = (0.0, 1.0),
-    box: BoxMode = "strict",
     project_gradient: GradientProjection | Callable[[Tensor], Tensor] | None = None,
     generator: torch.Generator | None = None,
+    **options: Any,
 ) -> AttackResult:
-    """Functional form: build :class:`L2PGD` / :class:`LinfPGD` and run it once."""
-    attack = _ATTACKS[norm](eps=eps, step=step, steps=steps, loss=loss, random_start=random_start,
-                            early_stop=early_stop, refine=refine, refine_steps=refine_steps,
-                            schedule=schedule, bounds=bounds, box=box)
-    return attack(model, x, y, project_gradient=project_gradient, generator=generator)
-
-
-def attack_from_config(config: AttackConfig, mode: Literal["plain", "on", "off"], *,
-                       bounds: Bounds = (0.0, 1.0)) -> L2PGD | LinfPGD:
-    """The attack an :class:`~dimple_stats.protocol.schema.AttackConfig` describes for ``mode``.
-
-    Examples
-    --------
-    >>> from dimple_stats.protocol.schema import AttackConfig
-    >>> attack_from_config(AttackConfig(), "on")
-    L2PGD(eps=10.0, step=0.2, steps=1000, loss='margin', early_stop=True, refine=True, box='strict')
-    """
-    c = config
-    return _ATTACKS[c.norm](  # type: ignore[return-value]
-        eps=c.eps[mode], step=c.step[mode], steps=int(c.steps[mode]), loss=c.loss,
-        random_start=c.random_start, early_stop=c.early_stop, refine=c.refine,
-        refine_steps=c.refine_steps, bounds=bounds, box=c.box, box_tol=c.box_tol,
-        box_max_iter=c.box_max_iter,
-    )
+    """Functional form: build :class:`L2PGD` / :class:`LinfPGD` with ``options`` and run once."""
+    return make_pgd(norm, **options)(model, x, y, project_gradient=project_gradient,
+                                     generator=generator)

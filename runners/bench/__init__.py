@@ -1,4 +1,4 @@
-"""Benchmarks of issue 8: side-by-side ratios, with agreement checks, written as a report.
+"""Benchmarks: side-by-side ratios, with agreement checks, written as a report.
 
 Run them with ``dimple-stats bench [--quick] [--out reports/benchmarks]``; see
 :func:`runners.bench.suite.run_benchmarks`.

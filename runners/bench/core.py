@@ -21,7 +21,7 @@ __all__ = ["Target", "Benchmark", "interleaved", "time_once", "machine_info", "m
 
 @dataclass
 class Target:
-    """One target of issue 8 and whether the measurement met it.
+    """One target of the benchmarks and whether the measurement met it.
 
     Attributes
     ----------

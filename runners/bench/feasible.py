@@ -94,7 +94,7 @@ def bench_feasible(*, quick: bool, seed: int = 0, images: int | None = None,
     Benchmark
     """
     from dimple_stats.protocol.loader import load_protocol
-    from runners.attacks.pgd import attack_from_config
+    from runners.attacks.factory import attack_from_config
     from runners.geometry.spaces import decoder_in_dtype, tangent_space
     from runners.measure import correctly_classified
 

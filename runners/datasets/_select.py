@@ -7,12 +7,12 @@ stratified subset, and only then convert the selected images to float in ``pixel
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from dimple_stats.seeds import numpy_rng
 from runners.datasets.base import DatasetConfigError
 
 __all__ = [
@@ -45,7 +45,7 @@ def rng_for(seed: int, purpose: str) -> np.random.Generator:
     """
     if seed < 0:
         raise DatasetConfigError(f"seeds must be non-negative integers, got {seed}")
-    return np.random.default_rng([seed, zlib.crc32(purpose.encode())])
+    return numpy_rng(seed, purpose)
 
 
 class ClassPlan:

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from dimple_stats.errors import BadInput
+
 __all__ = [
     "DatasetConfigError",
     "DatasetNotFoundError",
@@ -22,12 +24,14 @@ __all__ = [
 ]
 
 
-class DatasetNotFoundError(Exception):
+class DatasetNotFoundError(BadInput):
     """The dataset files are not on disk (and could not be downloaded).
 
     The message names the dataset, the exact files expected, the directory they are expected
     in, and how to get them, so that an offline run fails with one actionable line.
     """
+
+    section = "dataset"
 
     def __init__(
         self,
@@ -62,8 +66,10 @@ class DatasetNotFoundError(Exception):
         super().__init__(message)
 
 
-class DatasetConfigError(ValueError):
+class DatasetConfigError(BadInput):
     """A dataset request that cannot be satisfied (too many samples, unknown class, ...)."""
+
+    section = "dataset"
 
 
 class KnownManifold(abc.ABC):

@@ -79,7 +79,7 @@ class SmoothDecoder(torch.nn.Module):
     but it still moves with ``.to(device)`` / ``.double()`` and is saved in ``state_dict()``.
     """
 
-    def __init__(self, manifold: "Manifold", dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, manifold: Manifold, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.image_shape = manifold.image_shape
         self.latent_dim = manifold.latent_dim
@@ -158,7 +158,7 @@ class Manifold(KnownManifold):
         )
 
     @classmethod
-    def from_config(cls, config: SyntheticDataset) -> "Manifold":
+    def from_config(cls, config: SyntheticDataset) -> Manifold:
         """The manifold of a ``synthetic`` dataset config."""
         return cls(
             latent_dim=config.latent_dim,
@@ -196,7 +196,7 @@ class Manifold(KnownManifold):
 class AffineDecoder(torch.nn.Module):
     """``z (B, k) -> c + U z`` reshaped to ``(B, C, H, W)``; weights are buffers (ground truth)."""
 
-    def __init__(self, manifold: "LinearManifold", dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, manifold: LinearManifold, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.image_shape = manifold.image_shape
         self.latent_dim = manifold.latent_dim
@@ -257,7 +257,7 @@ class LinearManifold(KnownManifold):
         self.offset = torch.from_numpy(offset)
 
     @classmethod
-    def from_config(cls, config: LinearSubspaceDataset) -> "LinearManifold":
+    def from_config(cls, config: LinearSubspaceDataset) -> LinearManifold:
         """The subspace of a ``linear_subspace`` dataset config."""
         return cls(
             latent_dim=config.latent_dim,

@@ -253,7 +253,7 @@ class DataSubspaces:
         max_components: int | None = None,
         dense_limit: int = 4096,
         chunk: int = 4096,
-    ) -> "DataSubspaces":
+    ) -> DataSubspaces:
         """Mean and principal directions of the training images ``x``.
 
         For ``n <= dense_limit`` this is exact: the sample covariance (divided by ``N - 1``) is
@@ -288,7 +288,8 @@ class DataSubspaces:
         Examples
         --------
         >>> g = torch.Generator().manual_seed(0)
-        >>> x = torch.randn(500, 1, 2, 2, generator=g, dtype=torch.float64) * torch.tensor([3.0, 1, 1, 1]).reshape(1, 1, 2, 2)
+        >>> scale = torch.tensor([3.0, 1, 1, 1]).reshape(1, 1, 2, 2)
+        >>> x = torch.randn(500, 1, 2, 2, generator=g, dtype=torch.float64) * scale
         >>> d = DataSubspaces.from_images(x, max_components=2)
         >>> d.components.shape, round(float(d.scales[0]), 1), round(float(d.components[0, 0].abs()), 2)
         (torch.Size([4, 2]), 3.0, 1.0)

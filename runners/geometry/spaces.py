@@ -145,7 +145,7 @@ class DenseSubspace(Subspace):
         self.dtype = basis.dtype
 
     @classmethod
-    def from_tangent(cls, tb: TangentBasis) -> "DenseSubspace":
+    def from_tangent(cls, tb: TangentBasis) -> DenseSubspace:
         """The tangent space of a :class:`TangentBasis`."""
         return cls(tb.basis, tangent=tb)
 
@@ -159,7 +159,7 @@ class DenseSubspace(Subspace):
         q = self.basis[idx]
         return torch.einsum("bnk,bk->bn", q, torch.einsum("bnk,bn->bk", q, v))
 
-    def subset(self, idx: Tensor) -> "DenseSubspace":
+    def subset(self, idx: Tensor) -> DenseSubspace:
         """The subspaces of samples ``idx`` (e.g. another image's tangent space for each sample)."""
         tb = self.tangent
         sub = None if tb is None else TangentBasis(
@@ -241,7 +241,7 @@ class MatrixFreeTangent(Subspace):
         self.history.append(info)
         return jc
 
-    def subset(self, idx: Tensor) -> "MatrixFreeTangent":
+    def subset(self, idx: Tensor) -> MatrixFreeTangent:
         """The tangent spaces at latents ``z[idx]``."""
         return MatrixFreeTangent(self.decode, self.z[idx], solver=self.solver, tol=self.tol,
                                  max_iter=self.max_iter)

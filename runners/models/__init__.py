@@ -30,7 +30,7 @@ __all__ = ["Autoencoder", "build_autoencoder", "build_classifier"]
 
 
 def build_classifier(
-    config: "ClassifierConfig", *, image_shape: tuple[int, int, int], num_classes: int
+    config: ClassifierConfig, *, image_shape: tuple[int, int, int], num_classes: int
 ) -> nn.Module:
     """An untrained classifier of ``config.arch`` for images of ``image_shape``."""
     arch = config.arch
@@ -54,11 +54,11 @@ _DEFAULT_HIDDEN = {"mlp": (256, 128), "conv": (32, 64, 128), "segnet": (64, 128,
 
 
 def build_autoencoder(
-    config: "AutoencoderConfig",
+    config: AutoencoderConfig,
     *,
     image_shape: tuple[int, int, int],
     pixel_range: tuple[float, float],
-    manifold: "KnownManifold | None" = None,
+    manifold: KnownManifold | None = None,
 ) -> Autoencoder:
     """An untrained autoencoder of ``config.arch`` (or the oracle for a known manifold)."""
     if config.arch == "oracle":

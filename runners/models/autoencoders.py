@@ -208,7 +208,7 @@ class OracleAutoencoder(Autoencoder):
     ``encode`` inverts it by Gauss-Newton with the closed-form Jacobian (exact in one step on a
     linear manifold). It is the ground truth a trained autoencoder is compared against."""
 
-    def __init__(self, manifold: "KnownManifold", *, iterations: int = 30) -> None:
+    def __init__(self, manifold: KnownManifold, *, iterations: int = 30) -> None:
         super().__init__()
         self.manifold = manifold
         self.image_shape = tuple(manifold.image_shape)  # type: ignore[assignment]

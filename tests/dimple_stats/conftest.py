@@ -56,7 +56,7 @@ def make_measurements(
                 "iso_cond": rng.gamma(2.0, 2.0, samples) + 1.0,
             }))
     df = pd.concat(frames, ignore_index=True)
-    # Columns added later (issue 13) draw from their own generator, so the columns above keep
+    # Columns added later draw from their own generator, so the columns above keep
     # the values the calibrated tests were written against. Every seed draws the same images
     # (image_id = sample), the strict attacks' membership is exact, the data controls at chance.
     extra = np.random.default_rng(seed + 1_000_003)
@@ -78,8 +78,8 @@ def measurements() -> pd.DataFrame:
 def make_defense(*, seeds: Sequence[int] = (0, 1), samples: int = 80,
                  eps: Sequence[float] = (0.5, 1.0),
                  robust: dict[str, float] | None = None, seed: int = 0) -> pd.DataFrame:
-    """iso.defense table: robust accuracy per defence (probability), nested so that a stronger
-    defence keeps every sample a weaker one keeps (plenty of discordant pairs one way)."""
+    """iso.defense table: robust accuracy per defense (probability), nested so that a stronger
+    defense keeps every sample a weaker one keeps (plenty of discordant pairs one way)."""
     robust = robust or {"none": 0.2, "plain": 0.3, "isometric": 0.6}
     rng = np.random.default_rng(seed)
     frames = []

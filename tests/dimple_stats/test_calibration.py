@@ -9,8 +9,8 @@ is more than two standard errors either side; the simulations are seeded, so the
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 from scipy import stats
 
 import dimple_stats as ds
@@ -101,7 +101,7 @@ def test_exact_mcnemar_never_exceeds_alpha_under_the_null() -> None:
 
 @pytest.mark.slow
 def test_kink_test_is_calibrated_on_smooth_decays_and_finds_kinks() -> None:
-    # Defect 9 (issue 14): a straight-line null was rejected by any smooth convex decay, and the
+    # A straight-line null was rejected by any smooth convex decay, and the
     # residual bootstrap treated per-epoch medians of the same samples as exchangeable. Curves
     # here: per-sample trajectories (40 samples, 12 epochs, the same samples at every epoch, a
     # per-sample level shared across epochs) around straight lines and exponential decays.

@@ -41,7 +41,7 @@ def test_a_fully_censored_table_is_uninformative_everywhere(synthetic: SimpleNam
     md = to_markdown(res)
     assert md.count("| uninformative |") == 8
     # the console summary of `dimple-stats run` says so too, and warns
-    from dimple_stats.cli import _print_summary
+    from dimple_stats.cli.display import print_summary as _print_summary
 
     runner = CliRunner()
     import typer

@@ -1,4 +1,4 @@
-"""Nulls centred where chance is (issue 14, defects 1, 7 and the ratio predictions of 11).
+"""Nulls centred where chance is: norm asymmetry, the beta null and the ratio predictions.
 
 Every table here is drawn from the claim's OWN chance model, not from a fixture that assumes the
 answer: a locally linear classifier whose input gradient g is unrelated to the tangent space T,

@@ -13,7 +13,7 @@ from scipy import stats as scipy_stats
 
 import dimple_stats as ds
 from dimple_stats.claims import CATALOGUE
-from dimple_stats.claims.analysis import ANALYSES, AnalysisError, get_analysis
+from dimple_stats.claims.analysis import AnalysisError, get_analysis
 from dimple_stats.claims.catalogue import UnknownClaimError
 from dimple_stats.measurements import MeasurementsError
 from dimple_stats.stats import tost
@@ -35,9 +35,10 @@ def one(res: pd.DataFrame, **where: object) -> pd.Series:
 
 
 def test_every_catalogue_claim_has_an_analysis() -> None:
-    assert sorted(ANALYSES) == sorted(CATALOGUE)
     for cid in CATALOGUE:
-        assert ANALYSES[cid].run.__doc__ and "ensor" in ANALYSES[cid].run.__doc__, cid
+        fn = get_analysis(cid).function
+        assert fn.__doc__ and "ensor" in fn.__doc__, cid  # says how censoring biases it
+        assert get_analysis(cid).table == CATALOGUE[cid].table
 
 
 def test_unknown_claim_and_bad_options_are_clear(measurements: pd.DataFrame) -> None:

@@ -12,7 +12,7 @@ CLAIM_IDS = [
     "dmm.perpendicular", "zp.not_below_random", "dmm.gradient_perpendicular", "dmm.norm_asymmetry",
     "dmm.off_equals_unrestricted", "dmm.off_succeeds_more", "iso.plain_vs_isometric",
     "ae.validity", "iso.defense", "dmm.clinging_then_dimpling", "dmm.adv_training_deepens",
-    "ae.local_vs_global",  # issue 14: the data-shaped control as a claim of its own
+    "ae.local_vs_global",  # the data-shaped control as a claim of its own
 ]
 MEASUREMENT_COLUMNS = {
     "n", "k", "recon_err", "norm_plain", "success_plain", "norm_on", "success_on", "norm_off",

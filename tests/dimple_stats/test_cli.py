@@ -9,8 +9,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from dimple_stats.cli import app
 from dimple_stats.claims import CATALOGUE
+from dimple_stats.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()

@@ -10,10 +10,10 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from dimple_stats.protocol.schema import StatsConfig
 from dimple_stats.results import DESCRIPTIVE, RESULT_COLUMNS, ResultRow, finalise
 from dimple_stats.stats import random_effects
 from dimple_stats.stats.meta import hartung_knapp
+from dimple_stats.stats_config import StatsConfig
 
 # The documented column set; a change here is a breaking change for every report reader.
 COLUMNS = [

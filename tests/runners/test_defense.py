@@ -1,9 +1,9 @@
-"""iso.defense: the projection defence under adaptive white-box attacks (issue 7, Done-when).
+"""iso.defense: the projection defense under adaptive white-box attacks.
 
 On ``linear_subspace`` data the manifold is known exactly and the oracle projection is the
 orthogonal projection onto it, so theory says: an off-manifold perturbation is removed entirely
 (robust accuracy rises), while an adaptive attack through the projection, which can only move
-along the manifold, still succeeds. Both are asserted, so a defence that merely hides its
+along the manifold, still succeeds. Both are asserted, so a defense that merely hides its
 gradient (and would look robust to every gradient attack) cannot pass.
 """
 
@@ -31,7 +31,7 @@ from runners.pipeline import run_protocol
 from runners.training import train_autoencoder, train_classifier
 
 LINEAR = """\
-name: defence_linear
+name: defense_linear
 dataset: {name: linear_subspace, latent_dim: 8, image_shape: [1, 8, 8], train_samples: 2000,
           eval_samples: 60}
 classifier: {arch: mlp, hidden: [128, 128], epochs: 20, patience: null}
@@ -62,7 +62,7 @@ def linear_world():
 
 
 class _GradientMasked(nn.Module):
-    """A sham defence: the classifier itself with its input gradient cut (x.detach()). It
+    """A sham defense: the classifier itself with its input gradient cut (x.detach()). It
     changes nothing about the decision function, only hides the gradient from the attacker."""
 
     def __init__(self, classifier: nn.Module) -> None:
@@ -73,9 +73,9 @@ class _GradientMasked(nn.Module):
         return self.classifier(x.detach() + 0.0 * x)
 
 
-def _defence_verdict(world, candidate: nn.Module) -> dict[str, float]:
+def _defense_verdict(world, candidate: nn.Module) -> dict[str, float]:
     """p of 'robust accuracy rises against off-manifold attacks' (the catalogue's exact McNemar
-    vs no defence) and robust accuracy against the adaptive on-manifold attack."""
+    vs no defense) and robust accuracy against the adaptive on-manifold attack."""
     _, data, clf, _, space = world
     x, y = data.eval.x, data.eval.y
     samples = np.arange(len(x))
@@ -103,7 +103,7 @@ def test_oracle_projection_removes_off_manifold_attacks_but_not_adaptive_on_mani
         linear_world) -> None:
     _, _, clf, oracle, _ = linear_world
     defended = ProjectionDefense(clf, oracle, bounds=(0.0, 1.0)).eval()
-    verdict = _defence_verdict(linear_world, defended)
+    verdict = _defense_verdict(linear_world, defended)
     # The oracle encoder runs under no_grad: autograd would see no gradient, so the attack must
     # have gone through the BPDA tangent projector (an exact derivative on a linear manifold).
     assert defended.gradient_used == "bpda"
@@ -117,11 +117,11 @@ def test_oracle_projection_removes_off_manifold_attacks_but_not_adaptive_on_mani
 
 def test_a_gradient_masking_sham_fails_the_adaptive_criterion(linear_world) -> None:
     _, _, clf, _, _ = linear_world
-    verdict = _defence_verdict(linear_world, _GradientMasked(clf).eval())
+    verdict = _defense_verdict(linear_world, _GradientMasked(clf).eval())
     # It would pass the off-manifold criterion on its own (the attacker gets no gradient) ...
     assert verdict["p_off_manifold"] < 0.01
     # ... but the adaptive on-manifold attack fails against it too, which a real projection
-    # defence does not allow: this is what exposes obfuscated gradients.
+    # defense does not allow: this is what exposes obfuscated gradients.
     assert verdict["robust_on_manifold"] > 0.5
 
 

@@ -33,7 +33,6 @@ from runners.measure import correctly_classified
 from runners.models.classifiers import LinearClassifier, freeze
 from runners.training import train_autoencoder, train_classifier
 
-
 # ------------------------------------------------------------------ the projection itself
 
 

@@ -8,7 +8,6 @@ random tanh MLP.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -121,7 +120,7 @@ def test_matches_scipy_least_squares_on_a_tanh_mlp() -> None:
 
         def fun(zn: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                return (single(torch.from_numpy(zn)) - xi).numpy()
+                return (single(torch.from_numpy(zn)) - xi).numpy()  # noqa: B023 (called in this loop)
 
         def jac(zn: np.ndarray) -> np.ndarray:
             return torch.func.jacfwd(single)(torch.from_numpy(zn)).detach().numpy()

@@ -229,11 +229,17 @@ def test_every_catalogue_claim_has_a_producer() -> None:
 
 def test_claims_without_a_producer_are_refused_before_compute(tmp_path: Path,
                                                                monkeypatch) -> None:
-    # No claim lacks a producer since phase two; the guard stays for future claims.
-    monkeypatch.setattr("runners.pipeline._NEEDS_OTHER_TABLES", {"iso.defense": "defense"})
+    # No built-in claim lacks a producer; the guard stays for claims whose table has no stage.
+    from runners.stages import STAGES
+
     protocol_file = tmp_path / "p.yaml"
     protocol_file.write_text(TINY.replace("  - ae.validity\n", "  - ae.validity\n  - iso.defense\n"))
-    result = CliRunner().invoke(app, ["run", str(protocol_file), "--store", str(tmp_path / "s")])
+    stage = STAGES.unregister("defense")
+    try:
+        result = CliRunner().invoke(app, ["run", str(protocol_file), "--store",
+                                          str(tmp_path / "s")])
+    finally:
+        STAGES.register("defense", stage)
     assert result.exit_code == 2 and "iso.defense" in result.output
     assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())
 

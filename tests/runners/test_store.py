@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from dimple_stats.atomic import write_bytes_atomic as atomic_write_bytes
+from dimple_stats.atomic import write_text_atomic as atomic_write_text
 from runners.store import (
     ArtifactError,
     ArtifactKey,
     ArtifactNotFoundError,
     ArtifactStore,
     UnsafeArtifactError,
-    atomic_write_bytes,
-    atomic_write_text,
     default_store_root,
 )
 

@@ -162,7 +162,7 @@ def test_user_checkpoint_is_loaded_with_weights_only(digits, tmp_path: Path) -> 
             return (open, (str(marker), "w"))
 
     torch.save({"net.0.weight": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (whatever the unpickler raises; the point is no file)
         train_classifier(FAST_MLP.model_copy(update={"checkpoint": str(tmp_path / "evil.pt")}),
                          digits, data_config=DIGITS, seed=0)
     assert not marker.exists()

@@ -1,4 +1,5 @@
-"""Phase-two protocols end to end at reduced size (issue 7): isometric defence, training
+"""The protocols that write tables besides measurements, end to end at reduced size: isometric
+defense, training
 dynamics on digits (>= 10 epochs, with its figure), adversarial training; per-epoch checkpoints,
 adversarial training and the intrinsic-dimension estimate."""
 
@@ -114,10 +115,10 @@ def test_adversarial_training_changes_the_model() -> None:
     assert protocol.classifier.adversarial.step_size == pytest.approx(2.5 * 0.1 / 3)
 
 
-def test_isometric_defence_protocol_runs_at_reduced_size(tmp_path: Path,
+def test_isometric_defense_protocol_runs_at_reduced_size(tmp_path: Path,
                                                           mnist_sample: Path) -> None:
     # The shipped protocol on the real MNIST sample, with short training and 20 images.
-    out = _run("isometric_defence.yaml", tmp_path, f"dataset.root={mnist_sample}",
+    out = _run("isometric_defense.yaml", tmp_path, f"dataset.root={mnist_sample}",
                "dataset.download=false", "classifier.epochs=5", "autoencoders.plain.epochs=15",
                "autoencoders.isometric.epochs=10", "defense.steps=20", limit=20)
     table = pd.read_parquet(out / "defense.parquet")
@@ -126,8 +127,8 @@ def test_isometric_defence_protocol_runs_at_reduced_size(tmp_path: Path,
     assert sorted(table["eps"].unique()) == [1.0, 2.0, 3.0]
     assert len(table) == 5 * 3 * 20
     # image ids are the eval images' indices in the test split (what the pooled McNemar clusters
-    # on): the same ids for every defence, and the ones the dataset drew for this seed
-    dataset = load_protocol(PROTOCOLS / "isometric_defence.yaml").dataset
+    # on): the same ids for every defense, and the ones the dataset drew for this seed
+    dataset = load_protocol(PROTOCOLS / "isometric_defense.yaml").dataset
     data = load_dataset(dataset.model_copy(update={"root": mnist_sample, "download": False}),
                         seed=0)
     for _, g in table.groupby(["defense", "eps"]):

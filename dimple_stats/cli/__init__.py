@@ -1,0 +1,25 @@
+"""The ``dimple-stats`` command line, above both packages.
+
+The torch-free commands (validate, schema, claims, report) never import torch; the computing
+ones (train, run, bench) import ``runners`` inside the command, after their input is checked.
+Every command runs under :func:`~dimple_stats.cli.app.command`'s guard: any
+:class:`~dimple_stats.errors.BadInput` becomes its message and exit 2. The import-layers
+contract in ``pyproject.toml`` keeps this package on top: neither the core nor ``runners``
+imports it.
+"""
+
+from __future__ import annotations
+
+# Importing the command modules registers their commands on ``app``, in the order --help lists
+# them: reading commands, computing commands, then report.
+# isort: off
+from dimple_stats.cli.app import app
+from dimple_stats.cli import inspect, compute, report  # noqa: F401
+# isort: on
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="dimple-stats")

@@ -1,0 +1,74 @@
+"""``dimple-stats report``: re-analyse a stored run (no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dimple_stats.cli.app import command, fail
+from dimple_stats.errors import BadInput
+
+
+@command
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory: manifest.json + "
+                                            "measurements.parquet (+ other tables).",
+                                            show_default=False)],
+    format_: Annotated[str | None, typer.Option(
+        "--format", help="Comma-separated: csv,latex,markdown (default: the protocol's).",
+        metavar="FORMATS")] = None,
+    correction: Annotated[str | None, typer.Option(
+        help="Multiplicity correction: holm | fdr_bh | none (default: the protocol's).")] = None,
+    alpha: Annotated[float | None, typer.Option(
+        help="Significance level (default: the protocol's).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write the report here instead of into RUN_DIR.")] = None,
+    figures: Annotated[bool | None, typer.Option(
+        "--figures/--no-figures", help="Draw figures/*.png (default: the protocol's).",
+        show_default=False)] = None,
+) -> None:
+    """Re-analyse a stored run and write results.csv/.tex/.md and figures/*.png (no torch)."""
+    from pydantic import ValidationError
+
+    from dimple_stats.report import FORMATS
+    from dimple_stats.report.run import report_run
+    from dimple_stats.stats_config import CORRECTIONS
+    from dimple_stats.suggest import did_you_mean
+
+    formats = None
+    if format_ is not None:
+        formats = [f.strip() for f in format_.split(",") if f.strip()]
+        for f in formats:
+            if f not in FORMATS:
+                raise fail(f"--format: unknown format {f!r}{did_you_mean(f, FORMATS)}; "
+                           f"allowed: {', '.join(FORMATS)}")
+    if correction is not None and correction not in CORRECTIONS:
+        raise fail(f"--correction: unknown correction {correction!r}"
+                   f"{did_you_mean(correction, CORRECTIONS)}; allowed: {', '.join(CORRECTIONS)}")
+    if alpha is not None and not 0 < alpha < 1:
+        raise fail(f"--alpha must be between 0 and 1, got {alpha}")
+    try:
+        results, paths = report_run(run_dir, out, formats=formats, correction=correction,
+                                    alpha=alpha, figures=figures)
+    except (BadInput, ValidationError) as exc:
+        raise fail(f"dimple-stats report: {exc}") from None
+    from dimple_stats.report.tables import format_p
+    from dimple_stats.results import censoring_warnings
+
+    for line in censoring_warnings(results):
+        typer.echo(f"warning: {line}", err=True)
+    console = Console()
+    pooled = results[results["seed"] == "pooled"]
+    table = Table(title=f"pooled results ({len(results)} rows in all)")
+    for col in ("claim", "variant", "autoencoder", "estimate", "p_adj", "decision"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("claim", "decision"))
+    for r in pooled.itertuples(index=False):
+        table.add_row(r.claim, r.variant, r.autoencoder, f"{r.estimate:.4g}",
+                      format_p(r.p_adj), r.decision)
+    console.print(table)
+    target = run_dir if out is None else out
+    console.print(f"wrote {len(paths)} file(s) to {target}", highlight=False, soft_wrap=True)

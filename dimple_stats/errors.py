@@ -1,0 +1,49 @@
+"""The one base class of every error that user input causes.
+
+A protocol, a command-line option, a stored table or a file the tool cannot use raises a
+subclass of :class:`BadInput`, wherever it is detected (the torch-free core or ``runners``);
+the command line prints its message and exits with :data:`EXIT_BAD_INPUT`. Errors that are the
+outcome of a computation (a collapsed autoencoder, a failed membership check) are not bad input
+and exit 1.
+
+Examples
+--------
+>>> from dimple_stats.protocol import ProtocolError
+>>> issubclass(ProtocolError, BadInput)
+True
+"""
+
+from __future__ import annotations
+
+__all__ = ["BadInput", "EXIT_BAD_INPUT", "UnknownNameError"]
+
+#: Exit status of the command line for bad input (argparse's and click's convention).
+EXIT_BAD_INPUT = 2
+
+
+class BadInput(ValueError):
+    """Input the tool cannot use; the message names what and where (file, line, key).
+
+    Attributes
+    ----------
+    section : str
+        The protocol section the input came from (``"dataset"``, ``"claims"``), or empty;
+        the command line puts it after the file name.
+    """
+
+    section: str = ""
+
+    def located(self, file: object) -> str:
+        """The message prefixed with ``file`` and :attr:`section`.
+
+        >>> BadInput("no such split").located("p.yaml")
+        'p.yaml: no such split'
+        """
+        return ": ".join(str(part) for part in (file, self.section, self) if str(part))
+
+
+class UnknownNameError(BadInput, KeyError):
+    """A name that is not registered; the message suggests the nearest registered one."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0]) if self.args else ""

@@ -1,0 +1,25 @@
+"""Names a protocol may use whose implementations live on the torch side.
+
+The schema validates against these registries (torch-free); ``runners`` resolves each entry's
+lazy ``"module:function"`` target when it computes. Registering a name here (a plugin, a test's
+toy attack) makes it valid in protocols and usable by ``dimple-stats run`` at once.
+
+Examples
+--------
+>>> ATTACK_METHODS.names()
+('pgd',)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dimple_stats.registry import Registry
+
+__all__ = ["ATTACK_METHODS"]
+
+#: Minimal-norm attack families: name -> factory ``(norm, **options) -> MinimalNormAttack``
+#: (see :mod:`runners.attacks.base` for the contract every attack follows).
+ATTACK_METHODS: Registry[str | Callable[..., Any]] = Registry("attack method")
+ATTACK_METHODS.register("pgd", "runners.attacks.pgd:make_pgd")

@@ -1,0 +1,52 @@
+"""One way to build an attack: by method name (:data:`ATTACKS`), norm and options.
+
+Measurement, the projection defense and adversarial training all build their attacks here, so
+a registered attack is available to each of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from dimple_stats.protocol.schema import AttackConfig
+from dimple_stats.protocol.vocabulary import ATTACK_METHODS
+from dimple_stats.registry import resolve
+from runners.attacks.base import Bounds, MinimalNormAttack
+
+__all__ = ["ATTACKS", "attack_from_config", "make_attack"]
+
+#: The attack registry (the protocol's ``attack.method``): name -> factory or its target.
+ATTACKS = ATTACK_METHODS
+
+
+def make_attack(method: str, norm: Literal["l2", "linf"], **options: Any) -> MinimalNormAttack:
+    """The attack ``method`` in ``norm`` with the contract's keyword options.
+
+    >>> make_attack("pgd", "linf", eps=0.1, step=0.01, steps=20)
+    LinfPGD(eps=0.1, step=0.01, steps=20, loss='margin', early_stop=True, refine=False, box='strict')
+    """
+    factory = ATTACKS[method]
+    if isinstance(factory, str):
+        factory = resolve(factory)
+    attack = factory(norm, **options)
+    if not isinstance(attack, MinimalNormAttack):
+        raise TypeError(f"attack {method!r} built a {type(attack).__name__}, not a "
+                        "MinimalNormAttack (runners.attacks.base)")
+    return attack
+
+
+def attack_from_config(config: AttackConfig, mode: Literal["plain", "on", "off"], *,
+                       bounds: Bounds = (0.0, 1.0)) -> MinimalNormAttack:
+    """The attack an :class:`~dimple_stats.protocol.schema.AttackConfig` describes for ``mode``.
+
+    Examples
+    --------
+    >>> attack_from_config(AttackConfig(), "on")
+    L2PGD(eps=10.0, step=0.2, steps=1000, loss='margin', early_stop=True, refine=True, box='strict')
+    """
+    c = config
+    return make_attack(
+        c.method, c.norm, eps=c.eps[mode], step=c.step[mode], steps=int(c.steps[mode]),
+        loss=c.loss, random_start=c.random_start, early_stop=c.early_stop, refine=c.refine,
+        refine_steps=c.refine_steps, bounds=bounds, box=c.box, box_tol=c.box_tol,
+        box_max_iter=c.box_max_iter)

@@ -1,0 +1,102 @@
+"""The models of one seed, trained or loaded once: what ``dimple-stats train`` prints and what
+``dimple-stats run`` measures, from the same code (the collapse check included).
+
+A model's metrics row (:func:`model_row`) is built here only: ``seed``, ``model``, ``arch``,
+``regulariser`` (autoencoders), ``loaded`` (found in the store) and the model's metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from runners.training import (
+    DIAGNOSTICS_MAX_NK,
+    TrainResult,
+    check_not_collapsed,
+    resolve_device,
+    train_autoencoder,
+    train_classifier,
+)
+
+__all__ = ["SeedModels", "intrinsic_dimension_metrics", "model_row", "train_protocol",
+           "train_seed_models"]
+
+
+@dataclass
+class SeedModels:
+    """The classifier and autoencoders of one seed, their metrics rows and training times."""
+
+    classifier: TrainResult
+    autoencoders: dict[str, TrainResult]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def model_row(seed: int, name: str, config: Any, result: TrainResult,
+              **extra: Any) -> dict[str, Any]:
+    """One model's metrics row (``regulariser`` only for configs that have one)."""
+    row: dict[str, Any] = {"seed": seed, "model": name, "arch": config.arch}
+    if getattr(config, "regulariser", None) is not None:
+        row["regulariser"] = config.regulariser.kind
+    return {**row, "loaded": result.loaded, **result.metrics, **extra}
+
+
+def intrinsic_dimension_metrics(ae: Any, data: Any, device: Any) -> dict[str, float]:
+    """Intrinsic-dimension estimates from the R diagonal (skipped for very large Jacobians)."""
+    import torch
+
+    from runners.geometry.intrinsic import decoder_intrinsic_dimension
+    from runners.geometry.spaces import decoder_in_dtype
+
+    if data.n * ae.latent_dim > DIAGNOSTICS_MAX_NK:
+        return {}
+    with torch.no_grad():
+        z = ae.encode(data.eval.x[:64].to(device))
+    out = decoder_intrinsic_dimension(decoder_in_dtype(ae, torch.float64), z)
+    out["intrinsic_dim_nominal"] = float(ae.latent_dim)
+    return out
+
+
+def train_seed_models(protocol: Any, data: Any, *, seed: int, store: Any, device: Any,
+                      progress: bool = False) -> SeedModels:
+    """Train (or load) the classifier and every autoencoder of ``protocol`` for ``seed``.
+
+    Raises :class:`~runners.training.CollapsedAutoencoderError` for an autoencoder that
+    reconstructs no better than the mean image (its weights stay in the store).
+    """
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    # With the training-dynamics claim the classifier keeps its per-epoch weights; the final
+    # model is the same one (same config and seed), so one training serves every claim.
+    clf = train_classifier(protocol.classifier, data, data_config=protocol.dataset, seed=seed,
+                           store=store, device=device, progress=progress,
+                           epoch_checkpoints="training" in protocol.tables)
+    timings["train_classifier"] = time.perf_counter() - clock
+    rows = [model_row(seed, "classifier", protocol.classifier, clf)]
+    trained: dict[str, TrainResult] = {}
+    for name, config in protocol.autoencoders.items():
+        clock = time.perf_counter()
+        ae = train_autoencoder(config, data, data_config=protocol.dataset, seed=seed,
+                               store=store, device=device, progress=progress, name=name)
+        timings[f"train_autoencoder[{name}]"] = time.perf_counter() - clock
+        check_not_collapsed(name, seed, config, ae.metrics)
+        trained[name] = ae
+        rows.append(model_row(seed, name, config, ae,
+                              **intrinsic_dimension_metrics(ae.model, data, device)))
+    return SeedModels(clf, trained, rows, timings)
+
+
+def train_protocol(protocol: Any, *, seeds: tuple[int, ...] | None = None, store: Any = None,
+                   device: str = "auto", progress: bool = False) -> list[dict[str, Any]]:
+    """Train (or load) every model a protocol names, for each seed; one metrics row per model."""
+    from runners.datasets import load_dataset
+
+    dev = resolve_device(device if device != "auto" else protocol.device)
+    rows: list[dict[str, Any]] = []
+    for seed in seeds if seeds is not None else protocol.seeds:
+        data = load_dataset(protocol.dataset, seed=seed)
+        rows += train_seed_models(protocol, data, seed=seed, store=store, device=dev,
+                                  progress=progress).rows
+    return rows
