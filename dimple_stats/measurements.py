@@ -94,13 +94,13 @@ SCHEMAS: dict[str, dict[str, Column]] = {
         "norm_plain": Column("float", "||delta|| of the unrestricted minimal adversarial "
                              "perturbation (eps_plain when the attack failed)"),
         "success_plain": Column("bool", "the unrestricted attack succeeded within eps_plain"),
+        "eps_plain": Column("float", "budget of the unrestricted attack (censoring point)"),
         "norm_on": Column("float", "the same with every step projected onto T (eps_on if failed)"),
         "success_on": Column("bool", "the on-manifold attack succeeded within eps_on"),
+        "eps_on": Column("float", "budget of the on-manifold attack (censoring point)"),
         "norm_off": Column("float", "the same with every step projected onto T's orthogonal "
                            "complement (eps_off if failed)"),
         "success_off": Column("bool", "the off-manifold attack succeeded within eps_off"),
-        "eps_plain": Column("float", "budget of the unrestricted attack (censoring point)"),
-        "eps_on": Column("float", "budget of the on-manifold attack (censoring point)"),
         "eps_off": Column("float", "budget of the off-manifold attack (censoring point)"),
         "in_T_on": Column("float", "||P_T d_on|| / ||d_on||: 1 when the on-manifold "
                           "perturbation lies in T (attack.box strict), less under clip"),

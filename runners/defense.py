@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from dimple_stats.protocol.schema import DefenseConfig, TangentConfig
 from runners.attacks.base import Bounds, MinimalNormAttack
 from runners.attacks.factory import make_attack
-from runners.geometry.spaces import decoder_in_dtype, tangent_space
+from runners.geometry.spaces import TANGENT_DTYPES, decoder_in_dtype, tangent_space
 from runners.geometry.tangent import tangent_basis
 from runners.measure import correctly_classified
 
@@ -56,7 +56,6 @@ __all__ = ["Projection", "ProjectionDefense", "robust_correct", "defense_name", 
 Projection = Literal["encoder", "tangent"]
 #: The ``defense`` value of the undefended classifier in the defense table.
 NO_DEFENSE = "none"
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def defense_name(autoencoder: str, projection: Projection) -> str:
@@ -120,7 +119,7 @@ class ProjectionDefense(nn.Module):
         self._decode: Callable[[Tensor], Tensor] | None = None
 
     def _basis(self, z: Tensor) -> Tensor:
-        dtype = _DTYPES[self.tangent.dtype]
+        dtype = TANGENT_DTYPES[self.tangent.dtype]
         if self._decode is None:
             self._decode = decoder_in_dtype(self.autoencoder, dtype)
         tb = tangent_basis(self._decode, z.detach(), dtype=dtype, rank_tol=self.tangent.rank_tol,
@@ -224,7 +223,7 @@ def robust_correct(
 def threat_subspace(autoencoder: Autoencoder, x: Tensor, tangent: TangentConfig) -> Any:
     """The tangent spaces at ``E(x)`` that the threats ``on_manifold``/``off_manifold`` restrict
     the attack to."""
-    decode = decoder_in_dtype(autoencoder, _DTYPES[tangent.dtype])
+    decode = decoder_in_dtype(autoencoder, TANGENT_DTYPES[tangent.dtype])
     with torch.no_grad():
         z = autoencoder.encode(x)
     return tangent_space(decode, z, config=tangent, n=x[0].numel())

@@ -24,7 +24,7 @@ from dimple_stats.protocol.schema import AttackConfig, TangentConfig
 from runners.attacks.base import Bounds
 from runners.attacks.factory import attack_from_config
 from runners.geometry.controls import random_subspace, random_subspace_ratio
-from runners.geometry.spaces import DenseSubspace, Subspace, decoder_in_dtype, tangent_space
+from runners.geometry.spaces import TANGENT_DTYPES, DenseSubspace, Subspace, decoder_in_dtype, tangent_space
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ManifoldCache", "plain_attack_table"]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class ManifoldCache:
@@ -55,7 +54,7 @@ class ManifoldCache:
             ae.eval()
             with torch.no_grad():
                 z = ae.encode(x)
-            decode = decoder_in_dtype(ae, _DTYPES[tangent.dtype])
+            decode = decoder_in_dtype(ae, TANGENT_DTYPES[tangent.dtype])
             self.spaces[name] = tangent_space(decode, z, config=tangent, n=n)
         self.n = n
 

@@ -54,7 +54,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dimple_stats.protocol.schema import AttackConfig, TangentConfig
+from dimple_stats.measurements import SCHEMAS
+from dimple_stats.protocol.schema import MODES, AttackConfig, TangentConfig
 from runners.attacks.base import AttackResult, Bounds
 from runners.attacks.factory import attack_from_config
 from runners.attacks.losses import input_gradient
@@ -65,6 +66,7 @@ from runners.geometry.controls import (
     random_subspace_ratio,
 )
 from runners.geometry.spaces import (
+    TANGENT_DTYPES,
     DenseSubspace,
     MatrixFreeTangent,
     decoder_in_dtype,
@@ -79,19 +81,11 @@ if TYPE_CHECKING:
 __all__ = ["COLUMNS", "MODES", "MembershipError", "Measurement", "check_membership",
            "correctly_classified", "measure"]
 
-MODES = ("plain", "on", "off")
 
 #: Column order of :meth:`Measurement.to_frame`.
-COLUMNS: tuple[str, ...] = (
-    "sample", "image_id", "label", "n", "k", "recon_err", "base_err", "base_converged",
-    "norm_plain", "success_plain", "eps_plain",
-    "norm_on", "success_on", "eps_on",
-    "norm_off", "success_off", "eps_off",
-    "in_T_on", "in_T_off",
-    "r_T", "r_R", "r_Tother", "r_PCA", "r_Rdata", "r_T_grad", "r_T_grad_other", "iso_cond",
-)
+COLUMNS: tuple[str, ...] = tuple(c for c in SCHEMAS["measurements"]
+                                 if c not in ("seed", "autoencoder"))  # the pipeline adds those
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,7 +162,7 @@ def _base_point(decode: Callable[[Tensor], Tensor], x: Tensor, z: Tensor,
                 torch.zeros(len(z), dtype=torch.int64))
     from runners.geometry.nearest import nearest_latent
 
-    dtype = _DTYPES[tangent.dtype]
+    dtype = TANGENT_DTYPES[tangent.dtype]
     found = nearest_latent(decode, x.to(dtype), z.to(dtype),
                            max_iter=tangent.nearest_max_iter, tol=tangent.nearest_tol,
                            chunk_size=tangent.chunk_size)
@@ -237,7 +231,7 @@ def _measure_chunk(
     bounds: Bounds,
     controls: DataSubspaces | None,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], str, float | None]:
-    dtype = _DTYPES[tangent.dtype]
+    dtype = TANGENT_DTYPES[tangent.dtype]
     decode = decoder_in_dtype(autoencoder, dtype)
     with torch.no_grad():
         z = autoencoder.encode(x)

@@ -29,12 +29,17 @@ def train(
     # Imported here: everything above runs without torch.
     from runners.seed_models import train_protocol
     from runners.store import ArtifactStore
+    from runners.training import CollapsedAutoencoderError
 
     try:
         rows = train_protocol(protocol, seeds=seed_list, store=ArtifactStore(store),
                               device=protocol.device, progress=sys.stderr.isatty())
     except BadInput as exc:
         raise fail(exc.located(protocol_file)) from None
+    except CollapsedAutoencoderError as exc:
+        # A training outcome, not malformed input: exit 1 (the weights stay in the store).
+        typer.echo(f"error: {protocol_file}: {exc}", err=True)
+        raise typer.Exit(1) from None
     print_metrics(rows)
 
 

@@ -10,7 +10,7 @@ The models import nothing heavy (no torch), so protocols validate on any machine
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from dimple_stats.claims.entry import ClaimItem
-from dimple_stats.protocol.vocabulary import ATTACK_METHODS
+from dimple_stats.protocol.vocabulary import ATTACK_METHODS, AUTOENCODER_ARCHS, CLASSIFIER_ARCHS
 from dimple_stats.stats_config import StatsConfig
 
 __all__ = [
@@ -189,7 +189,6 @@ DatasetConfig = Annotated[
     Field(discriminator="name"),
 ]
 
-CLASSIFIER_ARCHS = ("mlp", "cnn_small", "vgg_cifar", "resnet18_cifar", "linear")
 _TORCHVISION_ARCH = re.compile(r"^torchvision:[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -217,7 +216,8 @@ class ClassifierConfig(Frozen):
 
     arch: str = Field(
         "mlp",
-        description="One of " + ", ".join(CLASSIFIER_ARCHS) + ", or 'torchvision:<name>'.",
+        description="One of " + ", ".join(CLASSIFIER_ARCHS) + ", or 'torchvision:<name>' "
+        "(dimple_stats.protocol.vocabulary.CLASSIFIER_ARCHS registers more).",
     )
     checkpoint: str | None = Field(
         None, description="A user's trained weights (state dict); training is skipped."
@@ -278,13 +278,13 @@ Regulariser = Annotated[
     NoRegulariser | IsometricRegulariser | IRVAERegulariser, Field(discriminator="kind")
 ]
 
-AUTOENCODER_ARCHS = ("conv", "mlp", "segnet", "oracle")
 
 
 class AutoencoderConfig(Frozen):
     """An autoencoder whose decoder defines the manifold; 'oracle' is the true generator (synthetic)."""
 
-    arch: Literal["conv", "mlp", "segnet", "oracle"] = "conv"
+    arch: str = Field("conv", description="One of " + ", ".join(AUTOENCODER_ARCHS) + " "
+                      "(dimple_stats.protocol.vocabulary.AUTOENCODER_ARCHS registers more).")
     latent_dim: int | None = Field(
         None, ge=1, description="Latent size k (the oracle uses the dataset's)."
     )
@@ -307,8 +307,20 @@ class AutoencoderConfig(Frozen):
             raise ValueError(f"latent_dim is required for arch {self.arch!r}")
         return self
 
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, v: str) -> str:
+        if v in AUTOENCODER_ARCHS:
+            return v
+        from dimple_stats.suggest import did_you_mean
+
+        raise ValueError(f"unknown autoencoder arch {v!r}{did_you_mean(v, AUTOENCODER_ARCHS)}; "
+                         f"allowed: {', '.join(AUTOENCODER_ARCHS)}")
+
 
 Mode = Literal["plain", "on", "off"]
+#: The attack modes: unrestricted, on-manifold, off-manifold.
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 class PerMode(Frozen):
@@ -377,7 +389,7 @@ class AttackConfig(Frozen):
 
     @model_validator(mode="after")
     def _step_below_eps(self) -> AttackConfig:
-        for mode in ("plain", "on", "off"):
+        for mode in MODES:
             if self.step[mode] <= 0 or self.eps[mode] <= 0:
                 raise ValueError(f"eps and step must be positive (mode {mode!r})")
         return self
@@ -392,7 +404,7 @@ class AttackConfig(Frozen):
         ['attack.steps.plain: 50 steps of 0.02 travel at most 1 < eps 2: attacks that need more ...']
         """
         out = []
-        for mode in ("plain", "on", "off"):
+        for mode in MODES:
             travel = self.steps[mode] * self.step[mode]
             if travel < self.eps[mode]:
                 out.append(f"attack.steps.{mode}: {int(self.steps[mode])} steps of {self.step[mode]:g} "

@@ -8,6 +8,8 @@ Examples
 --------
 >>> ATTACK_METHODS.names()
 ('pgd',)
+>>> CLASSIFIER_ARCHS.names()
+('mlp', 'cnn_small', 'vgg_cifar', 'resnet18_cifar', 'linear')
 """
 
 from __future__ import annotations
@@ -17,9 +19,20 @@ from typing import Any
 
 from dimple_stats.registry import Registry
 
-__all__ = ["ATTACK_METHODS"]
+__all__ = ["ATTACK_METHODS", "AUTOENCODER_ARCHS", "CLASSIFIER_ARCHS"]
 
 #: Minimal-norm attack families: name -> factory ``(norm, **options) -> MinimalNormAttack``
 #: (see :mod:`runners.attacks.base` for the contract every attack follows).
 ATTACK_METHODS: Registry[str | Callable[..., Any]] = Registry("attack method")
 ATTACK_METHODS.register("pgd", "runners.attacks.pgd:make_pgd")
+
+#: Classifier architectures: name -> builder ``(config, image_shape, num_classes) -> nn.Module``
+#: (``torchvision:<name>`` is accepted besides these).
+CLASSIFIER_ARCHS: Registry[str | Callable[..., Any]] = Registry("classifier arch")
+for _name in ("mlp", "cnn_small", "vgg_cifar", "resnet18_cifar", "linear"):
+    CLASSIFIER_ARCHS.register(_name, f"runners.models.builders:{_name}_classifier")
+
+#: Autoencoder architectures: name -> builder ``(config, image_shape, pixel_range, manifold)``.
+AUTOENCODER_ARCHS: Registry[str | Callable[..., Any]] = Registry("autoencoder arch")
+for _name in ("conv", "mlp", "segnet", "oracle"):
+    AUTOENCODER_ARCHS.register(_name, f"runners.models.builders:{_name}_autoencoder")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from dimple_stats.protocol.schema import AttackConfig
+from dimple_stats.protocol.schema import AttackConfig, Mode
 from dimple_stats.protocol.vocabulary import ATTACK_METHODS
 from dimple_stats.registry import resolve
 from runners.attacks.base import Bounds, MinimalNormAttack
@@ -35,7 +35,7 @@ def make_attack(method: str, norm: Literal["l2", "linf"], **options: Any) -> Min
     return attack
 
 
-def attack_from_config(config: AttackConfig, mode: Literal["plain", "on", "off"], *,
+def attack_from_config(config: AttackConfig, mode: Mode, *,
                        bounds: Bounds = (0.0, 1.0)) -> MinimalNormAttack:
     """The attack an :class:`~dimple_stats.protocol.schema.AttackConfig` describes for ``mode``.
 

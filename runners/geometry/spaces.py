@@ -49,7 +49,8 @@ __all__ = [
 #: ``(g, idx) -> projected g``: ``g`` is ``(m, ...)``, ``idx`` the ``(m,)`` batch indices of its rows.
 GradientProjection = Callable[[Tensor, Tensor], Tensor]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: ``tangent.dtype`` -> the torch dtype the tangent space is computed in.
+TANGENT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _output_size(decode: Callable[[Tensor], Tensor], z: Tensor) -> int:
@@ -333,7 +334,7 @@ def tangent_space(
     DenseSubspace or MatrixFreeTangent
     """
     config = config or TangentConfig()
-    z = z.detach().to(_DTYPES[config.dtype])
+    z = z.detach().to(TANGENT_DTYPES[config.dtype])
     n = _output_size(decode, z) if n is None else n
     if resolve_method(n, int(z.shape[1]), config) == "dense":
         tb = tangent_basis(decode, z, rank_tol=config.rank_tol, chunk_size=config.chunk_size)
