@@ -69,6 +69,39 @@ def test_claim(data: pd.DataFrame, claim_id: str, *,
     alpha, correction, confidence, bootstrap resamples and target power. p-values are adjusted
     within this claim's rows only.
 
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The table the claim reads (validated against its schema).
+    claim_id : str
+        A catalogue id, e.g. ``"dmm.perpendicular"`` (``dimple-stats claims`` lists them; the
+        README's Claims section summarises them).
+    stats : StatsConfig or mapping, optional
+        Overrides of the statistics settings.
+    **options
+        The claim's options.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The results table: one row per (variant, autoencoder, seed) plus the pooled rows, with the
+        columns of :data:`dimple_stats.results.RESULT_COLUMNS`.
+
+    References
+    ----------
+    .. [1] Shamir, A., Melamed, O., & BenShmuel, O. (2021). The dimpled manifold model of
+       adversarial examples in machine learning. arXiv:2106.10151. See docs/references.md#shamir-2021
+    .. [2] Zhao & Pushpita (2021). Code comparing perturbations with random subspaces (write-up not
+       public). See docs/references.md#zhao-pushpita-2021
+    .. [3] Xiao, J., et al. (2022). Understanding adversarial robustness against on-manifold
+       perturbations. arXiv:2210.00430. See docs/references.md#xiao-2022
+    .. [4] Gropp, A., Atzmon, M., & Lipman, Y. (2020). Isometric autoencoders. arXiv:2006.09289.
+       See docs/references.md#gropp-2020
+    .. [5] Lee, Y., Yoon, S., Son, M., & Park, F. C. (2022). Regularized autoencoders for isometric
+       representation learning. ICLR 2022. See docs/references.md#lee-2022
+    .. [6] Holm, S. (1979). A simple sequentially rejective multiple test procedure. Scand. J.
+       Stat., 6(2), 65-70. See docs/references.md#holm-1979
+
     Examples
     --------
     >>> import numpy as np, pandas as pd

@@ -3,7 +3,7 @@
 Four tables, each a pandas DataFrame stored as parquet in a run directory:
 
 ``measurements`` (``measurements.parquet``)
-    One row per (seed, autoencoder, sample); every per-sample quantity of ../shared/CLAIMS.md.
+    One row per (seed, autoencoder, sample); each per-sample quantity of the claims (``dimple-stats claims``).
 ``defense`` (``defense.parquet``)
     One row per (seed, defense, eps, sample); robust and clean correctness under an adaptive
     attack through the projection (claim ``iso.defense``).

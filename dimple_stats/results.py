@@ -8,7 +8,8 @@ multiplicity and takes the decisions.
 Multiplicity: one family per run
 ---------------------------------
 Every tested row of the run (per-seed rows and pooled rows, every claim) is one family, adjusted
-with the configured correction (``holm`` | ``fdr_bh`` | ``none``), as ../shared/CLAIMS.md asks.
+with the configured correction (``holm`` | ``fdr_bh`` | ``none``), as the README's Claims section
+states (docs/references.md#holm-1979, #benjamini-hochberg-1995).
 Holm controls the family-wise error under any dependence, so a pooled row that re-uses its seeds'
 data is allowed in the same family; the price is a stricter threshold than two families would
 have. Rows without a p-value (descriptive rows, undefined tests) and ``uninformative`` rows (too

@@ -1,4 +1,4 @@
-"""The per-sample measurement: one row per attacked sample, every column of ``shared/CLAIMS.md``.
+"""The per-sample measurement: one row per attacked sample, every column of the measurements table.
 
 For correctly classified evaluation images ``x`` (labels ``y``), a classifier and an autoencoder
 ``(E, D)``, :func:`measure` computes

@@ -261,6 +261,22 @@ def _manifold_identities(ctx: SeedContext) -> dict[str, Any]:
             for name, ae in ctx.autoencoders.items()}
 
 
+def _lazy_manifolds(ctx: SeedContext, x: Any) -> Callable[[], Any]:
+    """The tangent spaces of every autoencoder at ``x``, computed on first use only (a stage
+    whose tables are all in the store never needs them)."""
+    from runners.dynamics import ManifoldCache
+
+    cache: list[Any] = []
+
+    def get() -> Any:
+        if not cache:
+            cache.append(ManifoldCache({n: a.model for n, a in ctx.autoencoders.items()}, x,
+                                       ctx.protocol.tangent))
+        return cache[0]
+
+    return get
+
+
 @STAGES.register("training")
 def training_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.DataFrame:
     """dmm.clinging_then_dimpling: the plain attack at every ``every``-th epoch's weights, on
@@ -268,7 +284,7 @@ def training_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.DataFra
     wrong gives it boundary distance 0)."""
     import copy
 
-    from runners.dynamics import ManifoldCache, plain_attack_table
+    from runners.dynamics import plain_attack_table
     from runners.training import load_epoch_weights
 
     p = ctx.protocol
@@ -280,17 +296,13 @@ def training_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.DataFra
                          "(classifier.epochs >= 1, no checkpoint)")
     every = _clinging_every(p)
     epochs = sorted(set(range(every, epochs_run + 1, every)) | {epochs_run})
-    manifolds: ManifoldCache | None = None
+    manifolds = _lazy_manifolds(ctx, x)
     frames = []
     for epoch in epochs:
         def compute(epoch: int = epoch) -> pd.DataFrame:
-            nonlocal manifolds
-            if manifolds is None:
-                manifolds = ManifoldCache({n: a.model for n, a in ctx.autoencoders.items()}, x,
-                                          p.tangent)
             model = copy.deepcopy(ctx.clf.model)
             model.load_state_dict(load_epoch_weights(ctx.clf, ctx.store, epoch))
-            frame = plain_attack_table(model, x, y, manifolds, attack=p.attack,
+            frame = plain_attack_table(model, x, y, manifolds(), attack=p.attack,
                                        generator=ctx.generator("training", epoch),
                                        bounds=ctx.data.pixel_range,
                                        sample_ids=ids.numpy())
@@ -311,7 +323,7 @@ def adv_training_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.Dat
     adversarial training (``classifier.adversarial``, its defaults when null), the plain attack
     on the samples BOTH get right, r_T under every autoencoder."""
     from dimple_stats.protocol.schema import AdversarialTrainingConfig
-    from runners.dynamics import ManifoldCache, plain_attack_table
+    from runners.dynamics import plain_attack_table
     from runners.training import train_classifier
 
     p = ctx.protocol
@@ -329,15 +341,11 @@ def adv_training_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.Dat
         models.append(model_row(ctx.seed, f"classifier[{role}]", config, trained[role]))
     ids = _fixed_samples(ctx, *(t.model for t in trained.values()))
     x, y = ctx.x[ids].to(ctx.device), ctx.y[ids].to(ctx.device)
-    manifolds: ManifoldCache | None = None
+    manifolds = _lazy_manifolds(ctx, x)
     frames = []
     for role, result in trained.items():
         def compute(role: str = role, result: Any = result) -> pd.DataFrame:
-            nonlocal manifolds
-            if manifolds is None:
-                manifolds = ManifoldCache({n: a.model for n, a in ctx.autoencoders.items()}, x,
-                                          p.tangent)
-            frame = plain_attack_table(result.model, x, y, manifolds, attack=p.attack,
+            frame = plain_attack_table(result.model, x, y, manifolds(), attack=p.attack,
                                        generator=ctx.generator("adv_training", role),
                                        bounds=ctx.data.pixel_range, sample_ids=ids.numpy())
             frame.insert(0, "classifier", role)

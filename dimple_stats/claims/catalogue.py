@@ -1,4 +1,4 @@
-"""Definitions of the claims in ../shared/CLAIMS.md: what each says, its statistic, nulls and test.
+"""Definitions of the claims (``dimple-stats claims``): what each says, its statistic, nulls and test.
 
 A definition is data: the claim's words, its options model, the table it reads and its analysis
 as a lazy ``"module:function"`` target. :data:`CATALOGUE` registers them; unknown ids get a "did

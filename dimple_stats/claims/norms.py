@@ -57,8 +57,8 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
     geometry for evidence).
 
     Variants ``ratio on/plain``, ``ratio off/plain``, ``ratio on/off``: the medians of per-image
-    norm ratios that the reproduction published (../shared/REFERENCES.md), descriptive, each
-    with the chance median of that ratio under dimension counting, 1/sqrt(m), 1/sqrt(1-m),
+    norm ratios that the reproduction published (docs/references.md#reproduction-norm-ratios),
+    descriptive, each with the chance median of that ratio under dimension counting, 1/sqrt(m), 1/sqrt(1-m),
     sqrt((1-m)/m) for m the median of Beta(k/2, (n-k)/2), in its note.
 
     Censoring: a failed attack's norm is only known to be >= eps. A failed on attack makes

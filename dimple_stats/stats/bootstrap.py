@@ -43,6 +43,30 @@ def median_ci(x: npt.ArrayLike, *, confidence: float = 0.95, n_resamples: int = 
 
     A sample of identical values gives the degenerate interval [m, m] and se 0.
 
+    Parameters
+    ----------
+    x : array_like
+        The sample (flattened).
+    confidence : float
+        Confidence level of the interval.
+    n_resamples : int
+        Bootstrap resamples.
+    rng : numpy.random.Generator, optional
+        Source of the resamples; a fixed seeded one when omitted.
+
+    Returns
+    -------
+    BootstrapEstimate
+        ``estimate`` (the sample median), ``ci_low``, ``ci_high`` and ``se`` (the bootstrap
+        standard error); all NaN for an empty sample.
+
+    References
+    ----------
+    .. [1] Efron, B. (1987). Better bootstrap confidence intervals. JASA, 82(397), 171-185.
+       See docs/references.md#efron-1987
+    .. [2] Efron, B., & Tibshirani, R. J. (1993). An Introduction to the Bootstrap. Chapman & Hall.
+       See docs/references.md#efron-tibshirani-1993
+
     Examples
     --------
     >>> x = np.random.default_rng(0).normal(1.0, 1.0, size=200)
@@ -114,6 +138,29 @@ def joint_median_covariance(values: Sequence[npt.ArrayLike], ids: Sequence[npt.A
     are what :func:`~dimple_stats.stats.meta.hartung_knapp` needs (seed-to-seed dispersion
     cannot show a component the seeds share). Medians are weighted lower medians.
 
+    Parameters
+    ----------
+    values : sequence of array_like
+        Per-seed values, one array per seed.
+    ids : sequence of array_like
+        The image id of each value, aligned with ``values``.
+    n_resamples : int
+        Bootstrap resamples (resamples where a seed drew no image are dropped).
+    rng : numpy.random.Generator, optional
+        Source of the resamples; a fixed seeded one when omitted.
+
+    Returns
+    -------
+    numpy.ndarray
+        The (seeds x seeds) covariance matrix of the bootstrap medians.
+
+    References
+    ----------
+    .. [1] Davison, A. C., & Hinkley, D. V. (1997). Bootstrap Methods and their Application.
+       Cambridge University Press. See docs/references.md#davison-hinkley-1997
+
+    Examples
+    --------
     >>> rng = np.random.default_rng(0)
     >>> img = rng.normal(size=300)  # an image effect every seed sees
     >>> vals = [img + 0.1 * rng.normal(size=300) for _ in range(3)]

@@ -75,6 +75,28 @@ def censored_sign_test(b: Bounds, *, alternative: Alternative, mu: float = 0.0
     "two-sided" doubles the smaller one-sided p. Bounds may be infinite. With no censoring this
     is :func:`~dimple_stats.stats.paired.sign_test`.
 
+    Parameters
+    ----------
+    b : Bounds
+        Per-sample values known within ``[lo, hi]``; bounds may be infinite.
+    alternative : {"two-sided", "less", "greater"}
+        H1: the median is above ``mu`` ("greater"), below it ("less"), or either.
+    mu : float
+        The median under H0.
+
+    Returns
+    -------
+    HypothesisResult
+        ``statistic`` (samples surely on the H1 side of ``mu``), ``pvalue`` (NaN when no sign is
+        known), ``n`` (all samples), ``test``, ``statistic_name``, ``alternative``.
+
+    References
+    ----------
+    .. [1] Dixon, W. J., & Mood, A. M. (1946). The statistical sign test. JASA, 41(236), 557-566.
+       See docs/references.md#dixon-mood-1946
+    .. [2] Manski, C. F. (2003). Partial Identification of Probability Distributions. Springer.
+       See docs/references.md#manski-2003
+
     Examples
     --------
     >>> inf = float("inf")
@@ -112,6 +134,32 @@ def censored_location_test(b: Bounds, test: PairedTest, *, alternative: Alternat
     only raise p: the test stays valid under any censoring mechanism. An infinite bound is
     ranked beyond every finite value (Wilcoxon, sign); the t-test is undefined with one.
 
+    Parameters
+    ----------
+    b : Bounds
+        Per-sample values known within ``[lo, hi]``.
+    test : {"wilcoxon", "sign", "ttest"}
+        The location test to run on the imputed values.
+    alternative : {"two-sided", "less", "greater"}
+        H1: the location is above ``mu`` ("greater"), below it ("less"), or either.
+    mu : float
+        The location under H0.
+
+    Returns
+    -------
+    HypothesisResult
+        ``statistic``, ``pvalue``, ``n``, ``test``, ``statistic_name``, ``alternative`` of the test
+        on the worst-case values (two-sided: the binding one-sided test, p doubled).
+
+    References
+    ----------
+    .. [1] Wilcoxon, F. (1945). Individual comparisons by ranking methods. Biometrics Bulletin,
+       1(6), 80-83. See docs/references.md#wilcoxon-1945
+    .. [2] Manski, C. F. (2003). Partial Identification of Probability Distributions. Springer.
+       See docs/references.md#manski-2003
+
+    Examples
+    --------
     >>> b = Bounds(np.array([0.3, 0.2, 0.4, 0.1, 0.25, -0.05]), np.array([0.3, 0.5, 0.4, 0.1, 0.25, -0.05]))
     >>> round(censored_location_test(b, "wilcoxon", alternative="greater").pvalue, 6)
     0.03125
@@ -159,6 +207,29 @@ def median_tost(b: Bounds, low: float, high: float) -> MedianTost:
     distribution: at median = -margin it rejected 52% of tables). Censored values count against
     equivalence on each side; a sample censored on both sides counts against both.
 
+    Parameters
+    ----------
+    b : Bounds
+        Per-sample values known within ``[lo, hi]``.
+    low, high : float
+        The equivalence interval, ``low < high``.
+
+    Returns
+    -------
+    MedianTost
+        ``pvalue`` (the larger one-sided p; NaN when either is undefined), ``statistic`` and
+        ``statistic_name`` of the binding side, ``lower`` and ``upper`` (the two sign tests).
+
+    References
+    ----------
+    .. [1] Schuirmann, D. J. (1987). A comparison of the two one-sided tests procedure and the power
+       approach for assessing the equivalence of average bioavailability. J. Pharmacokinet.
+       Biopharm., 15(6), 657-680. See docs/references.md#schuirmann-1987
+    .. [2] Dixon, W. J., & Mood, A. M. (1946). The statistical sign test. JASA, 41(236), 557-566.
+       See docs/references.md#dixon-mood-1946
+
+    Examples
+    --------
     >>> d = Bounds.exact([0.01, -0.02, 0.03, 0.0, -0.01, 0.02, 0.01, -0.03, 0.02, 0.01, 0.01])
     >>> round(median_tost(d, -0.05, 0.05).pvalue, 6)
     0.000488
@@ -212,6 +283,35 @@ def bounded_median_ci(b: Bounds, *, side: str = "observed", confidence: float = 
     lower end of the lower bounds' CI to the upper end of the upper bounds' CI, and the note
     gives the identified interval of the median, [median(lo), median(hi)].
 
+    Parameters
+    ----------
+    b : Bounds
+        Per-sample values known within ``[lo, hi]``.
+    side : {"observed", "lo", "hi"}
+        Which values the point estimate is the median of.
+    confidence : float
+        Confidence level of the interval.
+    n_resamples : int
+        Bootstrap resamples.
+    rng : numpy.random.Generator, optional
+        Source of the resamples; ``default_rng(0)`` when omitted.
+
+    Returns
+    -------
+    estimate : BootstrapEstimate
+        ``estimate``, ``ci_low``, ``ci_high``, ``se`` (all NaN for no samples).
+    note : str
+        The identified interval and the censored count; empty when nothing is censored.
+
+    References
+    ----------
+    .. [1] Imbens, G. W., & Manski, C. F. (2004). Confidence intervals for partially identified
+       parameters. Econometrica, 72(6), 1845-1857. See docs/references.md#imbens-manski-2004
+    .. [2] Efron, B., & Tibshirani, R. J. (1993). An Introduction to the Bootstrap. Chapman & Hall.
+       See docs/references.md#efron-tibshirani-1993
+
+    Examples
+    --------
     >>> inf = float("inf")
     >>> b = Bounds(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([1.0, 2.0, 3.0, inf, 5.0]))
     >>> est, note = bounded_median_ci(b, rng=np.random.default_rng(0))

@@ -31,6 +31,34 @@ def chance_cdf_r2(r2: npt.ArrayLike, n: npt.ArrayLike, k: npt.ArrayLike) -> np.n
     Uniform on (0, 1) when r^2 is at chance, so ``chance_cdf_r2(r_T**2, n, k) - 0.5`` is symmetric
     about 0 under the null, which is what a signed-rank test needs.
 
+    Parameters
+    ----------
+    r2 : array_like
+        Squared ratios r^2 = ||P_S v||^2 / ||v||^2.
+    n, k : array_like
+        Input dimension and subspace dimension, 0 < k < n (broadcast with ``r2``).
+
+    Returns
+    -------
+    numpy.ndarray
+        F_Beta(r2; k/2, (n-k)/2).
+
+    Notes
+    -----
+    A uniformly random unit vector is X / ||X|| with X ~ N(0, I_n); by rotation invariance take S
+    the first k coordinates, so r^2 = (X_1^2 + ... + X_k^2) / (X_1^2 + ... + X_n^2), a ratio
+    chi2_k / (chi2_k + chi2_(n-k)) of independent parts, i.e. Beta(k/2, (n-k)/2) [1]_ [2]_.
+
+    References
+    ----------
+    .. [1] Dasgupta, S., & Gupta, A. (2003). An elementary proof of a theorem of Johnson and
+       Lindenstrauss. Random Structures & Algorithms, 22(1), 60-65.
+       See docs/references.md#dasgupta-gupta-2003
+    .. [2] Frankl, P., & Maehara, H. (1990). Some geometric applications of the beta distribution.
+       Ann. Inst. Stat. Math., 42(3), 463-474. See docs/references.md#frankl-maehara-1990
+
+    Examples
+    --------
     >>> float(chance_cdf_r2(16 / 784, 784, 16).round(4))
     0.5456
     """
@@ -46,6 +74,26 @@ def chance_median_r2(n: npt.ArrayLike, k: npt.ArrayLike) -> np.ndarray:
     at 0.980 for n = 784, k = 16). Every monotone function of r^2 (r, on/off norm ratios) has its
     chance median at the same quantile, so normalising by this keeps "1 = chance" exact.
 
+    Parameters
+    ----------
+    n, k : array_like
+        Input dimension and subspace dimension, 0 < k < n.
+
+    Returns
+    -------
+    numpy.ndarray
+        The median of Beta(k/2, (n-k)/2).
+
+    References
+    ----------
+    .. [1] Dasgupta, S., & Gupta, A. (2003). An elementary proof of a theorem of Johnson and
+       Lindenstrauss. Random Structures & Algorithms, 22(1), 60-65.
+       See docs/references.md#dasgupta-gupta-2003
+    .. [2] Frankl, P., & Maehara, H. (1990). Some geometric applications of the beta distribution.
+       Ann. Inst. Stat. Math., 42(3), 463-474. See docs/references.md#frankl-maehara-1990
+
+    Examples
+    --------
     >>> round(float(chance_median_r2(784, 16)) / (16 / 784), 4)
     0.9603
     """

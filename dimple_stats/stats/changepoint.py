@@ -73,6 +73,27 @@ def _rss(y: np.ndarray, makers: np.ndarray) -> np.ndarray:
 def fit_two_segment(epochs: npt.ArrayLike, y: npt.ArrayLike) -> TwoSegmentFit:
     """Fit one line and the best hinge; F-test the change of slope.
 
+    Parameters
+    ----------
+    epochs : array_like
+        Distinct x values (at least 5); sorted here.
+    y : array_like
+        One value per epoch.
+
+    Returns
+    -------
+    TwoSegmentFit
+        ``change_point`` (tau), ``slope_before``, ``slope_after``, ``rss_line``, ``rss_two``,
+        ``f_statistic``, ``pvalue`` (from F(2, m - 4), for reference only: see the module) and
+        ``df``; NaN fields when there are too few or repeated epochs.
+
+    References
+    ----------
+    .. [1] Hinkley, D. V. (1971). Inference in two-phase regression. JASA, 66(336), 736-743.
+       See docs/references.md#hinkley-1971
+    .. [2] Davies, R. B. (1987). Hypothesis testing when a nuisance parameter is present only under
+       the alternative. Biometrika, 74(1), 33-43. See docs/references.md#davies-1987
+
     Examples
     --------
     >>> e = np.arange(12)
@@ -118,6 +139,34 @@ def change_point_ci(epochs: npt.ArrayLike, values: npt.ArrayLike, *, confidence:
     per-epoch medians refitted. The change point is discrete, so the CI is percentile, not BCa.
     Returns ``(ci_low, ci_high, se)``.
 
+    Parameters
+    ----------
+    epochs : array_like
+        One x value per row of ``values``.
+    values : array_like
+        The (epochs x samples) matrix.
+    confidence : float
+        Confidence level of the interval.
+    n_resamples : int
+        Bootstrap resamples.
+    rng : numpy.random.Generator, optional
+        Source of the resamples.
+
+    Returns
+    -------
+    ci_low, ci_high, se : float
+        The percentile interval of the change point and its bootstrap standard error (NaN when
+        no change point can be fitted).
+
+    References
+    ----------
+    .. [1] Efron, B., & Tibshirani, R. J. (1993). An Introduction to the Bootstrap. Chapman & Hall.
+       See docs/references.md#efron-tibshirani-1993
+    .. [2] Davison, A. C., & Hinkley, D. V. (1997). Bootstrap Methods and their Application.
+       Cambridge University Press. See docs/references.md#davison-hinkley-1997
+
+    Examples
+    --------
     >>> e = np.arange(10)
     >>> truth = np.where(e < 4, 10 - 2.0 * e, 2 - 0.1 * (e - 4))
     >>> vals = truth[:, None] + np.random.default_rng(0).normal(0, 0.3, size=(10, 60))
@@ -192,6 +241,32 @@ def kink_test(epochs: npt.ArrayLike, values: npt.ArrayLike, *, n_resamples: int 
     smooth fit, and the whole search is repeated (the residual bootstrap it replaces treated the
     medians of the same samples at different epochs as exchangeable noise). p = (1 + #{F* >=
     F}) / (B + 1).
+
+    Parameters
+    ----------
+    epochs : array_like
+        One x value per row of ``values`` (at least 6).
+    values : array_like
+        The (epochs x samples) matrix.
+    n_resamples : int
+        Bootstrap resamples (B).
+    rng : numpy.random.Generator, optional
+        Source of the resamples; ``default_rng(0)`` when omitted.
+
+    Returns
+    -------
+    KinkTest
+        ``change_point`` (the best tau), ``f_statistic``, ``pvalue`` (bootstrap) and ``df``
+        (2, m - 5); NaN fields when there are too few epochs or samples.
+
+    References
+    ----------
+    .. [1] Davies, R. B. (1987). Hypothesis testing when a nuisance parameter is present only under
+       the alternative. Biometrika, 74(1), 33-43. See docs/references.md#davies-1987
+    .. [2] Hinkley, D. V. (1971). Inference in two-phase regression. JASA, 66(336), 736-743.
+       See docs/references.md#hinkley-1971
+    .. [3] Davison, A. C., & Hinkley, D. V. (1997). Bootstrap Methods and their Application.
+       Cambridge University Press. See docs/references.md#davison-hinkley-1997
 
     Examples
     --------

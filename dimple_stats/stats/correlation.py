@@ -25,6 +25,24 @@ def spearman(x: npt.ArrayLike, y: npt.ArrayLike, *,
     The p-value is exact for n <= :data:`EXACT_MAX_N` (permutation distribution over all
     pairings) and scipy's t approximation above.
 
+    Parameters
+    ----------
+    x, y : array_like
+        Paired observations.
+    alternative : {"two-sided", "less", "greater"}
+        H1: rho > 0 ("greater"), rho < 0 ("less"), or rho != 0.
+
+    Returns
+    -------
+    HypothesisResult
+        ``statistic`` (rho), ``pvalue``, ``n``, ``test``, ``statistic_name``, ``alternative``;
+        NaN for fewer than 3 pairs or a constant variable.
+
+    References
+    ----------
+    .. [1] Spearman, C. (1904). The proof and measurement of association between two things.
+       Am. J. Psychol., 15(1), 72-101. See docs/references.md#spearman-1904
+
     Examples
     --------
     >>> r = spearman([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [2, 1, 4, 3, 6, 5, 8, 7, 10, 9])
@@ -59,6 +77,30 @@ def spearman_ci(rho: float, n: int, *, confidence: float = 0.95) -> tuple[float,
 
     Returns ``(ci_low, ci_high, se)``, se by the delta method on the rho scale.
 
+    Parameters
+    ----------
+    rho : float
+        Spearman's rho.
+    n : int
+        Pairs it was computed from.
+    confidence : float
+        Confidence level of the interval.
+
+    Returns
+    -------
+    ci_low, ci_high, se : float
+        NaN for n <= 3 or |rho| >= 1.
+
+    References
+    ----------
+    .. [1] Fisher, R. A. (1921). On the "probable error" of a coefficient of correlation deduced
+       from a small sample. Metron, 1, 3-32. See docs/references.md#fisher-1921
+    .. [2] Fieller, E. C., Hartley, H. O., & Pearson, E. S. (1957). Tests for rank correlation
+       coefficients. I. Biometrika, 44(3/4), 470-481.
+       See docs/references.md#fieller-hartley-pearson-1957
+
+    Examples
+    --------
     >>> [round(v, 4) for v in spearman_ci(0.5, 50)]
     [0.2496, 0.6877, 0.1126]
     """

@@ -22,6 +22,24 @@ def rank_biserial(d: npt.ArrayLike, *, mu: float = 0.0) -> float:
 
     In [-1, 1]; negative when ``d`` tends to lie below ``mu``.
 
+    Parameters
+    ----------
+    d : array_like
+        Per-sample values (paired differences).
+    mu : float
+        The location under H0; ranks are of ``|d - mu|``.
+
+    Returns
+    -------
+    float
+        r; NaN when every value equals ``mu``.
+
+    References
+    ----------
+    .. [1] Kerby, D. S. (2014). The simple difference formula: An approach to teaching
+       nonparametric correlation. Comprehensive Psychology, 3, 11.IT.3.1.
+       See docs/references.md#kerby-2014
+
     Examples
     --------
     >>> rank_biserial([-0.3, -0.2, -0.5, 0.1, -0.4, -0.6])
@@ -39,6 +57,29 @@ def rank_biserial(d: npt.ArrayLike, *, mu: float = 0.0) -> float:
 def sign_effect(d: npt.ArrayLike, *, mu: float = 0.0) -> float:
     """(#positive - #negative) / #non-zero: the sign test's effect, in [-1, 1].
 
+    The simple difference formula (proportion favourable minus proportion unfavourable) applied to
+    signs, as the rank-biserial r applies it to signed ranks.
+
+    Parameters
+    ----------
+    d : array_like
+        Per-sample values (paired differences).
+    mu : float
+        Signs are of ``d - mu``.
+
+    Returns
+    -------
+    float
+        The effect; NaN when every value equals ``mu``.
+
+    References
+    ----------
+    .. [1] Kerby, D. S. (2014). The simple difference formula: An approach to teaching
+       nonparametric correlation. Comprehensive Psychology, 3, 11.IT.3.1.
+       See docs/references.md#kerby-2014
+
+    Examples
+    --------
     >>> sign_effect([1.0, 2.0, 0.5, -1.0, 0.0])
     0.5
     """
@@ -50,6 +91,25 @@ def sign_effect(d: npt.ArrayLike, *, mu: float = 0.0) -> float:
 def cohens_dz(d: npt.ArrayLike, *, mu: float = 0.0) -> float:
     """Standardised mean of paired differences, (mean(d) - mu) / sd(d) (ddof = 1).
 
+    Parameters
+    ----------
+    d : array_like
+        Paired differences.
+    mu : float
+        The mean under H0.
+
+    Returns
+    -------
+    float
+        d_z; NaN for fewer than 2 values or sd 0.
+
+    References
+    ----------
+    .. [1] Cohen, J. (1988). Statistical Power Analysis for the Behavioral Sciences (2nd ed.).
+       Lawrence Erlbaum. See docs/references.md#cohen-1988
+
+    Examples
+    --------
     >>> round(cohens_dz([1.0, 2.0, 3.0, 4.0]), 6)
     1.936492
     """

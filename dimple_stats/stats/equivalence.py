@@ -40,6 +40,31 @@ def tost(d: npt.ArrayLike, margin: float | tuple[float, float], *,
          test: PairedTest = "wilcoxon") -> TostResult:
     """Two one-sided tests of ``d`` within ``(-margin, +margin)`` (or ``(low, high)``).
 
+    Parameters
+    ----------
+    d : array_like
+        Per-sample values (paired differences).
+    margin : float or (float, float)
+        Half-width of a symmetric equivalence interval, or its ``(low, high)`` ends.
+    test : {"wilcoxon", "sign", "ttest"}
+        The one-sided location test; the Wilcoxon test's location is the pseudo-median.
+
+    Returns
+    -------
+    TostResult
+        ``pvalue`` (the larger one-sided p), ``statistic`` and ``statistic_name`` of the binding
+        side, ``lower`` and ``upper`` (both one-sided tests), ``margin`` (low, high), ``test``.
+
+    References
+    ----------
+    .. [1] Schuirmann, D. J. (1987). A comparison of the two one-sided tests procedure and the power
+       approach for assessing the equivalence of average bioavailability. J. Pharmacokinet.
+       Biopharm., 15(6), 657-680. See docs/references.md#schuirmann-1987
+    .. [2] Lakens, D. (2017). Equivalence tests: A practical primer for t tests, correlations, and
+       meta-analyses. Soc. Psychol. Personal. Sci., 8(4), 355-362. See docs/references.md#lakens-2017
+    .. [3] Hodges, J. L., & Lehmann, E. L. (1963). Estimates of location based on rank tests.
+       Ann. Math. Stat., 34(2), 598-611. See docs/references.md#hodges-lehmann-1963
+
     Examples
     --------
     >>> d = [0.01, -0.02, 0.03, 0.0, -0.01, 0.02, 0.01, -0.03, 0.02, 0.0, 0.01, -0.01]

@@ -57,6 +57,27 @@ def mcnemar_exact(x: npt.ArrayLike, y: npt.ArrayLike, *,
 
     The statistic is b. With no discordant pairs there is no evidence either way: p = 1.
 
+    Parameters
+    ----------
+    x, y : array_like of bool
+        Outcomes under conditions A and B on the same samples.
+    alternative : {"two-sided", "less", "greater"}
+        H1: B succeeds more often ("greater"), less often ("less"), or either.
+
+    Returns
+    -------
+    HypothesisResult
+        ``statistic`` (b), ``pvalue`` (binomial test of b among b + c), ``n`` (all pairs),
+        ``test``, ``statistic_name``, ``alternative``.
+
+    References
+    ----------
+    .. [1] McNemar, Q. (1947). Note on the sampling error of the difference between correlated
+       proportions or percentages. Psychometrika, 12(2), 153-157. See docs/references.md#mcnemar-1947
+    .. [2] Fagerland, M. W., Lydersen, S., & Laake, P. (2013). The McNemar test for binary
+       matched-pairs data: mid-p and asymptotic are better than exact conditional. BMC Med. Res.
+       Methodol., 13, 91. See docs/references.md#fagerland-lydersen-laake-2013
+
     Examples
     --------
     >>> on  = [1, 0, 0, 1, 0, 0, 1, 0, 0, 0]
@@ -90,6 +111,28 @@ def paired_risk_difference(x: npt.ArrayLike, y: npt.ArrayLike, *,
     (``confint_proportions_2indep``), hence this function. ``se`` is the interval's half-width
     over z, so seeds without a discordant pair still carry weight when pooled.
 
+    Parameters
+    ----------
+    x, y : array_like of bool
+        Outcomes under the first and the second condition on the same samples.
+    confidence : float
+        Confidence level of the interval.
+
+    Returns
+    -------
+    difference, ci_low, ci_high, se : float
+        All NaN for no pairs.
+
+    References
+    ----------
+    .. [1] Newcombe, R. G. (1998). Improved confidence intervals for the difference between
+       binomial proportions based on paired data. Stat. Med., 17(22), 2635-2650.
+       See docs/references.md#newcombe-1998
+    .. [2] Wilson, E. B. (1927). Probable inference, the law of succession, and statistical
+       inference. JASA, 22(158), 209-212. See docs/references.md#wilson-1927
+
+    Examples
+    --------
     >>> [round(v, 4) for v in paired_risk_difference([1, 0, 0, 1], [1, 1, 1, 0])]
     [0.25, -0.4613, 0.7469, 0.3082]
     >>> [round(v, 4) for v in paired_risk_difference([1] * 100, [1] * 100)]
@@ -133,6 +176,26 @@ def clustered_mcnemar(first: Sequence[npt.ArrayLike], second: Sequence[npt.Array
     is the stratified exact McNemar test (sum of b ~ Binomial(sum(b + c), 1/2)), in which a seed
     without discordant pairs contributes nothing (combining per-seed p-values instead let such a
     seed, p = 1, cut the pooled power from 100% to 14%). The statistic is S.
+
+    Parameters
+    ----------
+    first, second : sequence of array_like of bool
+        Per-seed outcomes under the first and the second condition.
+    ids : sequence of array_like
+        Per-seed image ids, aligned with the outcomes.
+    alternative : {"two-sided", "less", "greater"}
+        H1: the second condition succeeds more often ("greater"), less often ("less"), or either.
+
+    Returns
+    -------
+    HypothesisResult
+        ``statistic`` (S), ``pvalue`` (exact), ``n`` (all pairs), ``test``, ``statistic_name``,
+        ``alternative``.
+
+    References
+    ----------
+    .. [1] McNemar, Q. (1947). Note on the sampling error of the difference between correlated
+       proportions or percentages. Psychometrika, 12(2), 153-157. See docs/references.md#mcnemar-1947
 
     Examples
     --------

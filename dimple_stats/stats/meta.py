@@ -44,6 +44,31 @@ def random_effects(effects: npt.ArrayLike, variances: npt.ArrayLike, *,
     and Paule-Mandel is the estimator recommended by Veroniki et al. (2016) anyway. The CI is
     normal-theory. One seed gives its own estimate and CI.
 
+    Parameters
+    ----------
+    effects : array_like
+        Per-seed estimates.
+    variances : array_like
+        Their sampling variances (positive).
+    confidence : float
+        Confidence level of the interval.
+
+    Returns
+    -------
+    MetaEstimate
+        ``estimate``, ``se``, ``ci_low``, ``ci_high``, ``tau2`` (between-seed variance) and ``k``
+        (seeds).
+
+    References
+    ----------
+    .. [1] DerSimonian, R., & Laird, N. (1986). Meta-analysis in clinical trials. Controlled
+       Clinical Trials, 7(3), 177-188. See docs/references.md#dersimonian-laird-1986
+    .. [2] Paule, R. C., & Mandel, J. (1982). Consensus values and weighting factors. J. Res. Natl.
+       Bur. Stand., 87(5), 377-385. See docs/references.md#paule-mandel-1982
+    .. [3] Veroniki, A. A., et al. (2016). Methods to estimate the between-study variance and its
+       uncertainty in meta-analysis. Res. Synth. Methods, 7(1), 55-79.
+       See docs/references.md#veroniki-2016
+
     Examples
     --------
     >>> m = random_effects([0.10, 0.50, 0.15], [0.010, 0.020, 0.015])
@@ -75,6 +100,25 @@ def stouffer(pvalues: npt.ArrayLike, *, alternative: Alternative = "greater",
     direction, and seeds pointing opposite ways must not add up; so each two-sided p is first
     turned into a one-sided p for "positive" using the sign in ``directions`` (p/2 when the seed's
     effect is positive, 1 - p/2 otherwise), combined, and the combined p is made two-sided again.
+
+    Parameters
+    ----------
+    pvalues : array_like
+        Per-seed p-values.
+    alternative : {"two-sided", "less", "greater"}
+        The alternative the p-values were computed for.
+    directions : array_like, optional
+        Sign of each seed's effect; required for two-sided p-values.
+
+    Returns
+    -------
+    Z, p : float
+        The combined z and its p (NaN for no p-values).
+
+    References
+    ----------
+    .. [1] Stouffer, S. A., Suchman, E. A., DeVinney, L. C., Star, S. A., & Williams, R. M. (1949).
+       The American Soldier, Vol. 1. Princeton University Press. See docs/references.md#stouffer-1949
 
     Examples
     --------
@@ -148,6 +192,46 @@ def hartung_knapp(effects: npt.ArrayLike, variances: npt.ArrayLike, *,
     ``null`` is the estimate's value under H0 and ``alternative`` the direction of H1; with
     ``equivalence = (low, high)`` the p-value is that of two one-sided t tests (H1: the mean lies
     inside). One seed: its estimate with a normal interval and test from its own SE.
+
+    Parameters
+    ----------
+    effects : array_like
+        Per-seed estimates.
+    variances : array_like
+        Their sampling variances (positive).
+    shared_cov : array_like, optional
+        (k x k) covariance of the estimates from shared images.
+    null : float
+        The estimate's value under H0 (NaN: no test).
+    alternative : {"two-sided", "less", "greater"}
+        The direction of H1.
+    equivalence : (float, float), optional
+        An equivalence interval; the p-value is then the TOST p.
+    confidence : float
+        Confidence level of the interval.
+
+    Returns
+    -------
+    MetaTest
+        ``estimate``, ``se``, ``ci_low``, ``ci_high``, ``tau2``, ``k``, ``statistic`` (t),
+        ``df``, ``pvalue`` and ``shared`` (the variance from shared images).
+
+    References
+    ----------
+    .. [1] Hartung, J., & Knapp, G. (2001). On tests of the overall treatment effect in
+       meta-analysis with normally distributed responses. Stat. Med., 20(12), 1771-1782.
+       See docs/references.md#hartung-knapp-2001
+    .. [2] Sidik, K., & Jonkman, J. N. (2002). A simple confidence interval for meta-analysis.
+       Stat. Med., 21(21), 3153-3159. See docs/references.md#sidik-jonkman-2002
+    .. [3] IntHout, J., Ioannidis, J. P. A., & Borm, G. F. (2014). The Hartung-Knapp-Sidik-Jonkman
+       method for random effects meta-analysis is straightforward and considerably outperforms the
+       standard DerSimonian-Laird method. BMC Med. Res. Methodol., 14, 25.
+       See docs/references.md#inthout-2014
+    .. [4] Paule, R. C., & Mandel, J. (1982). Consensus values and weighting factors. J. Res. Natl.
+       Bur. Stand., 87(5), 377-385. See docs/references.md#paule-mandel-1982
+    .. [5] Schuirmann, D. J. (1987). A comparison of the two one-sided tests procedure and the power
+       approach for assessing the equivalence of average bioavailability. J. Pharmacokinet.
+       Biopharm., 15(6), 657-680. See docs/references.md#schuirmann-1987
 
     Examples
     --------

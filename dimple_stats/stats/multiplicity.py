@@ -19,6 +19,26 @@ def adjust_pvalues(pvalues: npt.ArrayLike, method: Correction = "holm") -> np.nd
     discovery rate), ``none`` returns the p-values unchanged. The method is always passed to
     statsmodels by name: its default, Holm-Sidak, is not what this project documents.
 
+    Parameters
+    ----------
+    pvalues : array_like
+        Raw p-values; NaN for untested rows.
+    method : {"holm", "fdr_bh", "none"}
+        The correction.
+
+    Returns
+    -------
+    numpy.ndarray
+        Adjusted p-values, NaN where the input is NaN.
+
+    References
+    ----------
+    .. [1] Holm, S. (1979). A simple sequentially rejective multiple test procedure. Scand. J.
+       Stat., 6(2), 65-70. See docs/references.md#holm-1979
+    .. [2] Benjamini, Y., & Hochberg, Y. (1995). Controlling the false discovery rate: a practical
+       and powerful approach to multiple testing. J. R. Stat. Soc. B, 57(1), 289-300.
+       See docs/references.md#benjamini-hochberg-1995
+
     Examples
     --------
     >>> adjust_pvalues([0.01, 0.04, np.nan, 0.03], "holm").round(4).tolist()

@@ -46,6 +46,30 @@ def wilcoxon_signed_rank(
     approximation. The statistic is W+ (sum of ranks of positive values) for a one-sided test and
     min(W+, W-) for a two-sided one, as scipy reports it.
 
+    Parameters
+    ----------
+    d : array_like
+        Per-sample values (paired differences); must be finite.
+    alternative : {"two-sided", "less", "greater"}
+        H1: the location of ``d`` is above ``mu`` ("greater"), below it ("less"), or either.
+    mu : float
+        The location under H0.
+    zero_method : {"wilcox", "pratt", "zsplit"}
+        How exact zeros are treated (scipy's options).
+    method : {"auto", "exact", "asymptotic"}
+        How the p-value is computed.
+
+    Returns
+    -------
+    HypothesisResult
+        ``statistic`` (W+ or min(W+, W-)), ``pvalue``, ``n`` (values, zeros included), ``test``,
+        ``statistic_name``, ``alternative``; NaN when every value equals ``mu``.
+
+    References
+    ----------
+    .. [1] Wilcoxon, F. (1945). Individual comparisons by ranking methods. Biometrics Bulletin,
+       1(6), 80-83. See docs/references.md#wilcoxon-1945
+
     Examples
     --------
     >>> r = wilcoxon_signed_rank([-0.3, -0.2, -0.5, 0.1, -0.4, -0.6], alternative="less")
@@ -65,6 +89,26 @@ def sign_test(d: ArrayLike, *, alternative: Alternative = "two-sided",
               mu: float = 0.0) -> HypothesisResult:
     """Exact sign test: binomial test of #(d > mu) among non-zero ``d - mu`` (scipy.stats.binomtest).
 
+    Parameters
+    ----------
+    d : array_like
+        Per-sample values (paired differences); must be finite.
+    alternative : {"two-sided", "less", "greater"}
+        H1: the location of ``d`` is above ``mu`` ("greater"), below it ("less"), or either.
+    mu : float
+        The location under H0.
+
+    Returns
+    -------
+    HypothesisResult
+        ``statistic`` (#(d > mu)), ``pvalue``, ``n`` (values, zeros included), ``test``,
+        ``statistic_name``, ``alternative``; NaN when every value equals ``mu``.
+
+    References
+    ----------
+    .. [1] Dixon, W. J., & Mood, A. M. (1946). The statistical sign test. JASA, 41(236), 557-566.
+       See docs/references.md#dixon-mood-1946
+
     Examples
     --------
     >>> r = sign_test([1.0, 2.0, 0.5, -1.0, 3.0, 0.0], alternative="greater")
@@ -83,6 +127,26 @@ def sign_test(d: ArrayLike, *, alternative: Alternative = "two-sided",
 def paired_ttest(d: ArrayLike, *, alternative: Alternative = "two-sided",
                  mu: float = 0.0) -> HypothesisResult:
     """One-sample (paired) t-test of ``d`` against ``mu`` (scipy.stats.ttest_1samp).
+
+    Parameters
+    ----------
+    d : array_like
+        Per-sample values (paired differences); must be finite.
+    alternative : {"two-sided", "less", "greater"}
+        H1: the location of ``d`` is above ``mu`` ("greater"), below it ("less"), or either.
+    mu : float
+        The location under H0.
+
+    Returns
+    -------
+    HypothesisResult
+        ``statistic`` (t), ``pvalue``, ``n`` (values, zeros included), ``test``,
+        ``statistic_name``, ``alternative``; NaN for fewer than 2 values or no spread.
+
+    References
+    ----------
+    .. [1] Student (1908). The probable error of a mean. Biometrika, 6(1), 1-25.
+       See docs/references.md#student-1908
 
     Examples
     --------

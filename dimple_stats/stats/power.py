@@ -111,6 +111,34 @@ def suggested_n_location(d: npt.ArrayLike, *, test: PairedTest = "wilcoxon",
     """Samples needed for ``power`` at the observed effect; NaN when the effect is nil or
     points against the alternative (no n reaches the power then).
 
+    Parameters
+    ----------
+    d : array_like
+        The observed per-sample values; their standardised effect is the planning effect.
+    test : {"wilcoxon", "sign", "ttest"}
+        The test to be run; n is the t-test's divided by its ARE.
+    alternative : {"two-sided", "less", "greater"}
+        The alternative to be tested.
+    mu : float
+        The location under H0.
+    alpha, power : float
+        Level and target power.
+
+    Returns
+    -------
+    float
+        The suggested n, or NaN.
+
+    References
+    ----------
+    .. [1] Cohen, J. (1988). Statistical Power Analysis for the Behavioral Sciences (2nd ed.).
+       Lawrence Erlbaum. See docs/references.md#cohen-1988
+    .. [2] Hodges, J. L., & Lehmann, E. L. (1956). The efficiency of some nonparametric
+       competitors of the t-test. Ann. Math. Stat., 27(2), 324-335.
+       See docs/references.md#hodges-lehmann-1956
+    .. [3] Lehmann, E. L. (1975). Nonparametrics: Statistical Methods Based on Ranks. Holden-Day.
+       See docs/references.md#lehmann-1975
+
     Examples
     --------
     >>> d = np.random.default_rng(0).normal(0.5, 1.0, size=40)
@@ -130,6 +158,37 @@ def suggested_n_tost(d: npt.ArrayLike, margin: float, *, test: PairedTest = "wil
                      alpha: float = 0.05, power: float = 0.8) -> float:
     """Samples for TOST to show equivalence within ±``margin`` at the observed location.
 
+    Parameters
+    ----------
+    d : array_like
+        The observed per-sample values.
+    margin : float
+        Half-width of the equivalence interval.
+    test : {"wilcoxon", "sign", "ttest"}
+        The test to be run (n divided by its ARE).
+    alpha, power : float
+        Level and target power.
+
+    Returns
+    -------
+    float
+        The suggested n, or NaN.
+
+    References
+    ----------
+    .. [1] Cohen, J. (1988). Statistical Power Analysis for the Behavioral Sciences (2nd ed.).
+       Lawrence Erlbaum. See docs/references.md#cohen-1988
+    .. [2] Hodges, J. L., & Lehmann, E. L. (1956). The efficiency of some nonparametric
+       competitors of the t-test. Ann. Math. Stat., 27(2), 324-335.
+       See docs/references.md#hodges-lehmann-1956
+    .. [3] Lehmann, E. L. (1975). Nonparametrics: Statistical Methods Based on Ranks. Holden-Day.
+       See docs/references.md#lehmann-1975
+    .. [4] Schuirmann, D. J. (1987). A comparison of the two one-sided tests procedure and the power
+       approach for assessing the equivalence of average bioavailability. J. Pharmacokinet.
+       Biopharm., 15(6), 657-680. See docs/references.md#schuirmann-1987
+
+    Examples
+    --------
     >>> d = np.random.default_rng(0).normal(0.0, 0.1, size=40)
     >>> suggested_n_tost(d, 0.05)
     24.0
@@ -145,6 +204,31 @@ def suggested_n_mcnemar(b: int, c: int, n: int, *, alternative: Alternative = "g
                         alpha: float = 0.05, power: float = 0.8) -> float:
     """Pairs needed for the exact McNemar test at the observed b, c among n pairs.
 
+    Parameters
+    ----------
+    b, c : int
+        Observed discordant pairs favouring the second and the first condition.
+    n : int
+        All observed pairs.
+    alternative : {"two-sided", "less", "greater"}
+        The alternative to be tested.
+    alpha, power : float
+        Level and target power.
+
+    Returns
+    -------
+    float
+        The suggested number of pairs, or NaN.
+
+    References
+    ----------
+    .. [1] Cohen, J. (1988). Statistical Power Analysis for the Behavioral Sciences (2nd ed.).
+       Lawrence Erlbaum. See docs/references.md#cohen-1988
+    .. [2] McNemar, Q. (1947). Note on the sampling error of the difference between correlated
+       proportions or percentages. Psychometrika, 12(2), 153-157. See docs/references.md#mcnemar-1947
+
+    Examples
+    --------
     >>> suggested_n_mcnemar(15, 5, 100)
     115.0
     """
@@ -159,6 +243,30 @@ def suggested_n_spearman(rho: float, *, alternative: Alternative = "two-sided",
                          alpha: float = 0.05, power: float = 0.8) -> float:
     """Samples for the Spearman test to detect ``rho``.
 
+    Parameters
+    ----------
+    rho : float
+        The correlation to detect.
+    alternative : {"two-sided", "less", "greater"}
+        The alternative to be tested.
+    alpha, power : float
+        Level and target power.
+
+    Returns
+    -------
+    float
+        The suggested n, or NaN.
+
+    References
+    ----------
+    .. [1] Fisher, R. A. (1921). On the "probable error" of a coefficient of correlation deduced
+       from a small sample. Metron, 1, 3-32. See docs/references.md#fisher-1921
+    .. [2] Fieller, E. C., Hartley, H. O., & Pearson, E. S. (1957). Tests for rank correlation
+       coefficients. I. Biometrika, 44(3/4), 470-481.
+       See docs/references.md#fieller-hartley-pearson-1957
+
+    Examples
+    --------
     >>> suggested_n_spearman(0.3)
     90.0
     """

@@ -1,8 +1,8 @@
 """Minimal-norm projected gradient descent (L2 and Linf), batched, with per-sample early stop.
 
-The reproduction's attack (``shared/REFERENCES.md``): untargeted margin loss, a unit-L2-normalised
-gradient step, projection onto the L2 eps-ball and the pixel range, stop at the first
-misclassification. The loop, the feasible set, refinement and censoring are the contract's
+The reproduction's attack (``docs/references.md#reproduction-attack``): untargeted margin loss, a
+unit-L2-normalised gradient step, projection onto the L2 eps-ball and the pixel range, stop at the
+first misclassification. The loop, the feasible set, refinement and censoring are the contract's
 (:class:`~runners.attacks.base.MinimalNormAttack`); this module defines the PGD steps.
 
 Examples

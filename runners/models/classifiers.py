@@ -79,7 +79,7 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-# ../shared/REFERENCES.md: (128, 128, M, 256, 256, M, 512, 512, M, 1024, M) with BatchNorm, 93.40%.
+# docs/references.md#reproduction-models: (128, 128, M, 256, 256, M, 512, 512, M, 1024, M), BatchNorm, 93.40%.
 VGG_CIFAR_LAYERS: tuple[int | str, ...] = (128, 128, "M", 256, 256, "M", 512, 512, "M", 1024, "M")
 
 

@@ -1,4 +1,4 @@
-"""The claim catalogue matches ../shared/CLAIMS.md and each entry is complete."""
+"""The claim catalogue holds the claims of the DMM debate and each entry is complete."""
 
 from __future__ import annotations
 
