@@ -45,7 +45,7 @@ def test_shipped_protocol_validates(path: Path) -> None:
 
 
 def test_reference_hyperparameters_in_mnist_protocol() -> None:
-    # docs/references.md (reproduction facts): MNIST L2 eps 2/10/10, steps 0.02/0.2/0.02, k = 16, range [-1, 1].
+    # docs/references.md (reproduction): MNIST L2 eps 2/10/10, steps 0.02/0.2/0.02, k = 16, range [-1, 1].
     # The plain attack deliberately gets the on/off budget (eps 10, 1000 steps): the
     # reproduction's eps 2 with 50 steps of 0.02 cannot travel past L2 = 1 and censored 91% of
     # plain attacks on the MNIST sample (see the protocol's comment).
