@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from dimple_stats.claims.entry import ClaimEntry, entry_model
 from dimple_stats.protocol.errors import ProtocolError, ProtocolIssue
-from dimple_stats.protocol.schema import AutoencoderConfig, Protocol
+from dimple_stats.protocol.schema import AutoencoderConfig, LiveDatasets, Protocol, dataset_union
 from dimple_stats.suggest import closest
 
 __all__ = ["load_protocol", "load_protocol_text", "parse_overrides", "apply_overrides"]
@@ -240,6 +240,9 @@ def _walk_loc(loc: Sequence[str | int]) -> tuple[KeyPath, list[Any]]:
             field = _model_fields_by_key(tp).get(str(elem))
             tp = field.annotation if field else None
             discriminator = field.discriminator if field else None  # type: ignore[assignment]
+            if field is not None and LiveDatasets in field.metadata:
+                # validated against the datasets registered now, tagged by `name`
+                tp, discriminator = dataset_union(), "name"
         elif get_origin(tp) is dict:
             tp = get_args(tp)[1]
         elif get_origin(tp) in (tuple, list):

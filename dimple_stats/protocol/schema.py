@@ -10,20 +10,31 @@ The models import nothing heavy (no torch), so protocols validate on any machine
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     NonNegativeInt,
     PositiveInt,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from dimple_stats.claims.entry import ClaimItem
-from dimple_stats.protocol.vocabulary import ATTACK_METHODS, AUTOENCODER_ARCHS, CLASSIFIER_ARCHS
+from dimple_stats.protocol.vocabulary import (
+    ATTACK_METHODS,
+    AUTOENCODER_ARCHS,
+    CLASSIFIER_ARCHS,
+    DATASETS,
+    DatasetEntry,
+)
 from dimple_stats.stats_config import StatsConfig
 
 __all__ = [
@@ -61,7 +72,9 @@ class Frozen(BaseModel):
 PixelRange = tuple[float, float]
 
 
-class _DatasetCommon(Frozen):
+class DatasetCommon(Frozen):
+    """The fields every dataset shares (subclass it for a new dataset's config model)."""
+
     root: str | None = Field(
         None, description="Directory holding the dataset files; '~' is expanded."
     )
@@ -91,7 +104,7 @@ class _DatasetCommon(Frozen):
         return v
 
     @model_validator(mode="after")
-    def _eval_classes_subset(self) -> _DatasetCommon:
+    def _eval_classes_subset(self) -> DatasetCommon:
         if self.eval_classes is not None and self.classes is not None:
             extra = sorted(set(self.eval_classes) - set(self.classes))
             if extra:
@@ -99,7 +112,7 @@ class _DatasetCommon(Frozen):
         return self
 
 
-class SyntheticDataset(_DatasetCommon):
+class SyntheticDataset(DatasetCommon):
     """Images from a fixed random smooth decoder of a k-dim latent: the true manifold is known."""
 
     name: Literal["synthetic"]
@@ -122,7 +135,7 @@ class SyntheticDataset(_DatasetCommon):
         return self
 
 
-class LinearSubspaceDataset(_DatasetCommon):
+class LinearSubspaceDataset(DatasetCommon):
     """Data on a k-dim affine subspace (Melamed et al. 2023): the tangent space is the same everywhere."""
 
     name: Literal["linear_subspace"]
@@ -145,20 +158,20 @@ def _check_latent_fits(latent_dim: int, image_shape: tuple[int, int, int]) -> No
                          f"C*H*W = {n}")
 
 
-class DigitsDataset(_DatasetCommon):
+class DigitsDataset(DatasetCommon):
     """scikit-learn's 8x8 handwritten digits (1,797 real images shipped with scikit-learn)."""
 
     name: Literal["digits"]
 
 
-class TorchvisionDataset(_DatasetCommon):
+class TorchvisionDataset(DatasetCommon):
     """MNIST, Fashion-MNIST, CIFAR-10 or SVHN in the on-disk formats torchvision uses."""
 
     name: Literal["mnist", "fashion_mnist", "cifar10", "svhn"]
     root: str = Field("~/.cache/dimple-stats/data")
 
 
-class ImageFolderDataset(_DatasetCommon):
+class ImageFolderDataset(DatasetCommon):
     """An ImageNet-style folder tree: ``root/<split>/<class>/<image>``."""
 
     name: Literal["imagefolder"]
@@ -184,10 +197,60 @@ class ImageFolderDataset(_DatasetCommon):
         return self
 
 
-DatasetConfig = Annotated[
-    SyntheticDataset | LinearSubspaceDataset | DigitsDataset | TorchvisionDataset | ImageFolderDataset,
-    Field(discriminator="name"),
-]
+for _model, _loader in (
+        (SyntheticDataset, "runners.datasets.synthetic:load_synthetic"),
+        (LinearSubspaceDataset, "runners.datasets.synthetic:load_linear_subspace"),
+        (DigitsDataset, "runners.datasets.digits:load_digits"),
+        (TorchvisionDataset, "runners.datasets.torchvision_sets:load_{name}"),
+        (ImageFolderDataset, "runners.datasets.imagefolder:load_imagefolder")):
+    for _name in get_args(_model.model_fields["name"].annotation):
+        DATASETS.register(_name, DatasetEntry(_model, _loader.format(name=_name)))
+
+_DATASET_ADAPTERS: dict[tuple[tuple[str, int], ...], TypeAdapter[Any]] = {}
+
+
+def dataset_union() -> Any:
+    """The union of the registered datasets' config models, tagged by ``name`` (as registered
+    now: a dataset registered after import, by a plugin or a test, is part of it)."""
+    models = tuple(dict.fromkeys(entry.config for entry in DATASETS.values()))
+    return Union[models]  # noqa: UP007  (a union built from a runtime tuple)
+
+
+def dataset_adapter() -> TypeAdapter[Any]:
+    """A validator of one ``dataset:`` section against the registered datasets."""
+    state = tuple((name, id(entry)) for name, entry in DATASETS.items())
+    if state not in _DATASET_ADAPTERS:
+        _DATASET_ADAPTERS[state] = TypeAdapter(
+            Annotated[dataset_union(), Field(discriminator="name")])
+    return _DATASET_ADAPTERS[state]
+
+
+class LiveDatasets:
+    """Annotation of the protocol's ``dataset`` field: validated, dumped and described with the
+    datasets registered when that happens (:data:`~dimple_stats.protocol.vocabulary.DATASETS`)."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> core_schema.CoreSchema:
+        def validate(value: Any) -> Any:
+            if isinstance(value, BaseModel) and any(
+                    type(value) is e.config for e in DATASETS.values()):
+                return value
+            return dataset_adapter().validate_python(value)
+
+        return core_schema.no_info_plain_validator_function(
+            validate, serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda v, info: v.model_dump(mode=info.mode, by_alias=info.by_alias),
+                info_arg=True, when_used="always"))
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        return handler(dataset_adapter().core_schema)
+
+
+#: The type of the protocol's ``dataset:`` section: one registered dataset's config model.
+DatasetConfig = Annotated[BaseModel, LiveDatasets]
 
 _TORCHVISION_ARCH = re.compile(r"^torchvision:[A-Za-z_][A-Za-z0-9_]*$")
 

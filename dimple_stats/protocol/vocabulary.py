@@ -15,11 +15,12 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from dimple_stats.registry import Registry
 
-__all__ = ["ATTACK_METHODS", "AUTOENCODER_ARCHS", "CLASSIFIER_ARCHS"]
+__all__ = ["ATTACK_METHODS", "AUTOENCODER_ARCHS", "CLASSIFIER_ARCHS", "DATASETS", "DatasetEntry"]
 
 #: Minimal-norm attack families: name -> factory ``(norm, **options) -> MinimalNormAttack``
 #: (see :mod:`runners.attacks.base` for the contract every attack follows).
@@ -36,3 +37,18 @@ for _name in ("mlp", "cnn_small", "vgg_cifar", "resnet18_cifar", "linear"):
 AUTOENCODER_ARCHS: Registry[str | Callable[..., Any]] = Registry("autoencoder arch")
 for _name in ("conv", "mlp", "segnet", "oracle"):
     AUTOENCODER_ARCHS.register(_name, f"runners.models.builders:{_name}_autoencoder")
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset a protocol may name: its config model (a pydantic model whose ``name`` field is
+    a ``Literal`` of the name) and its loader ``(config, seed) -> DatasetSplits`` or the loader's
+    ``"module:function"`` target."""
+
+    config: type
+    loader: str | Callable[..., Any]
+
+
+#: Datasets: ``dataset.name`` -> :class:`DatasetEntry`. The built-in ones are registered by
+#: :mod:`dimple_stats.protocol.schema`, beside their config models.
+DATASETS: Registry[DatasetEntry] = Registry("dataset")

@@ -18,6 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dimple_stats.errors import UnknownNameError
+from dimple_stats.protocol.schema import dataset_adapter
+from dimple_stats.protocol.vocabulary import DATASETS as DATASET_REGISTRY
+from dimple_stats.registry import resolve
 from runners.datasets.base import (
     DatasetConfigError,
     DatasetNotFoundError,
@@ -25,15 +29,7 @@ from runners.datasets.base import (
     KnownManifold,
     Split,
 )
-from runners.datasets.digits import load_digits
-from runners.datasets.imagefolder import load_imagefolder
-from runners.datasets.synthetic import (
-    LinearManifold,
-    Manifold,
-    load_linear_subspace,
-    load_synthetic,
-)
-from runners.datasets.torchvision_sets import load_cifar10, load_fashion_mnist, load_mnist, load_svhn
+from runners.datasets.synthetic import LinearManifold, Manifold
 
 __all__ = [
     "DATASETS",
@@ -49,17 +45,9 @@ __all__ = [
 
 Loader = Callable[[Any, int], DatasetSplits]
 
-#: Registry: dataset name (the protocol's ``dataset.name``) -> loader ``(config, seed) -> DatasetSplits``.
-DATASETS: dict[str, Loader] = {
-    "synthetic": load_synthetic,
-    "linear_subspace": load_linear_subspace,
-    "digits": load_digits,
-    "mnist": load_mnist,
-    "fashion_mnist": load_fashion_mnist,
-    "cifar10": load_cifar10,
-    "svhn": load_svhn,
-    "imagefolder": load_imagefolder,
-}
+#: The dataset registry (the protocol's ``dataset.name``): name -> config model and loader
+#: ``(config, seed) -> DatasetSplits`` (see :mod:`dimple_stats.protocol.vocabulary`).
+DATASETS = DATASET_REGISTRY
 
 
 def load_dataset(config: Any, seed: int = 0) -> DatasetSplits:
@@ -85,18 +73,12 @@ def load_dataset(config: Any, seed: int = 0) -> DatasetSplits:
     DatasetNotFoundError
         The files are not on disk and were not (or could not be) downloaded.
     """
-    from dimple_stats.suggest import did_you_mean
-
     name = config.get("name") if isinstance(config, Mapping) else getattr(config, "name", None)
-    if name not in DATASETS:
-        raise DatasetConfigError(
-            f"unknown dataset {name!r}{did_you_mean(str(name), DATASETS)}; "
-            f"known: {', '.join(DATASETS)}"
-        )
+    try:
+        entry = DATASETS[name]
+    except UnknownNameError as exc:
+        raise DatasetConfigError(str(exc)) from None
     if isinstance(config, Mapping):
-        from pydantic import TypeAdapter
-
-        from dimple_stats.protocol.schema import DatasetConfig
-
-        config = TypeAdapter(DatasetConfig).validate_python(dict(config))
-    return DATASETS[name](config, int(seed))
+        config = dataset_adapter().validate_python(dict(config))
+    loader = resolve(entry.loader) if isinstance(entry.loader, str) else entry.loader
+    return loader(config, int(seed))

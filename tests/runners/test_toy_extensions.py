@@ -1,11 +1,12 @@
-"""Extending the tool from outside the package: a toy claim and a toy attack, registered here
-and nowhere else, go through ``dimple-stats run`` like built-in ones (protocol validation,
-measurement, analysis, pooling, report, ``claims --json``)."""
+"""Extending the tool from outside the package: a toy claim, a toy attack and a toy dataset,
+registered here and nowhere else, go through ``dimple-stats run`` like built-in ones (protocol
+validation, training, measurement, analysis, pooling, report, ``claims --json``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,8 @@ from typer.testing import CliRunner
 from dimple_stats.claims import CATALOGUE, ClaimDefinition
 from dimple_stats.claims.rows import column_values, descriptive_row, image_ids, needs
 from dimple_stats.cli import app
+from dimple_stats.protocol.schema import DatasetCommon
+from dimple_stats.protocol.vocabulary import DATASETS, DatasetEntry
 from runners.attacks import ATTACKS, L2PGD
 
 pytestmark = pytest.mark.slow
@@ -111,3 +114,53 @@ def test_an_attack_registered_in_a_test_runs_through_dimple_stats_run(tmp_path: 
     # the toy attack lie in T (the run's membership check would have stopped it otherwise).
     ok = m["success_on"]
     assert ok.any() and float(m.loc[ok, "in_T_on"].min()) > 0.999
+
+
+class ToyStripes(DatasetCommon):
+    """A toy dataset: 6x6 images of a horizontal (class 0) or vertical (class 1) bar, with noise."""
+
+    name: Literal["toy_stripes"]
+
+
+def load_toy_stripes(config: ToyStripes, seed: int = 0):
+    import torch
+
+    from runners.datasets import DatasetSplits, Split
+
+    def split(n: int, offset: int) -> Split:
+        g = torch.Generator().manual_seed(1000 * seed + offset)
+        y = torch.randint(0, 2, (n,), generator=g)
+        x = 0.1 * torch.randn(n, 1, 6, 6, generator=g)
+        pos = torch.randint(1, 5, (n,), generator=g)
+        for i in range(n):  # a test fixture: clarity over speed
+            if y[i] == 0:
+                x[i, 0, pos[i], :] += 1.0
+            else:
+                x[i, 0, :, pos[i]] += 1.0
+        lo, hi = config.pixel_range
+        return Split(x=x.clamp(0, 1) * (hi - lo) + lo, y=y,
+                     index=torch.arange(offset, offset + n))
+
+    return DatasetSplits(name="toy_stripes", train=split(config.train_samples or 1000, 10_000),
+                         eval=split(config.eval_samples, 0), image_shape=(1, 6, 6),
+                         num_classes=2, class_names=("horizontal", "vertical"),
+                         pixel_range=tuple(config.pixel_range))
+
+
+def test_a_dataset_registered_in_a_test_runs_through_dimple_stats_run(tmp_path: Path) -> None:
+    protocol = tmp_path / "toy.yaml"
+    protocol.write_text(TOY_PROTOCOL.replace("dataset: {name: digits, eval_samples: 16,",
+                                             "dataset: {name: toy_stripes, eval_samples: 16,")
+                        .replace("  - toy.reconstruction: {scale: 2.0}", "  - dmm.perpendicular")
+                        .replace("latent_dim: 8, hidden: [64], epochs: 6",
+                                 "latent_dim: 4, hidden: [64], epochs: 40"))
+    runner = CliRunner()
+    out = runner.invoke(app, ["validate", str(protocol)])
+    assert out.exit_code == 2 and "toy_stripes" in out.output, out.output
+    with DATASETS.registered("toy_stripes", DatasetEntry(ToyStripes, load_toy_stripes)):
+        out = runner.invoke(app, ["run", str(protocol), "--store", str(tmp_path / "store"),
+                                  "--out", str(tmp_path / "report")])
+        assert out.exit_code == 0, out.output
+    m = pd.read_parquet(tmp_path / "report" / "measurements.parquet")
+    assert len(m) > 0 and set(m["n"]) == {36}  # 6x6 images, measured end to end
+    assert (m["image_id"] < 16).all()  # the toy loader's eval ids
