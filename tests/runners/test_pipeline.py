@@ -25,9 +25,9 @@ name: tiny
 dataset: {name: digits, eval_samples: 40, pixel_range: [-1, 1]}
 classifier: {arch: mlp, hidden: [64], epochs: 4}
 autoencoders:
-  plain: {arch: mlp, latent_dim: 8, hidden: [64], epochs: 4}
+  plain: {arch: mlp, latent_dim: 8, hidden: [64], epochs: 10}
   isometric:
-    {arch: mlp, latent_dim: 8, hidden: [64], epochs: 4, regulariser: {kind: isometric, weight: 0.1}}
+    {arch: mlp, latent_dim: 8, hidden: [64], epochs: 10, regulariser: {kind: isometric, weight: 0.1}}
 attack:
   eps: {plain: 4, on: 8, off: 8}  # strict on-manifold attacks: many fail (censored)
   step: {plain: 0.1, on: 0.3, off: 0.1}
@@ -249,7 +249,7 @@ def test_collapsed_autoencoder_stops_the_run_and_keeps_the_store(tmp_path: Path)
     # mean image (the failure of the reproduction's wide MNIST conv AE at lr 1e-3).
     protocol_file = tmp_path / "p.yaml"
     protocol_file.write_text(TINY.replace(
-        "plain: {arch: mlp, latent_dim: 8, hidden: [64], epochs: 4}",
+        "plain: {arch: mlp, latent_dim: 8, hidden: [64], epochs: 10}",
         "plain: {arch: mlp, latent_dim: 8, hidden: [64], epochs: 2, lr: 10.0}"))
     store = ArtifactStore(tmp_path / "store")
     result = CliRunner().invoke(app, ["run", str(protocol_file), "--store", str(store.root),
