@@ -129,6 +129,17 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def state(self) -> tuple[tuple[str, int], ...]:
+        """What is registered now, as a hashable key: models built from the entries (the
+        protocol's claim items, its dataset union) are cached per state and rebuilt when a
+        plugin or a test registers or removes one.
+
+        >>> r = Registry("thing"); before = r.state(); _ = r.register("a", 1)
+        >>> before == r.state()
+        False
+        """
+        return tuple((name, id(entry)) for name, entry in self._entries.items())
+
     def names(self) -> tuple[str, ...]:
         """Registered names in registration order."""
         return tuple(self._entries)

@@ -104,7 +104,7 @@ _MODELS: dict[tuple[tuple[str, int], ...], type[ClaimEntry]] = {}
 
 def entry_model() -> type[ClaimEntry]:
     """The ``claims:`` item model of the catalogue as registered now (cached per catalogue)."""
-    state = tuple((cid, id(definition)) for cid, definition in CATALOGUE.items())
+    state = CATALOGUE.state()
     if state not in _MODELS:
         _MODELS[state] = create_model(  # type: ignore[call-overload]
             "ClaimEntry",

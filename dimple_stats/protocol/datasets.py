@@ -184,7 +184,7 @@ def dataset_union() -> Any:
 
 def dataset_adapter() -> TypeAdapter[Any]:
     """A validator of one ``dataset:`` section against the registered datasets."""
-    state = tuple((name, id(entry)) for name, entry in DATASETS.items())
+    state = DATASETS.state()
     if state not in _DATASET_ADAPTERS:
         _DATASET_ADAPTERS[state] = TypeAdapter(
             Annotated[dataset_union(), Field(discriminator="name")])
