@@ -120,6 +120,31 @@ class Registry(Generic[T]):
     def get(self, name: str, default: T | None = None) -> T | None:
         return self._entries.get(name, default)
 
+    def check(self, name: str) -> str:
+        """``name`` if registered, else the registry's error (a ``ValueError``, so a pydantic
+        validator can return ``REGISTRY.check(v)``).
+
+        >>> colours = Registry("colour"); _ = colours.register("red", "#f00")
+        >>> colours.check("red")
+        'red'
+        >>> colours.check("blue")
+        Traceback (most recent call last):
+        ...
+        dimple_stats.errors.UnknownNameError: unknown colour 'blue'; known: red
+        """
+        self[name]
+        return name
+
+    def load(self, name: str) -> Any:
+        """The entry for ``name`` with a lazy ``"module:attribute"`` target imported.
+
+        >>> funcs = Registry("function"); _ = funcs.register("sqrt", "math:sqrt")
+        >>> funcs["sqrt"], funcs.load("sqrt")(9.0)
+        ('math:sqrt', 3.0)
+        """
+        entry = self[name]
+        return resolve(entry) if isinstance(entry, str) else entry
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

@@ -16,9 +16,9 @@ from dataclasses import replace
 from multiprocessing import get_context
 from typing import Any, Protocol, TypeVar
 
-from dimple_stats.registry import Registry
+from dimple_stats.protocol.vocabulary import EXECUTORS
 
-__all__ = ["EXECUTORS", "Task", "run_tasks"]
+__all__ = ["EXECUTORS", "Task", "run_local", "run_processes", "run_ray", "run_tasks"]
 
 
 class Task(Protocol):
@@ -32,14 +32,10 @@ T = TypeVar("T", bound=Task)
 R = TypeVar("R")
 OnResult = Callable[[Any], None] | None
 
-#: ``name -> (fn, tasks, on_result, workers, address) -> outputs``; the protocol's ``executor``
-#: names one of these.
-EXECUTORS: Registry[Callable[..., list[Any]]] = Registry("executor")
 
-
-@EXECUTORS.register("local")
-def _run_local(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
-               workers: int | None, address: str | None) -> list[R]:
+def run_local(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
+              workers: int | None, address: str | None) -> list[R]:
+    """One task after another in this process (``workers`` and ``address`` unused)."""
     outputs = []
     for task in tasks:
         outputs.append(fn(task))
@@ -48,9 +44,9 @@ def _run_local(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
     return outputs
 
 
-@EXECUTORS.register("processes")
-def _run_processes(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
-                   workers: int | None, address: str | None) -> list[R]:
+def run_processes(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
+                  workers: int | None, address: str | None) -> list[R]:
+    """A spawned process pool of ``workers`` (default: one per core, at most one per task)."""
     cpus = os.cpu_count() or 1
     workers = max(1, min(workers or cpus, len(tasks)))
     # Divide the cores among workers: torch in every worker defaulting to all cores would
@@ -67,9 +63,9 @@ def _run_processes(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
     return outputs
 
 
-@EXECUTORS.register("ray")
-def _run_ray(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
-             workers: int | None, address: str | None) -> list[R]:
+def run_ray(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
+            workers: int | None, address: str | None) -> list[R]:
+    """Ray tasks on the cluster at ``address`` (default: a local Ray instance)."""
     try:
         import ray
     except ImportError:
@@ -124,4 +120,4 @@ def run_tasks(
     ...
     dimple_stats.errors.UnknownNameError: unknown executor 'proceses' (did you mean 'processes'?); ...
     """
-    return EXECUTORS[executor](fn, tasks, on_result, workers, address)
+    return EXECUTORS.load(executor)(fn, tasks, on_result, workers, address)

@@ -89,7 +89,7 @@ def run(
 @command
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Small sizes everywhere (CI): checks "
-                                        "agreement, the timings are not the issue's.")] = False,
+                                        "agreement; the timings are not the targets' sizes.")] = False,
     out: Annotated[Path, typer.Option(help="Directory for benchmarks.md and benchmarks.json.")
                    ] = Path("reports/benchmarks"),
     only: Annotated[list[str] | None, typer.Option(
@@ -107,8 +107,8 @@ def bench(
     try:
         data = run_benchmarks(quick=quick, out=out, only=only,
                               log=lambda m: typer.echo(m, err=True))
-    except ValueError as exc:  # an unknown --only name
-        raise fail(str(exc)) from None
+    except BadInput as exc:  # an unknown --only name
+        raise fail(f"--only: {exc}") from None
     for t in data["targets"]:
         typer.echo(f"{'MET    ' if t['met'] else 'NOT MET'}  {t['benchmark']}: {t['name']} "
                    f"{t['target']}: {t['display']}")

@@ -42,10 +42,10 @@ def report(
     formats = None
     if format_ is not None:
         formats = [f.strip() for f in format_.split(",") if f.strip()]
-        for f in formats:
-            if f not in FORMATS:
-                raise fail(f"--format: unknown format {f!r}{did_you_mean(f, FORMATS)}; "
-                           f"allowed: {', '.join(FORMATS)}")
+        try:
+            formats = [FORMATS.check(f) for f in formats]
+        except BadInput as exc:
+            raise fail(f"--format: {exc}") from None
     if correction is not None and correction not in CORRECTIONS:
         raise fail(f"--correction: unknown correction {correction!r}"
                    f"{did_you_mean(correction, CORRECTIONS)}; allowed: {', '.join(CORRECTIONS)}")

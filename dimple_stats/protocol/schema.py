@@ -33,7 +33,14 @@ from dimple_stats.protocol.datasets import (
     dataset_adapter,
     dataset_union,
 )
-from dimple_stats.protocol.vocabulary import ATTACK_METHODS, AUTOENCODER_ARCHS, CLASSIFIER_ARCHS
+from dimple_stats.protocol.vocabulary import (
+    ATTACK_METHODS,
+    AUTOENCODER_ARCHS,
+    CLASSIFIER_ARCHS,
+    EXECUTORS,
+    REPORT_FORMATS,
+    registered_name,
+)
 from dimple_stats.stats_config import StatsConfig
 
 __all__ = [
@@ -160,8 +167,9 @@ Regulariser = Annotated[
 class AutoencoderConfig(Frozen):
     """An autoencoder whose decoder defines the manifold; 'oracle' is the true generator (synthetic)."""
 
-    arch: str = Field("conv", description="One of " + ", ".join(AUTOENCODER_ARCHS) + " "
-                      "(dimple_stats.protocol.vocabulary.AUTOENCODER_ARCHS registers more).")
+    arch: registered_name(AUTOENCODER_ARCHS) = Field(
+        "conv", description="One of " + ", ".join(AUTOENCODER_ARCHS) + " "
+        "(dimple_stats.protocol.vocabulary.AUTOENCODER_ARCHS registers more).")
     latent_dim: int | None = Field(
         None, ge=1, description="Latent size k (the oracle uses the dataset's)."
     )
@@ -183,16 +191,6 @@ class AutoencoderConfig(Frozen):
         if self.arch != "oracle" and self.latent_dim is None:
             raise ValueError(f"latent_dim is required for arch {self.arch!r}")
         return self
-
-    @field_validator("arch")
-    @classmethod
-    def _known_arch(cls, v: str) -> str:
-        if v in AUTOENCODER_ARCHS:
-            return v
-        from dimple_stats.suggest import did_you_mean
-
-        raise ValueError(f"unknown autoencoder arch {v!r}{did_you_mean(v, AUTOENCODER_ARCHS)}; "
-                         f"allowed: {', '.join(AUTOENCODER_ARCHS)}")
 
 
 Mode = Literal["plain", "on", "off"]
@@ -228,7 +226,7 @@ class AttackConfig(Frozen):
     """A minimal-norm attack (PGD by default). ``eps``/``step``/``steps`` take one number or one
     per mode."""
 
-    method: str = Field("pgd", description="Attack family, a name registered in "
+    method: registered_name(ATTACK_METHODS) = Field("pgd", description="Attack family, a name registered in "
                         "dimple_stats.protocol.vocabulary.ATTACK_METHODS (built in: pgd).")
     norm: Literal["l2", "linf"] = "l2"
     loss: Literal["margin", "ce"] = "margin"
@@ -253,16 +251,6 @@ class AttackConfig(Frozen):
                            "projection stops (distance from T or T-perp over the step's norm).")
     box_max_iter: int = Field(200, ge=1, description="Projection (ADMM) iterations per "
                               "step at most; the residual is recorded and checked.")
-
-    @field_validator("method")
-    @classmethod
-    def _registered_method(cls, v: str) -> str:
-        if v not in ATTACK_METHODS:
-            from dimple_stats.suggest import did_you_mean
-
-            raise ValueError(f"unknown attack method {v!r}{did_you_mean(v, ATTACK_METHODS)}; "
-                             f"registered: {', '.join(ATTACK_METHODS)}")
-        return v
 
     @model_validator(mode="after")
     def _step_below_eps(self) -> AttackConfig:
@@ -318,7 +306,9 @@ class TangentConfig(Frozen):
 
 
 class ReportConfig(Frozen):
-    formats: tuple[Literal["csv", "latex", "markdown"], ...] = ("csv", "latex", "markdown")
+    formats: tuple[registered_name(REPORT_FORMATS), ...] = Field(
+        ("csv", "latex", "markdown"), description="Table formats written, names registered in "
+        "dimple_stats.protocol.vocabulary.REPORT_FORMATS (built in: csv, latex, markdown).")
     figures: bool = True
 
 
@@ -378,7 +368,9 @@ class Protocol(Frozen):
     stats: StatsConfig = Field(default_factory=StatsConfig)
     seeds: tuple[NonNegativeInt, ...] = Field((0,), min_length=1)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
-    executor: Literal["local", "processes", "ray"] = "local"
+    executor: registered_name(EXECUTORS) = Field(
+        "local", description="Where the seeds run, a name registered in "
+        "dimple_stats.protocol.vocabulary.EXECUTORS (built in: local, processes, ray).")
     report: ReportConfig = Field(default_factory=ReportConfig)
     defense: DefenseConfig = Field(
         default_factory=DefenseConfig, description="Projection defense (claim iso.defense).")

@@ -10,17 +10,34 @@ Examples
 ('pgd',)
 >>> CLASSIFIER_ARCHS.names()
 ('mlp', 'cnn_small', 'vgg_cifar', 'resnet18_cifar', 'linear')
+>>> EXECUTORS.names()
+('local', 'processes', 'ray')
+>>> REPORT_FORMATS["latex"].filename
+'results.tex'
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
 
 from dimple_stats.registry import Registry
 
-__all__ = ["ATTACK_METHODS", "AUTOENCODER_ARCHS", "CLASSIFIER_ARCHS", "DATASETS", "DatasetEntry"]
+__all__ = ["ATTACK_METHODS", "AUTOENCODER_ARCHS", "CLASSIFIER_ARCHS", "DATASETS", "DatasetEntry",
+           "EXECUTORS", "REPORT_FORMATS", "ReportFormat", "registered_name"]
+
+
+def registered_name(registry: Registry[Any]) -> Any:
+    """A protocol field type: a name registered in ``registry``, checked (with "did you mean")
+    and listed as the JSON schema's ``enum`` as registered when each runs, not at import."""
+    def enum(schema: dict[str, Any]) -> None:
+        schema["enum"] = list(registry)
+
+    return Annotated[str, AfterValidator(registry.check), Field(json_schema_extra=enum)]
+
 
 #: Minimal-norm attack families: name -> factory ``(norm, **options) -> MinimalNormAttack``
 #: (see :mod:`runners.attacks.base` for the contract every attack follows).
@@ -37,6 +54,31 @@ for _name in ("mlp", "cnn_small", "vgg_cifar", "resnet18_cifar", "linear"):
 AUTOENCODER_ARCHS: Registry[str | Callable[..., Any]] = Registry("autoencoder arch")
 for _name in ("conv", "mlp", "segnet", "oracle"):
     AUTOENCODER_ARCHS.register(_name, f"runners.models.builders:{_name}_autoencoder")
+
+#: Where a run's seeds execute: name -> ``(fn, tasks, on_result, workers, address) -> outputs``
+#: (see :func:`runners.executors.run_tasks`).
+EXECUTORS: Registry[str | Callable[..., Any]] = Registry("executor")
+for _name in ("local", "processes", "ray"):
+    EXECUTORS.register(_name, f"runners.executors:run_{_name}")
+
+
+@dataclass(frozen=True)
+class ReportFormat:
+    """A table format of the report: the file it writes and its renderer
+    ``(results, **{title_keyword: title}) -> str`` (or the renderer's ``"module:function"``)."""
+
+    filename: str
+    render: str | Callable[..., str]
+    title_keyword: str | None = None
+
+
+#: Report table formats (the protocol's ``report.formats``, ``dimple-stats report --format``).
+REPORT_FORMATS: Registry[ReportFormat] = Registry("report format")
+REPORT_FORMATS.register("csv", ReportFormat("results.csv", "dimple_stats.report.tables:to_csv_text"))
+REPORT_FORMATS.register("latex", ReportFormat("results.tex", "dimple_stats.report.tables:to_latex",
+                                              title_keyword="caption"))
+REPORT_FORMATS.register("markdown", ReportFormat(
+    "results.md", "dimple_stats.report.tables:to_markdown", title_keyword="title"))
 
 
 @dataclass(frozen=True)

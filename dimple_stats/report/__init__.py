@@ -9,11 +9,13 @@ from pathlib import Path
 import pandas as pd
 
 from dimple_stats.atomic import write_atomic, write_text_atomic
-from dimple_stats.report.tables import to_csv_text, to_latex, to_markdown
+from dimple_stats.protocol.vocabulary import REPORT_FORMATS
+from dimple_stats.registry import resolve
 
 __all__ = ["FORMATS", "write_report", "figure_names"]
 
-FORMATS: dict[str, str] = {"csv": "results.csv", "latex": "results.tex", "markdown": "results.md"}
+#: The table formats (a registry: a plugin may add one): name -> file name and renderer.
+FORMATS = REPORT_FORMATS
 
 
 #: Figure drawn from the ``training`` table (dmm.clinging_then_dimpling).
@@ -48,21 +50,13 @@ def write_report(results: pd.DataFrame, measurements: pd.DataFrame | None,
     Every file goes to a temporary name first and is moved into place with ``os.replace``.
     Output is deterministic: the same inputs give byte-identical files.
     """
-    from dimple_stats.suggest import did_you_mean
-
     out = Path(out_dir)
     written: list[Path] = []
-    for fmt in dict.fromkeys(formats):
-        if fmt not in FORMATS:
-            raise ValueError(f"unknown report format {fmt!r}{did_you_mean(fmt, FORMATS)}; "
-                             f"allowed: {', '.join(FORMATS)}")
-        if fmt == "csv":
-            text = to_csv_text(results)
-        elif fmt == "latex":
-            text = to_latex(results, caption=title)
-        else:
-            text = to_markdown(results, title=title)
-        written.append(write_text_atomic(out / FORMATS[fmt], text))
+    for fmt in [FORMATS.check(f) for f in dict.fromkeys(formats)]:
+        entry = FORMATS[fmt]
+        render = resolve(entry.render) if isinstance(entry.render, str) else entry.render
+        text = render(results, **({entry.title_keyword: title} if entry.title_keyword else {}))
+        written.append(write_text_atomic(out / entry.filename, text))
     if figures:
         written += _write_figures(results, measurements, out / "figures", tables)
     return written

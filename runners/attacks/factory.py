@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 from dimple_stats.protocol.schema import AttackConfig, Mode
 from dimple_stats.protocol.vocabulary import ATTACK_METHODS
-from dimple_stats.registry import resolve
 from runners.attacks.base import Bounds, MinimalNormAttack
 
 __all__ = ["ATTACKS", "attack_from_config", "make_attack"]
@@ -25,10 +24,7 @@ def make_attack(method: str, norm: Literal["l2", "linf"], **options: Any) -> Min
     >>> make_attack("pgd", "linf", eps=0.1, step=0.01, steps=20)
     LinfPGD(eps=0.1, step=0.01, steps=20, loss='margin', early_stop=True, refine=False, box='strict')
     """
-    factory = ATTACKS[method]
-    if isinstance(factory, str):
-        factory = resolve(factory)
-    attack = factory(norm, **options)
+    attack = ATTACKS.load(method)(norm, **options)
     if not isinstance(attack, MinimalNormAttack):
         raise TypeError(f"attack {method!r} built a {type(attack).__name__}, not a "
                         "MinimalNormAttack (runners.attacks.base)")

@@ -28,7 +28,7 @@ class Target:
     name : str
         What is measured, e.g. ``"speed-up over the per-pixel loop"``.
     target : str
-        The goal as written in the issue, e.g. ``">= 100x"``.
+        The goal, e.g. ``">= 100x"``.
     value : float or None
         The measured value (None when it could not be measured).
     display : str

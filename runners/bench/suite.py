@@ -12,52 +12,25 @@ from typing import Any
 
 import torch
 
+from dimple_stats.registry import Registry
 from runners.bench.core import Benchmark, machine_info
 
 __all__ = ["BENCHMARKS", "run_benchmarks", "render_markdown"]
 
 
-def _tangent(quick: bool) -> Benchmark:
-    from runners.bench.tangent import bench_tangent
-    return bench_tangent(quick=quick)
-
-
-def _projection(quick: bool) -> Benchmark:
-    from runners.bench.projection import bench_projection
-    return bench_projection(quick=quick)
-
-
-def _attacks(quick: bool) -> Benchmark:
-    from runners.bench.attacks import bench_attacks
-    return bench_attacks(quick=quick)
-
-
-def _end_to_end(quick: bool) -> Benchmark:
-    from runners.bench.end_to_end import bench_end_to_end
-    return bench_end_to_end(quick=quick)
-
-
-def _regulariser(quick: bool) -> Benchmark:
-    from runners.bench.regulariser import bench_regulariser
-    return bench_regulariser(quick=quick)
-
-
-def _threads(quick: bool) -> Benchmark:
-    from runners.bench.end_to_end import bench_threads
-    return bench_threads(quick=quick)
-
-
-def _feasible(quick: bool) -> Benchmark:
-    from runners.bench.feasible import bench_feasible
-    return bench_feasible(quick=quick)
-
-
-#: name -> runner, in the order they run and are reported.
-BENCHMARKS: dict[str, Callable[[bool], Benchmark]] = {
-    "tangent": _tangent, "projection": _projection, "attacks": _attacks,
-    "end_to_end": _end_to_end, "regulariser": _regulariser, "threads": _threads,
-    "feasible": _feasible,
-}
+#: name -> ``bench_*(quick=...) -> Benchmark`` (lazy targets: each benchmark imports only its
+#: own modules), in the order they run and are reported.
+BENCHMARKS: Registry[str | Callable[..., Benchmark]] = Registry("benchmark")
+for _name, _target in [
+    ("tangent", "runners.bench.tangent:bench_tangent"),
+    ("projection", "runners.bench.projection:bench_projection"),
+    ("attacks", "runners.bench.attacks:bench_attacks"),
+    ("end_to_end", "runners.bench.end_to_end:bench_end_to_end"),
+    ("regulariser", "runners.bench.regulariser:bench_regulariser"),
+    ("threads", "runners.bench.end_to_end:bench_threads"),
+    ("feasible", "runners.bench.feasible:bench_feasible"),
+]:
+    BENCHMARKS.register(_name, _target)
 
 
 def run_benchmarks(*, quick: bool, out: Path, only: list[str] | None = None,
@@ -83,10 +56,7 @@ def run_benchmarks(*, quick: bool, out: Path, only: list[str] | None = None,
     dict
         What ``benchmarks.json`` holds.
     """
-    names = only or list(BENCHMARKS)
-    unknown = [n for n in names if n not in BENCHMARKS]
-    if unknown:
-        raise ValueError(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    names = [BENCHMARKS.check(n) for n in only or BENCHMARKS]
     previous = torch.get_num_threads()
     machine = machine_info()  # before pinning: it records this machine's default thread count
     # One intra-op thread, as the runner uses per seed on CPU: on the shared 2-core machine a
@@ -99,7 +69,7 @@ def run_benchmarks(*, quick: bool, out: Path, only: list[str] | None = None,
             log(f"bench: {name} ...")
             clock = time.perf_counter()
             try:
-                record = BENCHMARKS[name](quick)
+                record = BENCHMARKS.load(name)(quick=quick)
             except Exception as exc:  # noqa: BLE001 - record it; the other benchmarks still run
                 record = Benchmark(name, name, error=f"{type(exc).__name__}: {exc}")
                 record.notes.append(traceback.format_exc()[-3000:])
@@ -110,7 +80,7 @@ def run_benchmarks(*, quick: bool, out: Path, only: list[str] | None = None,
     finally:
         torch.set_num_threads(previous)
     data = {
-        "issue": 8, "quick": quick,
+        "quick": quick,
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine, "total_seconds": time.perf_counter() - started,
         "all_agree": all(r.agree and r.error is None for r in records),

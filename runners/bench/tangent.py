@@ -62,7 +62,7 @@ def bench_tangent(*, quick: bool, seed: int = 0) -> Benchmark:
     ----------
     quick : bool
         Tiny decoder and batch (for CI): the agreement checks are the same, the timings are not
-        the issue's.
+        the targets' sizes.
     seed : int
         Seeds the (untrained) decoder weights and the latents; timing does not depend on
         trained weights, and agreement is checked on exactly these.

@@ -4,13 +4,11 @@ through the registries of :mod:`dimple_stats.protocol.vocabulary` (builders in
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from dimple_stats.protocol.vocabulary import AUTOENCODER_ARCHS, CLASSIFIER_ARCHS
-from dimple_stats.registry import Registry, resolve
 from runners.models.autoencoders import Autoencoder
 from runners.models.classifiers import torchvision_classifier
 
@@ -27,7 +25,7 @@ def build_classifier(
     """An untrained classifier of ``config.arch`` for images of ``image_shape``."""
     if config.arch.startswith("torchvision:"):
         return torchvision_classifier(config.arch.split(":", 1)[1], num_classes=num_classes)
-    return _builder(CLASSIFIER_ARCHS, config.arch)(config, image_shape, num_classes)
+    return CLASSIFIER_ARCHS.load(config.arch)(config, image_shape, num_classes)
 
 
 def build_autoencoder(
@@ -38,9 +36,5 @@ def build_autoencoder(
     manifold: KnownManifold | None = None,
 ) -> Autoencoder:
     """An untrained autoencoder of ``config.arch`` (or the oracle for a known manifold)."""
-    return _builder(AUTOENCODER_ARCHS, config.arch)(config, image_shape, pixel_range, manifold)
+    return AUTOENCODER_ARCHS.load(config.arch)(config, image_shape, pixel_range, manifold)
 
-
-def _builder(registry: Registry[Any], arch: str) -> Callable[..., Any]:
-    entry = registry[arch]  # the schema rejected unknown names already, with "did you mean"
-    return resolve(entry) if isinstance(entry, str) else entry

@@ -1,5 +1,5 @@
-"""Issue 14's defects 2, 5, 6, 9 and 10 and the 'uninformative' decision, each pinned by a test
-that failed on the code before the fix (the calibration simulations are in
+"""Censoring, pooling and the 'uninformative' decision: each defect found in review is pinned by
+a test that failed on the code before its fix (the calibration simulations are in
 test_pooled_calibration.py)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Calibration of every tested claim row, per seed AND pooled, under the claim's own chance model.
 
-Issue 14 asks for >= 400 simulated tables per claim with type I in [0.03, 0.07] at alpha 0.05,
+The standard: >= 400 simulated tables per claim with type I in [0.03, 0.07] at alpha 0.05,
 per seed and pooled, with images shared across seeds for the pooled rows, and censoring at 0%,
 30% and 60% for the norm claims. One simulated *experiment* is 5 seeds that measure images drawn
 from one pool of 150 images (so seeds share images, each image carries its own effect on the

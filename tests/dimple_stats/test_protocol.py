@@ -104,6 +104,18 @@ def test_unknown_dataset_lists_allowed_and_suggests() -> None:
     assert {"synthetic", "mnist", "cifar10", "imagefolder"} <= set(issue.allowed)
 
 
+@pytest.mark.parametrize(("line", "path", "suggestion"), [
+    ("executor: proceses", "executor", "processes"),
+    ("report: {formats: [csv, latx]}", "report.formats.1", "latex"),
+    ("attack: {method: pdg}", "attack.method", "pgd"),
+])
+def test_registered_names_are_checked_with_did_you_mean(line: str, path: str,
+                                                        suggestion: str) -> None:
+    (issue,) = issues_of(MINIMAL + line + "\n")
+    assert issue.line == 7 and issue.path == path
+    assert f"did you mean '{suggestion}'" in issue.message
+
+
 def test_unknown_claim_id_suggests_nearest() -> None:
     (issue,) = issues_of(MINIMAL.replace("dmm.perpendicular", "dmm.perpendiculr"))
     assert issue.line == 6 and issue.suggestion == "dmm.perpendicular"

@@ -134,6 +134,26 @@ def test_write_report_files_are_complete_and_deterministic(
         write_report(results, None, tmp_path / "d", formats=["latx"])
 
 
+def test_a_registered_report_format_is_valid_in_protocols_and_written(
+        results: pd.DataFrame, tmp_path: Path) -> None:
+    from dimple_stats.protocol import load_protocol_text
+    from dimple_stats.protocol.vocabulary import REPORT_FORMATS, ReportFormat
+
+    def tsv(frame: pd.DataFrame, *, title: str) -> str:
+        return f"# {title}\n" + frame[["claim", "p"]].to_csv(sep="\t", index=False)
+
+    text = PROTOCOL.replace("formats: [csv, latex, markdown]", "formats: [tsv, markdown]")
+    with REPORT_FORMATS.registered("tsv", ReportFormat("results.tsv", tsv, "title")):
+        protocol = load_protocol_text(text, file="p.yaml")
+        written = write_report(results, None, tmp_path, formats=protocol.report.formats,
+                               figures=False, title="T")
+    assert [p.name for p in written] == ["results.tsv", "results.md"]
+    lines = (tmp_path / "results.tsv").read_text().splitlines()
+    assert lines[:2] == ["# T", "claim\tp"] and len(lines) == 2 + len(results)
+    with pytest.raises(ds.ProtocolError, match="unknown report format 'tsv'"):
+        load_protocol_text(text, file="p.yaml")  # gone with its registration
+
+
 # --- run directories and the command ------------------------------------------------------------
 
 def test_protocol_round_trips_through_the_manifest(run_dir: Path) -> None:
@@ -177,7 +197,7 @@ def test_report_options_override_the_protocol(run_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--format", "csv,pdf"], "unknown format 'pdf'"),
+    (["--format", "csv,pdf"], "unknown report format 'pdf'"),
     (["--correction", "bonferroni"], "unknown correction 'bonferroni'"),
     (["--correction", "fdr-bh"], "did you mean 'fdr_bh'"),
     (["--alpha", "1.5"], "--alpha must be between 0 and 1"),
