@@ -15,10 +15,12 @@ True
 
 from __future__ import annotations
 
-__all__ = ["BadInput", "EXIT_BAD_INPUT", "UnknownNameError"]
+__all__ = ["BadInput", "EXIT_BAD_INPUT", "EXIT_RUN_FAILED", "RunFailure", "UnknownNameError"]
 
 #: Exit status of the command line for bad input (argparse's and click's convention).
 EXIT_BAD_INPUT = 2
+#: Exit status when a computation cannot give a trustworthy result (:class:`RunFailure`).
+EXIT_RUN_FAILED = 1
 
 
 class BadInput(ValueError):
@@ -47,3 +49,10 @@ class UnknownNameError(BadInput, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly
         return str(self.args[0]) if self.args else ""
+
+
+class RunFailure(RuntimeError):
+    """A run that cannot go on to a trustworthy result for a reason other than its input: a
+    damaged stored artifact, a collapsed autoencoder, models that output NaN. The command line
+    prints the message (which says what to do) and exits with :data:`EXIT_RUN_FAILED`; what was
+    computed before stays in the store."""

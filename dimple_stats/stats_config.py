@@ -27,7 +27,7 @@ class StatsConfig(BaseModel):
     'holm'
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # no `.nan`
 
     alpha: float = Field(0.05, gt=0, lt=1)
     correction: Correction = "holm"

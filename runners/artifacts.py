@@ -3,6 +3,7 @@ record (``_meta.json``) written beside every artifact's files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import re
@@ -13,12 +14,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from dimple_stats.errors import RunFailure
 from dimple_stats.hashing import canonical_json
 
 __all__ = ["DIGEST_RE", "META_FILE", "STAGE_RE", "ArtifactError", "ArtifactKey",
-           "ArtifactNotFoundError", "InputKeys", "UnsafeArtifactError", "as_key", "check_name",
-           "check_stage", "json_default", "list_files", "normalise_inputs", "plain_json",
-           "unpickling_culprit", "write_meta"]
+           "ArtifactNotFoundError", "DamagedArtifactError", "InputKeys", "UnsafeArtifactError",
+           "as_key", "check_name", "check_stage", "file_sha256", "json_default", "list_files",
+           "normalise_inputs", "plain_json", "unpickling_culprit", "write_meta"]
 
 META_FILE = "_meta.json"
 
@@ -38,6 +40,22 @@ class ArtifactNotFoundError(ArtifactError, LookupError):
 
 class UnsafeArtifactError(ArtifactError):
     """A tensor file holds pickled objects other than tensors, so loading it was refused."""
+
+
+class DamagedArtifactError(ArtifactError, RunFailure):
+    """A published artifact's files no longer match the hashes recorded when it was published
+    (or its record is unreadable); nothing is loaded from it. The message names the artifact and
+    the one command that removes it so the next run recomputes it."""
+
+    def __init__(self, key: ArtifactKey, root: Path, problem: str) -> None:
+        self.key, self.root, self.problem = key, root, problem
+        super().__init__(
+            f"stored artifact {key} is damaged ({problem}); nothing was loaded from it. Remove it "
+            f"with `dimple-stats store rm {key} --store {root}` (or `dimple-stats store rm "
+            f"--damaged --store {root}`) and run again to recompute it")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable across process-pool and Ray workers
+        return (type(self), (self.key, self.root, self.problem))
 
 
 @dataclass(frozen=True)
@@ -95,9 +113,24 @@ def check_stage(stage: str) -> str:
     return stage
 
 
-def write_meta(directory: Path, key: ArtifactKey) -> None:
+#: Version of the ``_meta.json`` record: 2 records each file's size and SHA-256 (1: sizes only).
+META_FORMAT = 2
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks (hashlib's, OpenSSL-accelerated)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def write_meta(directory: Path, key: ArtifactKey, origin: Mapping[str, Any] | None = None) -> None:
+    """Write the artifact's provenance record: what made it (``origin``: the protocol and seed,
+    when a run made it), its key's config and inputs, versions, and every file's size and
+    SHA-256, which loading verifies."""
     provenance = key.provenance or {}
     record = {
+        "format": META_FORMAT,
+        "origin": dict(origin) if origin else None,
         "stage": key.stage,
         "digest": key.digest,
         "key": str(key),
@@ -109,7 +142,9 @@ def write_meta(directory: Path, key: ArtifactKey) -> None:
             "torch": _package_version("torch"),
             "python": platform.python_version(),
         },
-        "files": {name: (directory / name).stat().st_size for name in list_files(directory)},
+        "files": {name: {"bytes": (directory / name).stat().st_size,
+                         "sha256": file_sha256(directory / name)}
+                  for name in list_files(directory)},
     }
     try:
         with open(directory / META_FILE, "x", encoding="utf-8") as fh:

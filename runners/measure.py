@@ -54,6 +54,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dimple_stats.errors import RunFailure
 from dimple_stats.measurements import SCHEMAS
 from dimple_stats.protocol.schema import MODES, AttackConfig, TangentConfig
 from runners.attacks.base import AttackResult, Bounds
@@ -170,7 +171,7 @@ def _base_point(decode: Callable[[Tensor], Tensor], x: Tensor, z: Tensor,
             found.iterations.cpu())
 
 
-class MembershipError(RuntimeError):
+class MembershipError(RunFailure):
     """Strict on/off-manifold perturbations that are not in T / T-perp: a bug, not a finding."""
 
 

@@ -61,6 +61,10 @@ class SeedOutput:
     timings: dict[str, float] = field(default_factory=dict)
     shards: dict[str, int] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: The data the seed used: fingerprint (in every store key of the seed) and split sizes.
+    data: dict[str, Any] = field(default_factory=dict)
+    #: Store keys the seed loaded or published (``dimple-stats store gc`` keeps these).
+    artifacts: list[str] = field(default_factory=list)
 
 
 def run_seed(task: SeedTask) -> SeedOutput:
@@ -83,10 +87,13 @@ def _run_seed(task: SeedTask) -> SeedOutput:
     from runners.training import resolve_device
 
     protocol = Protocol.model_validate(task.protocol)
-    store = ArtifactStore(task.store_root)
+    store = ArtifactStore(task.store_root, origin={
+        "protocol": protocol.name, "protocol_hash": protocol.hash, "seed": task.seed})
     device = resolve_device(task.device)
     clock = time.perf_counter()
     data = load_dataset(protocol.dataset, seed=task.seed)
+    data_record = {"fingerprint": data.fingerprint, "train": len(data.train),
+                   "eval": len(data.eval)}
     timings = {"data": time.perf_counter() - clock}
     models = train_seed_models(protocol, data, seed=task.seed, store=store, device=device,
                                progress=task.progress)
@@ -105,7 +112,8 @@ def _run_seed(task: SeedTask) -> SeedOutput:
             if kind != "measurements":  # its time is split per autoencoder by the stage
                 timings[kind] = time.perf_counter() - clock
     measurements = tables.pop("measurements", pd.DataFrame())
-    return SeedOutput(task.seed, measurements, rows, timings, ctx.shards, tables)
+    return SeedOutput(task.seed, measurements, rows, timings, ctx.shards, tables, data_record,
+                      list(store.used))
 
 
 @dataclass
@@ -155,6 +163,7 @@ def run_protocol(
     """
     from dimple_stats.atomic import write_text_atomic
     from dimple_stats.measurements import TABLE_FILES, write_measurements
+    from dimple_stats.report.destination import check_destination, staged_report
     from dimple_stats.report.run import report_run
     from runners.store import ArtifactStore
     from runners.training import resolve_device
@@ -164,7 +173,9 @@ def run_protocol(
     executor = executor or protocol.executor
     device_name = str(resolve_device(device or protocol.device))
     store = ArtifactStore(store_root)
-    out = Path(out_dir) if out_dir is not None else Path("reports") / protocol.name
+    # Checked before any compute: a run must not end by refusing its destination.
+    out = check_destination(Path(out_dir) if out_dir is not None
+                            else Path("reports") / protocol.name)
     started = time.perf_counter()
     # Read before any compute: a long run must name the code it started with, even if the
     # checkout moves on while it runs.
@@ -199,13 +210,15 @@ def run_protocol(
         "total_seconds": time.perf_counter() - started,
         "shards": {str(o.seed): o.shards for o in outputs},
         "models": [m for o in outputs for m in o.models],
+        "data": {str(o.seed): o.data for o in outputs},
+        "artifacts": sorted({a for o in outputs for a in o.artifacts}),
         "tables": sorted(["measurements", *tables]),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_measurements(measurements, out / "measurements.parquet")
-    for kind, table in tables.items():
-        write_measurements(table, out / TABLE_FILES[kind], kind=kind)  # type: ignore[arg-type]
-    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True,
-                                                 default=str) + "\n")
-    results, _ = report_run(out)
+    with staged_report(out) as staging:  # replaces an earlier report at `out` as a whole
+        write_measurements(measurements, staging / "measurements.parquet")
+        for kind, table in tables.items():
+            write_measurements(table, staging / TABLE_FILES[kind], kind=kind)  # type: ignore[arg-type]
+        write_text_atomic(staging / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True,
+                                                         default=str) + "\n")
+        results, _ = report_run(staging)
     return RunOutcome(out, results, measurements, manifest)

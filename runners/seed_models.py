@@ -7,10 +7,12 @@ A model's metrics row (:func:`model_row`) is built here only: ``seed``, ``model`
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from dimple_stats.errors import RunFailure
 from runners.training import (
     DIAGNOSTICS_MAX_NK,
     TrainResult,
@@ -20,8 +22,8 @@ from runners.training import (
     train_classifier,
 )
 
-__all__ = ["SeedModels", "intrinsic_dimension_metrics", "model_row", "train_protocol",
-           "train_seed_models"]
+__all__ = ["NonFiniteOutputError", "SeedModels", "check_finite_outputs",
+           "intrinsic_dimension_metrics", "model_row", "train_protocol", "train_seed_models"]
 
 
 @dataclass
@@ -74,6 +76,8 @@ def train_seed_models(protocol: Any, data: Any, *, seed: int, store: Any, device
                            store=store, device=device, progress=progress,
                            epoch_checkpoints="training" in protocol.tables)
     timings["train_classifier"] = time.perf_counter() - clock
+    probe = data.eval.x[:64].to(device)
+    check_finite_outputs("the classifier", seed, clf.model, probe, clf.key)
     rows = [model_row(seed, "classifier", protocol.classifier, clf)]
     trained: dict[str, TrainResult] = {}
     for name, config in protocol.autoencoders.items():
@@ -81,11 +85,50 @@ def train_seed_models(protocol: Any, data: Any, *, seed: int, store: Any, device
         ae = train_autoencoder(config, data, data_config=protocol.dataset, seed=seed,
                                store=store, device=device, progress=progress, name=name)
         timings[f"train_autoencoder[{name}]"] = time.perf_counter() - clock
+        check_finite_outputs(f"autoencoder {name!r}", seed, ae.model, probe, ae.key)
         check_not_collapsed(name, seed, config, ae.metrics)
         trained[name] = ae
-        rows.append(model_row(seed, name, config, ae,
-                              **intrinsic_dimension_metrics(ae.model, data, device)))
+        clock = time.perf_counter()
+        dims = _stored_json(store, "intrinsic_dimension", ae.key, data,
+                            functools.partial(intrinsic_dimension_metrics, ae.model, data,
+                                              device))
+        timings[f"intrinsic_dimension[{name}]"] = time.perf_counter() - clock
+        rows.append(model_row(seed, name, config, ae, **dims))
     return SeedModels(clf, trained, rows, timings)
+
+
+class NonFiniteOutputError(RunFailure):
+    """A trained or loaded model outputs NaN or infinity on evaluation images."""
+
+
+def check_finite_outputs(what: str, seed: int, model: Any, x: Any, key: Any = None) -> None:
+    """Raise :class:`NonFiniteOutputError` when ``model(x)`` has a NaN or infinite entry: every
+    measurement downstream would be NaN, and the statistics would silently drop them."""
+    import torch
+
+    with torch.no_grad():
+        out = model(x)
+    bad = int((~torch.isfinite(out)).sum())
+    if bad:
+        where = f" (store key {key}; remove it with `dimple-stats store rm {key}`)" if key else ""
+        raise NonFiniteOutputError(
+            f"{what} (seed {seed}) outputs {bad} NaN or infinite value(s) on {len(x)} evaluation "
+            f"images{where}; a diverged training (try a smaller lr) or a damaged checkpoint")
+
+
+def _stored_json(store: Any, stage: str, model_key: Any, data: Any,
+                 compute: Any) -> dict[str, Any]:
+    """A model's diagnostics, computed once and kept in the store beside it (models without a
+    store key, the oracle and user checkpoints, are cheap or rare: computed each time)."""
+    if store is None or model_key is None:
+        return compute()
+    key = store.key(stage, {"model": str(model_key), "data": data.fingerprint, "version": 1})
+    if store.has(key):
+        return store.load_json(key, "metrics.json")
+    metrics = compute()
+    with store.writer(key) as writer:
+        writer.save_json("metrics.json", metrics)
+    return metrics
 
 
 def train_protocol(protocol: Any, *, seeds: tuple[int, ...] | None = None, store: Any = None,

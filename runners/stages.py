@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from dimple_stats.errors import RunFailure
 from dimple_stats.protocol import Protocol
 from dimple_stats.registry import Registry
 from dimple_stats.seeds import derive_seed
@@ -69,7 +70,8 @@ class SeedContext:
         from runners.training import config_identity
 
         return {"config": config_identity(config),
-                "dataset": self.protocol.dataset.model_dump(mode="json")}
+                "dataset": self.protocol.dataset.model_dump(mode="json"),
+                "data": self.data.fingerprint}
 
     def generator(self, *purpose: object) -> Any:
         """A torch generator seeded by (seed, purpose): independent of what ran before."""
@@ -82,7 +84,7 @@ class SeedContext:
                ) -> pd.DataFrame:
         """Load the stage's table from the store, or compute and publish it (resumable)."""
         key = self.store.key(stage, {"version": TABLE_STAGE_VERSION, "seed": self.seed,
-                                     **config})
+                                     "data": self.data.fingerprint, **config})
         if self.store.has(key):
             self.shards["loaded"] += 1
             return self.store.load_table(key, "table.parquet")
@@ -91,6 +93,10 @@ class SeedContext:
             writer.save_table("table.parquet", frame)
         self.shards["computed"] += 1
         return frame
+
+
+class NothingToAttackError(RunFailure):
+    """No evaluation image is classified correctly: there is nothing to attack."""
 
 
 #: Above this input dimension the data covariance is not formed (n x n); the principal subspace
@@ -123,6 +129,13 @@ def measurement_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.Data
     clf, x, y, image_ids = ctx.clf, ctx.x, ctx.y, ctx.image_ids
     correct = correctly_classified(clf.model, x.to(device), y.to(device)).cpu()
     ids = correct.nonzero().squeeze(1)
+    if len(ids) == 0:
+        raise NothingToAttackError(
+            f"seed {seed}: the classifier (test accuracy "
+            f"{float(clf.metrics.get('test_accuracy', float('nan'))):.3g}) classifies none of the "
+            f"{len(x)} evaluation images correctly, so no image can be attacked. Check the data "
+            "(dataset.root, dataset.classes), the classifier's training (classifier.epochs, "
+            "classifier.lr) or use more images (dataset.eval_samples, --limit)")
     shard_size = max(protocol.attack.batch_size, 32)
     clock = time.perf_counter()
     controls = _data_controls(protocol, ctx.data)
@@ -136,6 +149,7 @@ def measurement_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.Data
             for index, shard in enumerate(batches):
                 key = store.key("measure", {
                     "version": MEASURE_VERSION, "seed": seed, "autoencoder": name,
+                    "data": ctx.data.fingerprint,
                     "shard": index, "samples": shard.tolist(),
                     "attack": protocol.attack.model_dump(mode="json"),
                     "tangent": protocol.tangent.model_dump(mode="json"),

@@ -25,19 +25,18 @@ JSON, bytes) works where torch is not installed.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import shutil
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dimple_stats.atomic import fsync_dir, fsync_tree
 from dimple_stats.hashing import canonical_hash
+from runners.artifact_writer import ArtifactWriter
 from runners.artifacts import (
     DIGEST_RE,
     META_FILE,
@@ -45,11 +44,12 @@ from runners.artifacts import (
     ArtifactError,
     ArtifactKey,
     ArtifactNotFoundError,
+    DamagedArtifactError,
     InputKeys,
     UnsafeArtifactError,
     check_name,
     check_stage,
-    json_default,
+    file_sha256,
     list_files,
     normalise_inputs,
     plain_json,
@@ -67,6 +67,7 @@ __all__ = [
     "ArtifactNotFoundError",
     "ArtifactStore",
     "ArtifactWriter",
+    "DamagedArtifactError",
     "UnsafeArtifactError",
     "InputKeys",
     "default_store_root",
@@ -105,106 +106,6 @@ def default_store_root() -> Path:
     return cache / "dimple-stats" / "store"
 
 
-class ArtifactWriter:
-    """Fills one artifact's private temporary directory; obtained from :meth:`ArtifactStore.writer`.
-
-    File names are relative POSIX paths inside the artifact (``"model.pt"``, ``"shards/seed0.parquet"``)
-    and each may be written once. Nothing is visible to readers until the ``with`` block exits.
-
-    Attributes
-    ----------
-    published : bool or None
-        After the ``with`` block: True if this writer's directory became the artifact, False if
-        another process had published the same key first and this copy was discarded.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self._dir = directory
-        self._open = True
-        self.published: bool | None = None
-
-    @property
-    def dir(self) -> Path:
-        """The temporary directory, for a tool that writes its files itself (valid inside the block)."""
-        self._check_open()
-        return self._dir
-
-    def save_bytes(self, name: str, data: bytes | bytearray | memoryview) -> Path:
-        """Write raw bytes to file ``name``; return its (temporary) path."""
-        target = self._target(name)
-        with open(target, "xb") as fh:
-            fh.write(data)
-        return target
-
-    def save_json(self, name: str, obj: Any) -> Path:
-        """Write ``obj`` as indented JSON with sorted keys; numpy/torch scalars and arrays become
-        lists/numbers.
-
-        Non-finite floats are written as ``NaN``/``Infinity`` (Python's JSON dialect) rather than
-        refused, because a diverged training run must still be able to record its losses.
-        """
-        if hasattr(obj, "model_dump"):
-            obj = obj.model_dump(mode="json", by_alias=True)
-        text = json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n"
-        return self.save_bytes(name, text.encode("utf-8"))
-
-    def save_tensors(self, name: str, tensors: Mapping[str, torch.Tensor]) -> Path:
-        """Write a state dict or any mapping of names to tensors with ``torch.save``.
-
-        Tensors are detached and moved to the CPU so the checkpoint loads on any machine, and views
-        are copied so a slice does not drag its whole base storage into the file. Only tensors are
-        accepted: anything else would need full unpickling to load, which the store refuses.
-        """
-        import torch
-
-        if not isinstance(tensors, Mapping):
-            raise TypeError(f"save_tensors takes a mapping of names to tensors, got {type(tensors).__name__}")
-        # An OrderedDict (what state_dict returns) can carry _metadata below; weights_only loads it.
-        out: OrderedDict[str, torch.Tensor] = OrderedDict()
-        for tensor_name, value in tensors.items():
-            if not isinstance(tensor_name, str):
-                raise TypeError(f"tensor names must be str, got {tensor_name!r}")
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(
-                    f"save_tensors stores tensors only, but {tensor_name!r} is a {type(value).__name__}; "
-                    "put scalars and settings in save_json"
-                )
-            out[tensor_name] = _portable_tensor(value)
-        # load_state_dict uses the per-module version numbers in _metadata to upgrade old checkpoints;
-        # it is a dict of dicts of ints, which weights_only loading accepts.
-        module_versions = getattr(tensors, "_metadata", None)
-        if module_versions is not None:
-            out._metadata = copy.deepcopy(module_versions)  # type: ignore[attr-defined]
-        target = self._target(name)
-        torch.save(out, target)
-        return target
-
-    def save_table(self, name: str, table: pd.DataFrame) -> Path:
-        """Write a DataFrame as Parquet (pyarrow), keeping dtypes and the index."""
-        import pandas as pd
-
-        if not isinstance(table, pd.DataFrame):
-            raise TypeError(f"save_table takes a pandas DataFrame, got {type(table).__name__}")
-        target = self._target(name)
-        table.to_parquet(target, engine="pyarrow")
-        return target
-
-    def _target(self, name: str) -> Path:
-        self._check_open()
-        target = self._dir / check_name(name)
-        if target.exists():
-            raise ArtifactError(f"file {name!r} was already written to this artifact")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target
-
-    def _check_open(self) -> None:
-        if not self._open:
-            raise ArtifactError("the artifact writer is closed: write files inside the `with` block")
-
-    def _close(self) -> None:
-        self._open = False
-
-
 class ArtifactStore:
     """A directory of content-addressed artifacts, ``<root>/<stage>/<digest>/``.
 
@@ -229,8 +130,15 @@ class ArtifactStore:
     True
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *,
+                 origin: Mapping[str, Any] | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else default_store_root()
+        #: Recorded in the ``_meta.json`` of what this instance publishes (e.g. the protocol and
+        #: seed of the run that made it), for ``dimple-stats store ls``.
+        self.origin = dict(origin) if origin else None
+        #: Keys this instance found published or published itself, in first-use order: what a
+        #: run used, which its manifest lists (``dimple-stats store gc`` keeps those).
+        self.used: dict[str, None] = {}
 
     def __repr__(self) -> str:
         return f"ArtifactStore({str(self.root)!r})"
@@ -265,7 +173,10 @@ class ArtifactStore:
     def has(self, key: ArtifactKey) -> bool:
         """Whether ``key`` was published. ``_meta.json`` is written last before the rename, so its
         presence marks a complete artifact even on filesystems where the rename is not atomic."""
-        return (self.path(key) / META_FILE).is_file()
+        found = (self.path(key) / META_FILE).is_file()
+        if found:
+            self.used.setdefault(str(key))
+        return found
 
     def keys(self, stage: str | None = None) -> Iterator[ArtifactKey]:
         """Published keys, of one stage or all, in sorted order; temporary and removed ones are skipped."""
@@ -324,29 +235,98 @@ class ArtifactStore:
             raise
 
     def _publish(self, key: ArtifactKey, tmp: Path) -> bool:
-        write_meta(tmp, key)
+        write_meta(tmp, key, self.origin)
         # Flush every file and directory entry to disk before the rename makes them visible: after a
         # power loss the artifact must be either absent or complete, never present with empty files.
         fsync_tree(tmp)
         final = self.path(key)
-        try:
-            os.rename(tmp, final)
-        except OSError as exc:
-            # POSIX rename refuses to replace a non-empty directory, so the first publisher wins.
-            shutil.rmtree(tmp, ignore_errors=True)
-            if self.has(key):
-                return False
-            raise ArtifactError(
-                f"cannot publish {key} to {final}: {exc}. If that directory is a damaged leftover, "
-                f"delete it with ArtifactStore.remove and run the stage again."
-            ) from exc
+        for attempt in range(2):
+            try:
+                os.rename(tmp, final)
+                break
+            except OSError as exc:
+                # POSIX rename refuses to replace a non-empty directory, so the first publisher
+                # wins.
+                if self.has(key):
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return False
+                if attempt == 0 and final.is_dir():
+                    # A directory without _meta.json at the final path was never published (the
+                    # record goes in before the rename): a damaged leftover, e.g. its record was
+                    # deleted. Move it aside and publish this complete copy in its place.
+                    self._discard(final)
+                    continue
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise ArtifactError(f"cannot publish {key} to {final}: {exc}") from exc
         fsync_dir(final.parent)
+        self.used.setdefault(str(key))
         return True
 
     # -------------------------------------------------------------------------------- reading
     def meta(self, key: ArtifactKey) -> dict[str, Any]:
-        """Provenance of ``key``: stage, digest, config, inputs, creation time (UTC), versions, files."""
-        return json.loads(self._file(key, META_FILE, reserved_ok=True).read_text(encoding="utf-8"))
+        """Provenance of ``key``: stage, digest, config, inputs, creation time (UTC), versions,
+        origin and every file's size and SHA-256.
+
+        Raises
+        ------
+        DamagedArtifactError
+            The record is not readable JSON of the expected shape.
+        """
+        path = self._require(key) / META_FILE
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise DamagedArtifactError(key, self.root, f"{META_FILE} unreadable: "
+                                       f"{type(exc).__name__}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+            raise DamagedArtifactError(key, self.root, f"{META_FILE} has no file list")
+        return record
+
+    def verify(self, key: ArtifactKey, names: list[str] | None = None) -> list[str]:
+        """Re-hash the artifact's files (or only ``names``) against its record; the problems
+        found, empty when it is intact.
+
+        A record from before hashes were kept (format 1) is checked by size only.
+        """
+        try:
+            recorded = self.meta(key)["files"]
+        except DamagedArtifactError as exc:
+            return [exc.problem]
+        directory = self.path(key)
+        problems = []
+        if names is None:
+            names = sorted(set(recorded) | set(self.files(key)))
+        for name in names:
+            expected, path = recorded.get(name), directory / name
+            if expected is None:
+                problems.append(f"{name}: not in the record (added after publishing)")
+            elif not path.is_file():
+                problems.append(f"{name}: missing")
+            else:
+                size = expected if isinstance(expected, int) else expected.get("bytes")
+                digest = None if isinstance(expected, int) else expected.get("sha256")
+                actual = path.stat().st_size
+                if actual != size:
+                    problems.append(f"{name}: {actual} bytes, {size} when published")
+                elif digest is not None and file_sha256(path) != digest:
+                    problems.append(f"{name}: content changed since publishing (SHA-256 differs)")
+        return problems
+
+    def size(self, key: ArtifactKey) -> int:
+        """Bytes of the artifact's files (its record included)."""
+        return sum(p.stat().st_size for p in self.path(key).rglob("*") if p.is_file())
+
+    def leftovers(self) -> list[Path]:
+        """Artifact directories without a record: never published, or damaged (their record
+        deleted). Readers ignore them; :meth:`remove_leftover` deletes one."""
+        if not self.root.is_dir():
+            return []
+        return [Path(entry.path)
+                for stage_entry in sorted(os.scandir(self.root), key=lambda e: e.name)
+                if _is_stage_dir(stage_entry)
+                for entry in sorted(os.scandir(stage_entry.path), key=lambda e: e.name)
+                if DIGEST_RE.match(entry.name) and entry.is_dir()
+                and not os.path.isfile(os.path.join(entry.path, META_FILE))]
 
     def files(self, key: ArtifactKey) -> list[str]:
         """Relative POSIX paths of the artifact's files, sorted, without ``_meta.json``."""
@@ -409,12 +389,18 @@ class ArtifactStore:
             raise ArtifactNotFoundError(f"no artifact {key} in the store at {self.root}")
         return self.path(key)
 
-    def _file(self, key: ArtifactKey, name: str, *, reserved_ok: bool = False) -> Path:
+    def _file(self, key: ArtifactKey, name: str) -> Path:
+        """The path of file ``name``, verified against the artifact's record: a file that was
+        changed, truncated or deleted after publishing is never handed to a loader."""
         directory = self._require(key)
-        target = directory / (name if reserved_ok else check_name(name))
-        if not target.is_file():
+        target = directory / check_name(name)
+        recorded = self.meta(key)["files"]
+        if name not in recorded and not target.is_file():
             available = ", ".join(self.files(key)) or "none"
             raise ArtifactNotFoundError(f"artifact {key} has no file {name!r}; its files: {available}")
+        problems = self.verify(key, [name])
+        if problems:
+            raise DamagedArtifactError(key, self.root, "; ".join(problems))
         return target
 
     # ---------------------------------------------------------------------------- maintenance
@@ -424,14 +410,22 @@ class ArtifactStore:
         The directory is first renamed out of place, so concurrent readers see the artifact either
         whole or gone, never half-deleted.
         """
-        final = self.path(key)
-        trash = final.parent / f"{TRASH_PREFIX}{key.digest}-{uuid.uuid4().hex}"
+        return self._discard(self.path(key))
+
+    def _discard(self, directory: Path) -> bool:
+        trash = directory.parent / f"{TRASH_PREFIX}{directory.name}-{uuid.uuid4().hex}"
         try:
-            os.rename(final, trash)
+            os.rename(directory, trash)
         except FileNotFoundError:
             return False
         shutil.rmtree(trash, ignore_errors=True)
         return True
+
+    def remove_leftover(self, directory: Path) -> bool:
+        """Delete one of :meth:`leftovers` (refuses anything else)."""
+        if directory not in self.leftovers():
+            raise ArtifactError(f"{directory} is not an unpublished artifact directory of {self}")
+        return self._discard(directory)
 
     def clean_stale(self, older_than_s: float = DEFAULT_STALE_AGE_S) -> list[Path]:
         """Delete temporary directories of killed writers (and interrupted removals).
@@ -470,17 +464,6 @@ class ArtifactStore:
 # -------------------------------------------------------------------------------- helpers
 def _is_stage_dir(entry: os.DirEntry[str]) -> bool:
     return bool(STAGE_RE.match(entry.name)) and entry.is_dir()
-
-
-def _portable_tensor(value: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    tensor = value.detach().cpu()
-    if tensor.layout == torch.strided:
-        used = tensor.numel() * tensor.element_size()
-        if tensor.untyped_storage().nbytes() > used:
-            tensor = tensor.clone()
-    return tensor
 
 
 def _newest_mtime(directory: Path) -> float:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from dimple_stats.errors import RunFailure
 from dimple_stats.seeds import derive_seed
 from runners.geometry.isometry import isometry_diagnostics
 from runners.models import Autoencoder, build_autoencoder, build_classifier
@@ -138,14 +139,18 @@ def _load_weights(path: str, model: nn.Module) -> None:
 
 
 def _from_store(store: ArtifactStore | None, stage: str, role: str, config: Any, data_config: Any,
-                seed: int, model: nn.Module, device: torch.device
+                data: DatasetSplits, seed: int, model: nn.Module, device: torch.device
                 ) -> tuple[ArtifactKey | None, TrainResult | None]:
-    """The checkpoint key of a training stage and, when the store has it, the loaded result."""
+    """The checkpoint key of a training stage and, when the store has it, the loaded result.
+
+    The key holds the data's fingerprint besides its config: other files under the same
+    ``dataset.root`` are other data and never reuse this checkpoint.
+    """
     if store is None:
         return None, None
     key = store.key(stage, {role: config_identity(config),
-                            "dataset": _data_identity(data_config), "seed": seed,
-                            "version": TRAINING_VERSION})
+                            "dataset": _data_identity(data_config), "data": data.fingerprint,
+                            "seed": seed, "version": TRAINING_VERSION})
     if not store.has(key):
         return key, None
     model.load_state_dict(store.load_tensors(key, "weights.pt"))
@@ -258,8 +263,8 @@ def train_classifier(
         return TrainResult(model, {"test_accuracy": accuracy(model, data.eval.x, data.eval.y),
                                    "source": config.checkpoint}, None, loaded=True)
     stage = "train_classifier_epochs" if epoch_checkpoints else "train_classifier"
-    key, stored = _from_store(store, stage, "classifier", config, data_config, seed, model,
-                              device)
+    key, stored = _from_store(store, stage, "classifier", config, data_config, data, seed,
+                              model, device)
     if stored is not None:
         return stored
     model.to(device)
@@ -311,7 +316,7 @@ def train_classifier(
 
 # --------------------------------------------------------------------------- autoencoders
 
-class CollapsedAutoencoderError(RuntimeError):
+class CollapsedAutoencoderError(RunFailure):
     """A trained autoencoder reconstructs no better than the mean image (see
     :data:`COLLAPSE_RECON_VS_MEAN`)."""
 
@@ -414,7 +419,7 @@ def train_autoencoder(
         ae.to(device).eval()
         return TrainResult(ae, autoencoder_metrics(ae, data), None, loaded=True)
     key, stored = _from_store(store, "train_autoencoder", "autoencoder", config, data_config,
-                              seed, ae, device)
+                              data, seed, ae, device)
     if stored is not None:
         return stored
     ae.to(device)

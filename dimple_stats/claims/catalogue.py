@@ -21,7 +21,8 @@ __all__ = ["ClaimDefinition", "CATALOGUE", "get_claim", "list_claims", "UnknownC
 
 
 class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No `.nan` or `.inf` options: NaN passes range checks like `gt=0` (it compares false).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 PairedTest = Literal["wilcoxon", "sign", "ttest"]

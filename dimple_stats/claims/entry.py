@@ -40,7 +40,7 @@ class ClaimEntry(BaseModel):
     (:func:`entry_model`).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

@@ -1,6 +1,6 @@
 """The ``dimple-stats`` command line, above both packages.
 
-The torch-free commands (validate, schema, claims, report) never import torch; the computing
+The torch-free commands (validate, schema, claims, report, store) never import torch; the computing
 ones (train, run, bench) import ``runners`` inside the command, after their input is checked.
 Every command runs under :func:`~dimple_stats.cli.app.command`'s guard: any
 :class:`~dimple_stats.errors.BadInput` becomes its message and exit 2. The import-layers
@@ -14,7 +14,7 @@ from __future__ import annotations
 # them: reading commands, computing commands, then report.
 # isort: off
 from dimple_stats.cli.app import app
-from dimple_stats.cli import inspect, compute, report  # noqa: F401
+from dimple_stats.cli import inspect, compute, report, store  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

@@ -9,9 +9,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from dimple_stats import __version__
-from dimple_stats.errors import EXIT_BAD_INPUT, BadInput
+from dimple_stats.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, BadInput, RunFailure
 
-__all__ = ["EXIT_BAD_INPUT", "app", "command", "fail"]
+__all__ = ["EXIT_BAD_INPUT", "app", "command", "fail", "run_failed"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,19 +31,36 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
-def command(fn: F) -> F:
-    """Register ``fn`` as a command that turns any :class:`~dimple_stats.errors.BadInput` it
-    lets through into its message and exit 2 (no traceback), wherever it was raised."""
+def run_failed(message: str) -> typer.Exit:
+    """Print ``error: message`` to stderr and return the exit-1 exception to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_RUN_FAILED)
 
-    @functools.wraps(fn)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BadInput as exc:
-            raise fail(f"dimple-stats {fn.__name__.rstrip('_')}: {exc}") from None
 
-    app.command(name=fn.__name__.rstrip("_"))(guarded)
-    return fn
+def command(fn: F | None = None, *, group: typer.Typer | None = None,
+            prefix: str = "dimple-stats") -> Any:
+    """Register ``fn`` as a command (of ``group``, default the top level) that turns any
+    :class:`~dimple_stats.errors.BadInput` it lets through into its message and exit 2, and any
+    :class:`~dimple_stats.errors.RunFailure` into its message and exit 1 (no traceback),
+    wherever it was raised. Use bare (``@command``) or with arguments
+    (``@command(group=store, prefix="dimple-stats store")``)."""
+
+    def register(fn: F) -> F:
+        name = fn.__name__.rstrip("_")
+
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except BadInput as exc:
+                raise fail(f"{prefix} {name}: {exc}") from None
+            except RunFailure as exc:
+                raise run_failed(f"{prefix} {name}: {exc}") from None
+
+        (group or app).command(name=name)(guarded)
+        return fn
+
+    return register(fn) if fn is not None else register
 
 
 def _version_callback(value: bool) -> None:

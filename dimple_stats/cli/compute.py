@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from dimple_stats.cli.app import command, fail
+from dimple_stats.cli.app import command, fail, run_failed
 from dimple_stats.cli.display import print_metrics, print_summary, seed_line
 from dimple_stats.cli.options import DeviceOption, SeedsOption, SetOption, StoreOption, load_for_compute
-from dimple_stats.errors import BadInput
+from dimple_stats.errors import BadInput, RunFailure
 
 
 @command
@@ -29,17 +29,15 @@ def train(
     # Imported here: everything above runs without torch.
     from runners.seed_models import train_protocol
     from runners.store import ArtifactStore
-    from runners.training import CollapsedAutoencoderError
 
     try:
         rows = train_protocol(protocol, seeds=seed_list, store=ArtifactStore(store),
                               device=protocol.device, progress=sys.stderr.isatty())
     except BadInput as exc:
         raise fail(exc.located(protocol_file)) from None
-    except CollapsedAutoencoderError as exc:
+    except RunFailure as exc:
         # A training outcome, not malformed input: exit 1 (the weights stay in the store).
-        typer.echo(f"error: {protocol_file}: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise run_failed(f"{protocol_file}: {exc}") from None
     print_metrics(rows)
 
 
@@ -63,11 +61,9 @@ def run(
     overrides = list(set_ or ())
     if executor is not None:
         overrides.append(f"executor={executor}")
-    protocol, seed_list = load_for_compute(protocol_file, overrides, seeds, device)
+    protocol, seed_list = load_for_compute(protocol_file, overrides, seeds, device, address=address)
     # Imported here: everything above runs without torch.
-    from runners.measure import MembershipError
     from runners.pipeline import run_protocol
-    from runners.training import CollapsedAutoencoderError
 
     console = Console(stderr=True)
     try:
@@ -78,10 +74,9 @@ def run(
         )
     except BadInput as exc:  # dataset files, dataset settings, claims the run cannot serve
         raise fail(exc.located(protocol_file)) from None
-    except (CollapsedAutoencoderError, MembershipError) as exc:
+    except RunFailure as exc:
         # A run-time outcome, not malformed input: exit 1 (seeds already done stay in the store).
-        typer.echo(f"error: {protocol_file}: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise run_failed(f"{protocol_file}: {exc}") from None
     print_summary(outcome.results)
     typer.echo(f"report: {outcome.out_dir}")
 

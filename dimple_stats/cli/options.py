@@ -12,7 +12,8 @@ from dimple_stats.cli.app import fail
 from dimple_stats.protocol import Protocol, ProtocolError, load_protocol
 from dimple_stats.seeds import parse_seeds
 
-__all__ = ["DeviceOption", "SeedsOption", "SetOption", "StoreOption", "load_for_compute", "warn"]
+__all__ = ["DeviceOption", "SeedsOption", "SetOption", "StoreOption", "check_executor_options",
+           "load_for_compute", "warn"]
 
 # Options the compute commands share: declared once, so their help and defaults cannot drift.
 SeedsOption = Annotated[str | None, typer.Option(
@@ -39,19 +40,50 @@ def warn(file: Path, protocol: Protocol) -> None:
         typer.echo(f"warning: {file}: {message}", err=True)
 
 
+def check_executor_options(executor: str, address: str | None = None) -> None:
+    """Refuse an option the chosen executor would ignore (exit 2, before anything computes).
+
+    ``--address`` names a Ray cluster: with another executor every seed would run on this
+    machine while the user believes it runs on the cluster. (`run` has no other option that
+    only some executors read.)
+
+    Parameters
+    ----------
+    executor : str
+        The executor the run uses: ``--executor`` when given, else the protocol's.
+    address : str or None
+        The ``--address`` option.
+    """
+    if address is not None and executor != "ray":
+        raise fail(f"--address {address}: only the ray executor connects to a cluster address, "
+                   f"and this run's executor is {executor!r} (use --executor ray, or drop --address)")
+
+
 def load_for_compute(protocol_file: Path, overrides: list[str], seeds: str | None,
-                     device: str | None = None
+                     device: str | None = None, address: str | None = None
                      ) -> tuple[Protocol, tuple[int, ...] | None]:
     """Protocol and --seeds of `train` and `run` (--device overrides the protocol's): exit 2 on
-    bad input, warnings to stderr."""
+    bad input, warnings to stderr.
+
+    ``seeds`` None means the protocol's; a given but empty ``--seeds ""`` is an error, not the
+    protocol's seeds. ``address`` (run's ``--address``) is checked against the executor.
+    """
     if device is not None:
         overrides = [*overrides, f"device={device}"]
+    # Seeds and protocol are read apart, so each error names its own source and both are shown.
+    problems: list[str] = []
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = parse_seeds(seeds)
+        except ValueError as exc:
+            problems.append(f"--seeds: {exc}")
     try:
         protocol = load_protocol(protocol_file, overrides=overrides)
-        seed_list = parse_seeds(seeds) if seeds else None
     except ProtocolError as exc:
-        raise fail(str(exc)) from None
-    except ValueError as exc:
-        raise fail(f"--seeds: {exc}") from None
+        problems.insert(0, str(exc))
+    if problems:
+        raise fail("\n".join(problems))
+    check_executor_options(protocol.executor, address)
     warn(protocol_file, protocol)
     return protocol, seed_list

@@ -35,10 +35,13 @@ def report(
     from pydantic import ValidationError
 
     from dimple_stats.report import FORMATS
+    from dimple_stats.report.destination import check_destination
     from dimple_stats.report.run import report_run
     from dimple_stats.stats_config import CORRECTIONS
     from dimple_stats.suggest import did_you_mean
 
+    if out is not None:
+        check_destination(out)  # before any work: a file or someone's folder is refused
     formats = None
     if format_ is not None:
         formats = [f.strip() for f in format_.split(",") if f.strip()]

@@ -30,9 +30,11 @@ __all__ = ["DatasetCommon", "DatasetConfig", "DigitsDataset", "Frozen", "ImageFo
 
 
 class Frozen(BaseModel):
-    """Base of every protocol model: immutable, strict about unknown keys."""
+    """Base of every protocol model: immutable, strict about unknown keys and non-finite numbers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # `.nan` and `.inf` are YAML floats: no setting means them, and NaN compares false with
+    # everything, so range checks like `gt=0` would let it through.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 PixelRange = tuple[float, float]

@@ -12,113 +12,29 @@ from __future__ import annotations
 import re
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from dimple_stats.claims.entry import ClaimEntry, entry_model
 from dimple_stats.protocol.errors import ProtocolError, ProtocolIssue
 from dimple_stats.protocol.schema import AutoencoderConfig, LiveDatasets, Protocol, dataset_union
+from dimple_stats.protocol.yaml_reader import (
+    MAX_DEPTH,
+    MAX_VALUES,
+    KeyPath,
+    compose_yaml,
+    decode_text,
+    fmt_path,
+)
 from dimple_stats.suggest import closest
 
-__all__ = ["load_protocol", "load_protocol_text", "parse_overrides", "apply_overrides"]
+__all__ = ["MAX_DEPTH", "MAX_VALUES", "apply_overrides", "decode_text", "load_protocol",
+           "load_protocol_text", "parse_overrides"]
 
-KeyPath = tuple[str | int, ...]
 _UNION_TYPES = (Union, types.UnionType)
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 demands ``1.0e-3``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _fmt_path(path: Iterable[str | int]) -> str:
-    return ".".join(str(p) for p in path)
-
-
-def _key_of(node: yaml.Node) -> str | None:
-    """Keys are names: take their text as written.
-
-    YAML 1.1 would turn the keys ``null``, ``on`` and ``off`` into None, True and False, and the
-    protocol uses all three as option names (``{null: beta}``, ``eps: {on: 10, off: 10}``).
-    """
-    return node.value if isinstance(node, yaml.ScalarNode) else None
-
-
-def _compose(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
-    """Parse YAML into plain Python data plus a map from key path to 1-based source line."""
-    loader = _Loader(text)
-    try:
-        try:
-            root = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else None
-            raise ProtocolError(
-                [ProtocolIssue(file, line, "", f"invalid YAML: {exc.problem or exc}")]
-            ) from None
-        if root is None:
-            raise ProtocolError([ProtocolIssue(file, 1, "", "the protocol file is empty")])
-        lines: dict[KeyPath, int] = {(): root.start_mark.line + 1}
-        issues: list[ProtocolIssue] = []
-
-        def build(node: yaml.Node, path: KeyPath) -> Any:
-            if isinstance(node, yaml.MappingNode):
-                seen: dict[Any, int] = {}
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":
-                        continue
-                    key = _key_of(key_node)
-                    line = key_node.start_mark.line + 1
-                    if key in seen:
-                        issues.append(ProtocolIssue(
-                            file, line, _fmt_path(path + (key,)),
-                            f"duplicate key (first given on line {seen[key]}); "
-                            "a repeated key would silently override the first",
-                        ))
-                    seen.setdefault(key, line)
-                loader.flatten_mapping(node)
-                out: dict[Any, Any] = {}
-                for key_node, value_node in node.value:
-                    key = _key_of(key_node)
-                    if key is None:
-                        issues.append(ProtocolIssue(
-                            file, key_node.start_mark.line + 1, _fmt_path(path),
-                            "keys must be plain names, not lists or mappings",
-                        ))
-                        continue
-                    lines.setdefault(path + (key,), key_node.start_mark.line + 1)
-                    out[key] = build(value_node, path + (key,))
-                return out
-            if isinstance(node, yaml.SequenceNode):
-                items = []
-                for i, item in enumerate(node.value):
-                    lines.setdefault(path + (i,), item.start_mark.line + 1)
-                    items.append(build(item, path + (i,)))
-                return items
-            return loader.construct_object(node, deep=True)
-
-        try:
-            data = build(root, ())
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            raise ProtocolError([ProtocolIssue(
-                file, mark.line + 1 if mark else None, "", f"invalid YAML: {exc.problem or exc}"
-            )]) from None
-        if issues:
-            raise ProtocolError(issues)
-        return data, lines
-    finally:
-        loader.dispose()
 
 
 # --------------------------------------------------------------------------- overrides
@@ -126,8 +42,13 @@ def _compose(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
 def parse_overrides(items: Sequence[str]) -> list[tuple[str, Any]]:
     """Parse ``key.path=value`` strings; values are YAML (``seeds=[0,1]``, ``attack.eps=0.5``).
 
+    Values are read like a protocol file (keys as written, aliases and nesting bounded), so
+    ``--set 'attack.eps={on: 2, off: 3}'`` means what the same mapping means in the file.
+
     >>> parse_overrides(["attack.eps=0.5", "seeds=[0, 1]", "dataset.name=mnist"])
     [('attack.eps', 0.5), ('seeds', [0, 1]), ('dataset.name', 'mnist')]
+    >>> parse_overrides(["attack.eps={on: 2, off: 3}"])
+    [('attack.eps', {'on': 2, 'off': 3})]
     """
     parsed = []
     for item in items:
@@ -136,12 +57,19 @@ def parse_overrides(items: Sequence[str]) -> list[tuple[str, Any]]:
             raise ProtocolError([ProtocolIssue(
                 "--set", None, item, "an override must look like key.path=value"
             )])
+        if not raw.strip():
+            parsed.append((key.strip(), ""))
+            continue
         try:
-            value = yaml.load(raw, Loader=_Loader) if raw.strip() else ""
-        except yaml.YAMLError as exc:
-            raise ProtocolError([ProtocolIssue(
-                "--set", None, key, f"value {raw!r} is not valid YAML: {exc}"
-            )]) from None
+            value, _ = compose_yaml(raw, "--set")
+        except ProtocolError as exc:
+            # Lines inside a one-line value say nothing: name the override instead (and quote
+            # the value cut short: it may be a megabyte of brackets).
+            shown = repr(raw) if len(raw) <= 40 else repr(raw[:40]) + "..."
+            raise ProtocolError([
+                ProtocolIssue("--set", None, key.strip(), f"value {shown}: {issue.message}")
+                for issue in exc.issues
+            ]) from None
         parsed.append((key.strip(), value))
     return parsed
 
@@ -167,7 +95,7 @@ def apply_overrides(
             if isinstance(node, list):
                 if not parts[i].lstrip("-").isdigit() or not -len(node) <= int(parts[i]) < len(node):
                     raise ProtocolError([ProtocolIssue(
-                        file, None, _fmt_path(path + [parts[i]]),
+                        file, None, fmt_path(path + [parts[i]]),
                         f"--set {dotted}: {parts[i]!r} is not an index of a list of {len(node)}",
                     )])
                 key: str | int = int(parts[i])
@@ -183,8 +111,8 @@ def apply_overrides(
                     i += 1
             else:
                 raise ProtocolError([ProtocolIssue(
-                    file, None, _fmt_path(path),
-                    f"--set {dotted}: {_fmt_path(path)} is a value, not a mapping",
+                    file, None, fmt_path(path),
+                    f"--set {dotted}: {fmt_path(path)} is a value, not a mapping",
                 )])
             path.append(key)
             if i == len(parts):
@@ -279,7 +207,7 @@ def _line_for(path: KeyPath, lines: dict[KeyPath, int]) -> int | None:
 def _origin_for(path: KeyPath, overridden: set[KeyPath]) -> str | None:
     for end in range(len(path), 0, -1):
         if path[:end] in overridden:
-            return f"--set {_fmt_path(path[:end])}"
+            return f"--set {fmt_path(path[:end])}"
     return None
 
 
@@ -316,7 +244,7 @@ def _issue_from_error(
     return ProtocolIssue(
         file=file,
         line=line,
-        path=_fmt_path(path),
+        path=fmt_path(path),
         message=message,
         allowed=allowed,
         suggestion=suggestion,
@@ -382,7 +310,9 @@ def load_protocol_text(
     text: str, file: str = "<string>", overrides: Sequence[str] = ()
 ) -> Protocol:
     """Validate protocol YAML given as text. Raises :class:`ProtocolError` listing every issue."""
-    data, lines = _compose(text, file)
+    data, lines = compose_yaml(text, file)
+    if data is None:
+        raise ProtocolError([ProtocolIssue(file, 1, "", "the protocol file is empty")])
     if not isinstance(data, dict):
         raise ProtocolError([ProtocolIssue(file, 1, "", "a protocol must be a mapping of keys")])
     data, overridden = apply_overrides(data, parse_overrides(overrides), file)
@@ -400,7 +330,7 @@ def load_protocol_text(
     if semantic:
         raise ProtocolError([
             ProtocolIssue(file, None if _origin_for(p, overridden) else _line_for(p, lines),
-                          _fmt_path(p), msg, origin=_origin_for(p, overridden))
+                          fmt_path(p), msg, origin=_origin_for(p, overridden))
             for p, msg in semantic
         ])
     return protocol
@@ -423,7 +353,7 @@ def load_protocol(path: str | Path, overrides: Sequence[str] = ()) -> Protocol:
     """
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ProtocolError([ProtocolIssue(file, None, "", f"cannot read: {exc.strerror}")]) from None
-    return load_protocol_text(text, file=file, overrides=overrides)
+    return load_protocol_text(decode_text(data, file), file=file, overrides=overrides)

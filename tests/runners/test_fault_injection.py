@@ -1,0 +1,286 @@
+"""Faults a hostile or unlucky user meets, each through the real command line in a subprocess:
+the exit code, a one-line message that says what to do, no traceback, and nothing stored
+before the fault lost.
+
+Exit codes: 2 for input the tool cannot use (checked before any compute), 1 for a run that
+cannot reach a trustworthy result (a damaged store, a model that outputs NaN, nothing to
+attack).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TINY = """\
+name: tiny
+dataset: {name: digits, eval_samples: 12, pixel_range: [-1, 1]}
+classifier: {arch: mlp, hidden: [32], epochs: 2}
+autoencoders:
+  plain: {arch: mlp, latent_dim: 6, hidden: [64], epochs: 10}
+attack:
+  eps: {plain: 4, on: 8, off: 8}
+  step: {plain: 0.2, on: 0.4, off: 0.4}
+  steps: {plain: 20, on: 20, off: 20}
+tangent: {method: dense, dtype: float64}
+defense: {threat: off_manifold, steps: 10}
+claims:
+  - dmm.perpendicular: {null: random_subspace}
+  - iso.defense: {eps: [0.5]}
+seeds: [0]
+report: {formats: [csv], figures: false}
+"""
+
+
+def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``dimple-stats ARGS`` in a fresh interpreter (stdin not a TTY, as in CI or nohup)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning"}
+    return subprocess.run([sys.executable, "-m", "dimple_stats", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=600, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
+    """The run's ``error``/message line, after checking the exit code and that no traceback
+    was printed."""
+    text = result.stdout + result.stderr
+    assert result.returncode == code, text
+    assert "Traceback" not in text, text
+    lines = [ln for ln in result.stderr.splitlines()
+             if ln.strip() and not ln.startswith("warning:")]  # the protocol's own warnings
+    assert len(lines) == 1, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def stored(store: Path) -> dict[str, set[str]]:
+    """``{stage: {digest, ...}}`` of the published artifacts."""
+    return {stage.name: {d.name for d in stage.iterdir() if (d / "_meta.json").is_file()}
+            for stage in store.iterdir() if stage.is_dir()}
+
+
+def flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 16):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny run: protocol, store and report in one folder (copied per test)."""
+    work = tmp_path_factory.mktemp("first")
+    (work / "tiny.yaml").write_text(TINY)
+    result = cli("run", "tiny.yaml", "--store", "store", "--out", "report", cwd=work)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return work
+
+
+@pytest.fixture
+def work(first_run: Path, tmp_path: Path) -> Path:
+    shutil.copytree(first_run, tmp_path / "w")
+    return tmp_path / "w"
+
+
+def test_each_kind_of_stored_artifact_is_verified_and_recomputed_after_rm(work: Path) -> None:
+    before = stored(work / "store")
+    assert set(before) >= {"train_classifier", "train_autoencoder", "measure", "defense"}
+    damage = [("train_classifier", "weights.pt", flip),
+              ("train_autoencoder", "weights.pt", truncate),
+              ("measure", "measurements.parquet", flip),
+              ("defense", "table.parquet", truncate)]
+    for stage, name, how in damage:
+        digest = sorted(before[stage])[0]
+        how(work / "store" / stage / digest / name)
+        present = stored(work / "store")
+        result = cli("run", "tiny.yaml", "--store", "store", "--out", "report", cwd=work)
+        one_line_error(result, 1, f"{stage}/{digest}", "is damaged", "dimple-stats store rm")
+        after = stored(work / "store")  # the failed run lost nothing (it may have added)
+        assert all(present[k] <= after.get(k, set()) for k in present), (present, after)
+        verify = cli("store", "verify", "--store", "store", cwd=work)
+        assert verify.returncode == 1 and f"damaged {stage}/{digest}: {name}" in verify.stdout
+        assert cli("store", "rm", "--damaged", "--store", "store", cwd=work).returncode == 0
+        assert digest not in stored(work / "store")[stage]
+    again = cli("run", "tiny.yaml", "--store", "store", "--out", "report", cwd=work)
+    assert again.returncode == 0, again.stderr
+    manifest = json.loads((work / "report" / "manifest.json").read_text())
+    assert manifest["shards"]["0"]["computed"] >= 1  # the removed defense table at least
+    assert cli("store", "verify", "--store", "store", cwd=work).returncode == 0
+
+
+def test_a_deleted_record_is_recomputed_not_a_dead_end(work: Path) -> None:
+    stage = work / "store" / "train_autoencoder"
+    (next(stage.iterdir()) / "_meta.json").unlink()
+    for _ in range(2):  # it used to fail the same way on every rerun
+        result = cli("run", "tiny.yaml", "--store", "store", "--out", "report", cwd=work)
+        assert result.returncode == 0, result.stderr
+
+
+def test_out_refuses_files_and_foreign_folders_before_compute(work: Path) -> None:
+    (work / "mine").mkdir()
+    (work / "mine" / "results.csv").write_text("my,own\n1,2\n")
+    (work / "mine" / "notes.txt").write_text("keep me")
+    (work / "afile").write_text("x")
+    shutil.rmtree(work / "store")
+    for target in ("mine", "afile"):
+        result = cli("run", "tiny.yaml", "--store", "store", "--out", target, cwd=work)
+        one_line_error(result, 2, target, "--out")
+    assert (work / "mine" / "results.csv").read_text() == "my,own\n1,2\n"
+    assert not (work / "store").exists()  # refused before anything was computed
+
+
+def test_out_replaces_an_earlier_report_as_a_whole(work: Path) -> None:
+    stale = work / "report" / "figures" / "from_an_older_version.png"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_bytes(b"old")
+    result = cli("run", "tiny.yaml", "--store", "store", "--out", "report", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists() and (work / "report" / "results.csv").is_file()
+    assert not [p for p in work.iterdir() if p.name.startswith(".report.")]
+
+
+# ------------------------------------------------------------------------- data and models
+
+MNIST = """\
+name: m
+dataset: {{name: mnist, root: {root}, train_samples: {n}, eval_samples: 10{extra}}}
+classifier: {{arch: mlp, hidden: [64], epochs: 3{checkpoint}}}
+autoencoders:
+  plain: {{arch: mlp, latent_dim: 8, hidden: [128], epochs: 10, lr: 0.003}}
+attack: {{steps: {{plain: 10, on: 10, off: 10}}}}
+tangent: {{method: dense}}
+claims: [dmm.perpendicular]
+seeds: [0]
+report: {{formats: [csv], figures: false}}
+"""
+
+
+def _copy_mnist(src: Path, dst: Path) -> Path:
+    shutil.copytree(src / "MNIST", dst / "MNIST")
+    return dst
+
+
+def _idx(path: Path) -> tuple[bytes, np.ndarray]:
+    data = path.read_bytes()
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return data[:header], np.frombuffer(data[header:], dtype=np.uint8).reshape(shape)
+
+
+def test_replaced_dataset_files_are_other_data(mnist_sample: Path, tmp_path: Path) -> None:
+    """Same dataset.root and config, other files: nothing trained on the old files is reused
+    (the data fingerprint is in every key) and the manifest records the fingerprint."""
+    root = _copy_mnist(mnist_sample, tmp_path / "data")
+    (tmp_path / "m.yaml").write_text(MNIST.format(root=root, n=2000, extra="", checkpoint=""))
+    first = cli("run", "m.yaml", "--store", "store", "--out", "a", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    raw = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    header, images = _idx(raw)
+    raw.write_bytes(header + np.ascontiguousarray(images[:, :, ::-1]).tobytes())  # mirrored
+    second = cli("run", "m.yaml", "--store", "store", "--out", "b", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    a, b = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in "ab")
+    assert a["data"]["0"]["fingerprint"] != b["data"]["0"]["fingerprint"]
+    assert a["data"]["0"]["train"] == 2000
+    assert not any(m["loaded"] for m in b["models"])  # retrained, not the old models
+    assert b["shards"]["0"]["loaded"] == 0
+
+
+def test_no_correctly_classified_image_is_a_clear_error(mnist_sample: Path,
+                                                        tmp_path: Path) -> None:
+    root = _copy_mnist(mnist_sample, tmp_path / "data")
+    labels = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    header, y = _idx(labels)
+    swapped = np.where(y == 0, 1, np.where(y == 1, 0, y)).astype(np.uint8)  # 0 <-> 1
+    labels.write_bytes(header + swapped.tobytes())
+    (tmp_path / "m.yaml").write_text(MNIST.format(root=root, n=600, extra=", classes: [0, 1]",
+                                                  checkpoint=""))
+    result = cli("run", "m.yaml", "--store", "store", cwd=tmp_path)
+    one_line_error(result, 1, "none of the 10 evaluation images", "dataset.eval_samples")
+    assert {"train_classifier", "train_autoencoder"} <= set(stored(tmp_path / "store"))
+
+
+def test_a_classifier_that_outputs_nan_is_a_clear_error(mnist_sample: Path,
+                                                        tmp_path: Path) -> None:
+    import torch
+
+    from dimple_stats.protocol import load_protocol_text
+    from runners.models import build_classifier
+
+    text = MNIST.format(root=mnist_sample, n=600, extra="", checkpoint="")
+    model = build_classifier(load_protocol_text(text).classifier, image_shape=(1, 28, 28),
+                             num_classes=10)
+    state = model.state_dict()
+    next(iter(state.values())).view(-1)[0] = float("nan")  # one NaN weight poisons every logit
+    torch.save(state, tmp_path / "clf.pt")
+    (tmp_path / "m.yaml").write_text(MNIST.format(root=mnist_sample, n=600, extra="",
+                                                  checkpoint=", checkpoint: clf.pt"))
+    result = cli("run", "m.yaml", "--store", "store", cwd=tmp_path)
+    one_line_error(result, 1, "the classifier (seed 0) outputs", "NaN")
+
+
+def test_a_dataset_smaller_than_asked_is_bad_input(mnist_sample: Path, tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(
+        MNIST.format(root=mnist_sample, n=9000, extra="", checkpoint=""))
+    result = cli("run", "m.yaml", "--store", "store", cwd=tmp_path)
+    one_line_error(result, 2, "train_samples")
+
+
+# ------------------------------------------------------------------------------- bad input
+
+def _bomb() -> str:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]"
+              for i in range(8)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(("case", "content", "args", "needles"), [
+    ("alias bomb", _bomb(), (), ("p.yaml", "alias")),
+    ("random bytes", None, (), ("p.yaml", "not UTF-8")),
+    ("nan eps", TINY.replace("eps: {plain: 4,", "eps: {plain: .nan,"), (),
+     ("p.yaml", "attack.eps.plain", "finite")),
+    ("deep nesting", "x: " + "[" * 5000 + "]" * 5000 + "\n", (), ("p.yaml", "nest")),
+    ("huge seed range", TINY, ("--seeds", "0-99999999"), ("--seeds",)),
+    ("empty seeds", TINY, ("--seeds", ""), ("--seeds",)),
+    ("empty seed item", TINY, ("--seeds", "0,,1"), ("--seeds",)),
+    ("address without ray", TINY, ("--executor", "local", "--address", "1.2.3.4:6379"),
+     ("--address",)),
+])
+def test_bad_input_exits_2_in_one_line_before_compute(tmp_path: Path, case: str,
+                                                       content: str | None, args: tuple,
+                                                       needles: tuple) -> None:
+    path = tmp_path / "p.yaml"
+    if content is None:
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8)
+                         .tobytes())
+    else:
+        path.write_text(content)
+    commands = [["run", "p.yaml", "--store", "store", *args]]
+    if not args:  # a file problem: validate says it too
+        commands.append(["validate", "p.yaml"])
+    for command in commands:
+        one_line_error(cli(*command, cwd=tmp_path), 2, *needles)
+    assert not (tmp_path / "store").exists()
+
+
+def test_set_reads_on_off_keys_as_the_file_loader_does(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(TINY)
+    result = cli("validate", "p.yaml", "--set", "attack.eps={plain: 1, on: 2, off: 3}",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
