@@ -20,7 +20,7 @@ from dimple_stats.hashing import canonical_json
 __all__ = ["DIGEST_RE", "META_FILE", "STAGE_RE", "ArtifactError", "ArtifactKey",
            "ArtifactNotFoundError", "DamagedArtifactError", "InputKeys", "UnsafeArtifactError",
            "as_key", "check_name", "check_stage", "file_sha256", "json_default", "list_files",
-           "normalise_inputs", "plain_json", "unpickling_culprit", "write_meta"]
+           "normalise_inputs", "plain_json", "record_problem", "unpickling_culprit", "write_meta"]
 
 META_FILE = "_meta.json"
 
@@ -30,8 +30,8 @@ STAGE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 DIGEST_RE = re.compile(r"[0-9a-f]{8,64}\Z")
 
 
-class ArtifactError(Exception):
-    """An artifact could not be written or read."""
+class ArtifactError(RunFailure):
+    """An artifact could not be written or read (a run failure: exit 1 with its message)."""
 
 
 class ArtifactNotFoundError(ArtifactError, LookupError):
@@ -42,7 +42,7 @@ class UnsafeArtifactError(ArtifactError):
     """A tensor file holds pickled objects other than tensors, so loading it was refused."""
 
 
-class DamagedArtifactError(ArtifactError, RunFailure):
+class DamagedArtifactError(ArtifactError):
     """A published artifact's files no longer match the hashes recorded when it was published
     (or its record is unreadable); nothing is loaded from it. The message names the artifact and
     the one command that removes it so the next run recomputes it."""
@@ -121,6 +121,20 @@ def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file's bytes, read in blocks (hashlib's, OpenSSL-accelerated)."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def record_problem(name: str, expected: Any, data: bytes) -> str | None:
+    """How ``data`` (file ``name``'s bytes) differs from its record, or None.
+
+    A record from before hashes were kept (an int: format 1) is checked by size only.
+    """
+    size = expected if isinstance(expected, int) else expected.get("bytes")
+    digest = None if isinstance(expected, int) else expected.get("sha256")
+    if len(data) != size:
+        return f"{name}: {len(data)} bytes, {size} when published"
+    if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+        return f"{name}: content changed since publishing (SHA-256 differs)"
+    return None
 
 
 def write_meta(directory: Path, key: ArtifactKey, origin: Mapping[str, Any] | None = None) -> None:

@@ -17,6 +17,7 @@ from multiprocessing import get_context
 from typing import Any, Protocol, TypeVar
 
 from dimple_stats.protocol.vocabulary import EXECUTORS
+from runners.progress import mode_of
 
 __all__ = ["EXECUTORS", "Task", "run_local", "run_processes", "run_ray", "run_tasks"]
 
@@ -25,12 +26,19 @@ class Task(Protocol):
     """What an executor needs of a task: a dataclass with these fields (and picklable)."""
 
     threads: int | None
-    progress: bool
+    progress: bool | str
 
 
 T = TypeVar("T", bound=Task)
 R = TypeVar("R")
 OnResult = Callable[[Any], None] | None
+
+
+def _no_terminal(progress: bool | str) -> str:
+    """A worker's progress mode: log lines where the driver would draw bars (a worker's
+    stderr is a pipe or shared, never a terminal a bar could redraw)."""
+    mode = mode_of(progress)
+    return "log" if mode == "bar" else mode
 
 
 def run_local(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
@@ -52,7 +60,8 @@ def run_processes(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
     # Divide the cores among workers: torch in every worker defaulting to all cores would
     # oversubscribe the machine and run slower than one process.
     threads = max(1, cpus // workers)
-    tasks = [replace(t, threads=t.threads or threads, progress=False) for t in tasks]
+    tasks = [replace(t, threads=t.threads or threads, progress=_no_terminal(t.progress))
+             for t in tasks]
     outputs = []
     # spawn, not fork: a forked child inherits the parent's torch thread pools in a broken state.
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
@@ -74,12 +83,15 @@ def run_ray(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
     if started_here:
         # No address: a local Ray instance on this machine. Workers import this package, so it
         # must be importable there (installed, or on a shared filesystem).
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+        # log_to_driver: the workers' progress lines reach this terminal (prefixed by Ray).
+        ray.init(address=address, include_dashboard=False,
+                 log_to_driver=any(mode_of(t.progress) != "off" for t in tasks),
                  ignore_reinit_error=True)
     try:
         gpus = 1 if any(str(getattr(t, "device", "")).startswith("cuda") for t in tasks) else 0
         remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(fn)
-        pending = [remote.remote(replace(t, threads=t.threads or 1, progress=False))
+        pending = [remote.remote(replace(t, threads=t.threads or 1,
+                                         progress=_no_terminal(t.progress)))
                    for t in tasks]
         outputs = []
         while pending:

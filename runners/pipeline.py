@@ -48,7 +48,7 @@ class SeedTask:
     device: str = "cpu"
     limit: int | None = None
     threads: int | None = None
-    progress: bool = False
+    progress: bool | str = False  # a runners.progress mode (True: bar)
 
 
 @dataclass
@@ -65,6 +65,8 @@ class SeedOutput:
     data: dict[str, Any] = field(default_factory=dict)
     #: Store keys the seed loaded or published (``dimple-stats store gc`` keeps these).
     artifacts: list[str] = field(default_factory=list)
+    #: Peak resident memory (MB) of the seed's process at the end of each stage.
+    memory: dict[str, float] = field(default_factory=dict)
 
 
 def run_seed(task: SeedTask) -> SeedOutput:
@@ -82,6 +84,7 @@ def run_seed(task: SeedTask) -> SeedOutput:
 
 def _run_seed(task: SeedTask) -> SeedOutput:
     from runners.datasets import load_dataset
+    from runners.progress import log_line, peak_rss_mb
     from runners.seed_models import train_seed_models
     from runners.store import ArtifactStore
     from runners.training import resolve_device
@@ -95,9 +98,13 @@ def _run_seed(task: SeedTask) -> SeedOutput:
     data_record = {"fingerprint": data.fingerprint, "train": len(data.train),
                    "eval": len(data.eval)}
     timings = {"data": time.perf_counter() - clock}
+    memory = {"data": peak_rss_mb()}
+    log_line(task.progress, f"seed {task.seed}: {protocol.dataset.name}, {len(data.train)} "
+             f"train and {len(data.eval)} eval images ({timings['data']:.1f}s)")
     models = train_seed_models(protocol, data, seed=task.seed, store=store, device=device,
                                progress=task.progress)
     timings.update(models.timings)
+    memory["models"] = peak_rss_mb()
     x, y, image_ids = data.eval.x, data.eval.y, data.eval.ids
     if task.limit is not None:
         x, y, image_ids = x[: task.limit], y[: task.limit], image_ids[: task.limit]
@@ -111,9 +118,12 @@ def _run_seed(task: SeedTask) -> SeedOutput:
             tables[kind] = STAGES[kind](ctx, rows)
             if kind != "measurements":  # its time is split per autoencoder by the stage
                 timings[kind] = time.perf_counter() - clock
+            memory[kind] = peak_rss_mb()
+            log_line(task.progress, f"seed {task.seed}: {kind} done "
+                     f"({time.perf_counter() - clock:.1f}s, peak memory {memory[kind]:.0f} MB)")
     measurements = tables.pop("measurements", pd.DataFrame())
     return SeedOutput(task.seed, measurements, rows, timings, ctx.shards, tables, data_record,
-                      list(store.used))
+                      list(store.used), memory)
 
 
 @dataclass
@@ -153,7 +163,7 @@ def run_protocol(
     out_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
     limit: int | None = None,
-    progress: bool = False,
+    progress: bool | str = False,
     on_seed: Callable[[SeedOutput], None] | None = None,
 ) -> RunOutcome:
     """Run a protocol end to end and write its report directory.
@@ -175,7 +185,7 @@ def run_protocol(
     store = ArtifactStore(store_root)
     # Checked before any compute: a run must not end by refusing its destination.
     out = check_destination(Path(out_dir) if out_dir is not None
-                            else Path("reports") / protocol.name)
+                            else Path("reports") / protocol.name, keep=store.root)
     started = time.perf_counter()
     # Read before any compute: a long run must name the code it started with, even if the
     # checkout moves on while it runs.
@@ -186,7 +196,7 @@ def run_protocol(
     # side by side (processes, ray). On a GPU the thread count does not touch the numbers.
     threads = 1 if device_name == "cpu" else None
     tasks = [SeedTask(protocol_json(protocol), seed, str(store.root), device_name, limit,
-                      threads=threads, progress=progress and executor == "local")
+                      threads=threads, progress=progress)
              for seed in seeds]
     outputs = run_tasks(run_seed, tasks, executor=executor, address=address, on_result=on_seed)
     outputs.sort(key=lambda o: o.seed)
@@ -211,6 +221,7 @@ def run_protocol(
         "shards": {str(o.seed): o.shards for o in outputs},
         "models": [m for o in outputs for m in o.models],
         "data": {str(o.seed): o.data for o in outputs},
+        "peak_memory_MB": {str(o.seed): o.memory for o in outputs},
         "artifacts": sorted({a for o in outputs for a in o.artifacts}),
         "tables": sorted(["measurements", *tables]),
     }

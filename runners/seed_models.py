@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dimple_stats.errors import RunFailure
+from runners.progress import log_line
 from runners.training import (
     DIAGNOSTICS_MAX_NK,
     TrainResult,
@@ -24,6 +25,11 @@ from runners.training import (
 
 __all__ = ["NonFiniteOutputError", "SeedModels", "check_finite_outputs",
            "intrinsic_dimension_metrics", "model_row", "train_protocol", "train_seed_models"]
+
+
+#: ``chunk * n * k`` budget of one forward-mode Jacobian call in the intrinsic-dimension
+#: diagnostic (see :func:`intrinsic_dimension_metrics`).
+DIAGNOSTICS_CHUNK_NK = 1_000_000
 
 
 @dataclass
@@ -56,13 +62,18 @@ def intrinsic_dimension_metrics(ae: Any, data: Any, device: Any) -> dict[str, fl
         return {}
     with torch.no_grad():
         z = ae.encode(data.eval.x[:64].to(device))
-    out = decoder_intrinsic_dimension(decoder_in_dtype(ae, torch.float64), z)
+    # Forward-mode Jacobians hold every layer's activations once per latent direction (k of
+    # them) for each sample of a chunk; with a conv decoder on CIFAR (n*k = 393,216) a chunk of
+    # 16 samples peaked at 2.0 GB above the data, one sample at 0.6 GB. Chunk so that
+    # chunk * n * k stays near 1M numbers: small images keep 16, CIFAR-size ones go to 2.
+    chunk = max(1, min(16, DIAGNOSTICS_CHUNK_NK // (data.n * ae.latent_dim)))
+    out = decoder_intrinsic_dimension(decoder_in_dtype(ae, torch.float64), z, chunk_size=chunk)
     out["intrinsic_dim_nominal"] = float(ae.latent_dim)
     return out
 
 
 def train_seed_models(protocol: Any, data: Any, *, seed: int, store: Any, device: Any,
-                      progress: bool = False) -> SeedModels:
+                      progress: bool | str = False) -> SeedModels:
     """Train (or load) the classifier and every autoencoder of ``protocol`` for ``seed``.
 
     Raises :class:`~runners.training.CollapsedAutoencoderError` for an autoencoder that
@@ -76,8 +87,9 @@ def train_seed_models(protocol: Any, data: Any, *, seed: int, store: Any, device
                            store=store, device=device, progress=progress,
                            epoch_checkpoints="training" in protocol.tables)
     timings["train_classifier"] = time.perf_counter() - clock
+    _log_model(progress, seed, "classifier", clf, timings["train_classifier"])
     probe = data.eval.x[:64].to(device)
-    check_finite_outputs("the classifier", seed, clf.model, probe, clf.key)
+    check_finite_outputs("the classifier", seed, clf.model, probe, clf.key, store)
     rows = [model_row(seed, "classifier", protocol.classifier, clf)]
     trained: dict[str, TrainResult] = {}
     for name, config in protocol.autoencoders.items():
@@ -85,7 +97,8 @@ def train_seed_models(protocol: Any, data: Any, *, seed: int, store: Any, device
         ae = train_autoencoder(config, data, data_config=protocol.dataset, seed=seed,
                                store=store, device=device, progress=progress, name=name)
         timings[f"train_autoencoder[{name}]"] = time.perf_counter() - clock
-        check_finite_outputs(f"autoencoder {name!r}", seed, ae.model, probe, ae.key)
+        _log_model(progress, seed, f"autoencoder {name}", ae, timings[f"train_autoencoder[{name}]"])
+        check_finite_outputs(f"autoencoder {name!r}", seed, ae.model, probe, ae.key, store)
         check_not_collapsed(name, seed, config, ae.metrics)
         trained[name] = ae
         clock = time.perf_counter()
@@ -97,11 +110,18 @@ def train_seed_models(protocol: Any, data: Any, *, seed: int, store: Any, device
     return SeedModels(clf, trained, rows, timings)
 
 
+def _log_model(progress: bool | str, seed: int, what: str, result: TrainResult,
+               seconds: float) -> None:
+    how = "loaded from the store" if result.loaded else "trained"
+    log_line(progress, f"seed {seed}: {what} {how} ({seconds:.1f}s)")
+
+
 class NonFiniteOutputError(RunFailure):
     """A trained or loaded model outputs NaN or infinity on evaluation images."""
 
 
-def check_finite_outputs(what: str, seed: int, model: Any, x: Any, key: Any = None) -> None:
+def check_finite_outputs(what: str, seed: int, model: Any, x: Any, key: Any = None,
+                         store: Any = None) -> None:
     """Raise :class:`NonFiniteOutputError` when ``model(x)`` has a NaN or infinite entry: every
     measurement downstream would be NaN, and the statistics would silently drop them."""
     import torch
@@ -110,10 +130,15 @@ def check_finite_outputs(what: str, seed: int, model: Any, x: Any, key: Any = No
         out = model(x)
     bad = int((~torch.isfinite(out)).sum())
     if bad:
-        where = f" (store key {key}; remove it with `dimple-stats store rm {key}`)" if key else ""
+        if key is None:
+            cause = "a checkpoint with NaN or infinite weights"
+        else:
+            root = f" --store {store.root}" if store is not None else ""
+            cause = (f"its training diverged (try a smaller lr: the same settings diverge "
+                     f"again); then drop it with `dimple-stats store rm {key}{root}`")
         raise NonFiniteOutputError(
             f"{what} (seed {seed}) outputs {bad} NaN or infinite value(s) on {len(x)} evaluation "
-            f"images{where}; a diverged training (try a smaller lr) or a damaged checkpoint")
+            f"images: {cause}")
 
 
 def _stored_json(store: Any, stage: str, model_key: Any, data: Any,
@@ -132,7 +157,8 @@ def _stored_json(store: Any, stage: str, model_key: Any, data: Any,
 
 
 def train_protocol(protocol: Any, *, seeds: tuple[int, ...] | None = None, store: Any = None,
-                   device: str = "auto", progress: bool = False) -> list[dict[str, Any]]:
+                   device: str = "auto", progress: bool | str = False
+                   ) -> list[dict[str, Any]]:
     """Train (or load) every model a protocol names, for each seed; one metrics row per model."""
     from runners.datasets import load_dataset
 

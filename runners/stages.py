@@ -11,9 +11,11 @@ from a generator seeded by (seed, purpose), not from state left by earlier shard
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -49,7 +51,7 @@ class SeedContext:
 
     protocol: Protocol
     seed: int
-    progress: bool
+    progress: bool | str
     store: Any
     device: Any
     data: Any
@@ -69,9 +71,15 @@ class SeedContext:
             return str(result.key)
         from runners.training import config_identity
 
-        return {"config": config_identity(config),
-                "dataset": self.protocol.dataset.model_dump(mode="json"),
-                "data": self.data.fingerprint}
+        identity = {"config": config_identity(config),
+                    "dataset": self.protocol.dataset.model_dump(mode="json"),
+                    "data": self.data.fingerprint}
+        checkpoint = getattr(config, "checkpoint", None)
+        if checkpoint:
+            # The config names the file by path only: another file at that path is another
+            # model, and nothing measured with the old one may be reused.
+            identity["checkpoint_sha256"] = _checkpoint_sha256(str(checkpoint))
+        return identity
 
     def generator(self, *purpose: object) -> Any:
         """A torch generator seeded by (seed, purpose): independent of what ran before."""
@@ -93,6 +101,21 @@ class SeedContext:
             writer.save_table("table.parquet", frame)
         self.shards["computed"] += 1
         return frame
+
+
+@functools.lru_cache(maxsize=8)
+def _checkpoint_sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    from runners.artifacts import file_sha256
+
+    return file_sha256(Path(path))
+
+
+def _checkpoint_sha256(path: str) -> str:
+    """SHA-256 of a user checkpoint, hashed once per (path, size, mtime) in a process (every
+    measurement shard names its models)."""
+    resolved = Path(path).expanduser()
+    stat = resolved.stat()
+    return _checkpoint_sha256_cached(str(resolved), stat.st_size, stat.st_mtime_ns)
 
 
 class NothingToAttackError(RunFailure):
@@ -123,7 +146,7 @@ def measurement_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.Data
     import torch
 
     from runners.measure import check_membership, correctly_classified, measure
-    from runners.training import progress_bar
+    from runners.progress import progress_bar
 
     protocol, store, device, seed = ctx.protocol, ctx.store, ctx.device, ctx.seed
     clf, x, y, image_ids = ctx.clf, ctx.x, ctx.y, ctx.image_ids

@@ -25,8 +25,10 @@ JSON, bytes) works where torch is not installed.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
+import random
 import shutil
 import time
 import uuid
@@ -49,10 +51,10 @@ from runners.artifacts import (
     UnsafeArtifactError,
     check_name,
     check_stage,
-    file_sha256,
     list_files,
     normalise_inputs,
     plain_json,
+    record_problem,
     unpickling_culprit,
     write_meta,
 )
@@ -240,7 +242,8 @@ class ArtifactStore:
         # power loss the artifact must be either absent or complete, never present with empty files.
         fsync_tree(tmp)
         final = self.path(key)
-        for attempt in range(2):
+        attempts = 6
+        for attempt in range(attempts):
             try:
                 os.rename(tmp, final)
                 break
@@ -250,14 +253,17 @@ class ArtifactStore:
                 if self.has(key):
                     shutil.rmtree(tmp, ignore_errors=True)
                     return False
-                if attempt == 0 and final.is_dir():
-                    # A directory without _meta.json at the final path was never published (the
-                    # record goes in before the rename): a damaged leftover, e.g. its record was
-                    # deleted. Move it aside and publish this complete copy in its place.
-                    self._discard(final)
-                    continue
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise ArtifactError(f"cannot publish {key} to {final}: {exc}") from exc
+                if attempt == attempts - 1:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise ArtifactError(f"cannot publish {key} to {final}: {exc}") from exc
+                # A directory without _meta.json at the final path was never published (the
+                # record goes in before the rename): a damaged leftover, e.g. its record was
+                # deleted. Move it aside (unless another writer published it meanwhile) and
+                # publish this complete copy in its place; writers racing over one leftover
+                # back off a random few milliseconds so that one of them gets through.
+                if final.is_dir():
+                    self._discard(final, unpublished_only=True)
+                time.sleep(random.uniform(0.0, 0.01 * (attempt + 1)))
         fsync_dir(final.parent)
         self.used.setdefault(str(key))
         return True
@@ -292,24 +298,12 @@ class ArtifactStore:
             recorded = self.meta(key)["files"]
         except DamagedArtifactError as exc:
             return [exc.problem]
-        directory = self.path(key)
         problems = []
-        if names is None:
-            names = sorted(set(recorded) | set(self.files(key)))
-        for name in names:
-            expected, path = recorded.get(name), directory / name
-            if expected is None:
-                problems.append(f"{name}: not in the record (added after publishing)")
-            elif not path.is_file():
-                problems.append(f"{name}: missing")
-            else:
-                size = expected if isinstance(expected, int) else expected.get("bytes")
-                digest = None if isinstance(expected, int) else expected.get("sha256")
-                actual = path.stat().st_size
-                if actual != size:
-                    problems.append(f"{name}: {actual} bytes, {size} when published")
-                elif digest is not None and file_sha256(path) != digest:
-                    problems.append(f"{name}: content changed since publishing (SHA-256 differs)")
+        for name in names if names is not None else sorted(set(recorded) | set(self.files(key))):
+            try:
+                self.load_bytes(key, name)  # the same check every load makes
+            except DamagedArtifactError as exc:
+                problems.append(exc.problem)
         return problems
 
     def size(self, key: ArtifactKey) -> int:
@@ -333,18 +327,43 @@ class ArtifactStore:
         return [name for name in list_files(self._require(key)) if name != META_FILE]
 
     def load_bytes(self, key: ArtifactKey, name: str) -> bytes:
-        """Raw bytes of file ``name``."""
-        return self._file(key, name).read_bytes()
+        """Raw bytes of file ``name``, verified against the artifact's record.
+
+        Every loader parses these bytes: the file is read once, so what was verified is what is
+        loaded even if the file changes in between.
+
+        Raises
+        ------
+        DamagedArtifactError
+            The file was changed, truncated or deleted after publishing.
+        """
+        directory = self._require(key)
+        recorded = self.meta(key)["files"]
+        target = directory / check_name(name)
+        if name not in recorded:
+            if target.is_file():
+                raise DamagedArtifactError(key, self.root, f"{name}: not in the record "
+                                           "(added after publishing)")
+            available = ", ".join(self.files(key)) or "none"
+            raise ArtifactNotFoundError(f"artifact {key} has no file {name!r}; its files: {available}")
+        try:
+            data = target.read_bytes()
+        except FileNotFoundError:
+            raise DamagedArtifactError(key, self.root, f"{name}: missing") from None
+        problem = record_problem(name, recorded[name], data)
+        if problem:
+            raise DamagedArtifactError(key, self.root, problem)
+        return data
 
     def load_json(self, key: ArtifactKey, name: str) -> Any:
         """Parsed JSON file ``name``."""
-        return json.loads(self._file(key, name).read_text(encoding="utf-8"))
+        return json.loads(self.load_bytes(key, name).decode("utf-8"))
 
     def load_table(self, key: ArtifactKey, name: str) -> pd.DataFrame:
         """Parquet file ``name`` as a DataFrame."""
         import pandas as pd
 
-        return pd.read_parquet(self._file(key, name), engine="pyarrow")
+        return pd.read_parquet(io.BytesIO(self.load_bytes(key, name)), engine="pyarrow")
 
     def load_tensors(
         self, key: ArtifactKey, name: str, map_location: str | torch.device | None = "cpu"
@@ -364,11 +383,12 @@ class ArtifactStore:
 
         import torch
 
-        target = self._file(key, name)
+        target = self.path(key) / name
+        data = io.BytesIO(self.load_bytes(key, name))
         try:
             # weights_only=True is the whole point: it restricts unpickling to tensors, primitive
             # types and containers, so a crafted checkpoint cannot run code. Never relax it here.
-            loaded = torch.load(target, map_location=map_location, weights_only=True)
+            loaded = torch.load(data, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as exc:
             raise UnsafeArtifactError(
                 f"refused to load {target}: it pickles objects other than tensors, and unpickling them "
@@ -389,20 +409,6 @@ class ArtifactStore:
             raise ArtifactNotFoundError(f"no artifact {key} in the store at {self.root}")
         return self.path(key)
 
-    def _file(self, key: ArtifactKey, name: str) -> Path:
-        """The path of file ``name``, verified against the artifact's record: a file that was
-        changed, truncated or deleted after publishing is never handed to a loader."""
-        directory = self._require(key)
-        target = directory / check_name(name)
-        recorded = self.meta(key)["files"]
-        if name not in recorded and not target.is_file():
-            available = ", ".join(self.files(key)) or "none"
-            raise ArtifactNotFoundError(f"artifact {key} has no file {name!r}; its files: {available}")
-        problems = self.verify(key, [name])
-        if problems:
-            raise DamagedArtifactError(key, self.root, "; ".join(problems))
-        return target
-
     # ---------------------------------------------------------------------------- maintenance
     def remove(self, key: ArtifactKey) -> bool:
         """Delete artifact ``key``; return whether there was one.
@@ -412,12 +418,20 @@ class ArtifactStore:
         """
         return self._discard(self.path(key))
 
-    def _discard(self, directory: Path) -> bool:
+    def _discard(self, directory: Path, *, unpublished_only: bool = False) -> bool:
+        """Move ``directory`` out of place, then delete it. With ``unpublished_only``, a
+        directory that turns out to hold a record once moved (another writer published it
+        between our look and our move) is put back instead; if a third writer published the
+        same key meanwhile, the copies are equivalent (same key) and the moved one goes."""
         trash = directory.parent / f"{TRASH_PREFIX}{directory.name}-{uuid.uuid4().hex}"
         try:
             os.rename(directory, trash)
         except FileNotFoundError:
             return False
+        if unpublished_only and (trash / META_FILE).is_file():
+            with contextlib.suppress(OSError):
+                os.rename(trash, directory)
+                return False
         shutil.rmtree(trash, ignore_errors=True)
         return True
 
@@ -425,7 +439,7 @@ class ArtifactStore:
         """Delete one of :meth:`leftovers` (refuses anything else)."""
         if directory not in self.leftovers():
             raise ArtifactError(f"{directory} is not an unpublished artifact directory of {self}")
-        return self._discard(directory)
+        return self._discard(directory, unpublished_only=True)
 
     def clean_stale(self, older_than_s: float = DEFAULT_STALE_AGE_S) -> list[Path]:
         """Delete temporary directories of killed writers (and interrupted removals).

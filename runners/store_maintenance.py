@@ -7,12 +7,13 @@ whole store; nothing here is on a run's path.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runners.artifacts import ArtifactKey, DamagedArtifactError
+from runners.artifacts import META_FILE, ArtifactKey, DamagedArtifactError
 from runners.store import ArtifactStore
 
 __all__ = ["Entry", "damaged", "describe", "inventory", "manifests_under", "referenced_keys",
@@ -65,9 +66,10 @@ def damaged(store: ArtifactStore) -> dict[str, list[str]]:
     return found
 
 
-def referenced_keys(manifests: Iterable[Path], store: ArtifactStore) -> tuple[set[str], int]:
-    """Keys the report manifests name (``artifacts``), with every stored input they were made
-    from; and how many manifests name none (written before manifests listed artifacts)."""
+def referenced_keys(manifests: Iterable[Path]) -> tuple[set[str], int]:
+    """Keys the report manifests name (``artifacts``: every key a run loaded or published,
+    models and measurements alike); and how many manifests name none (written before manifests
+    listed artifacts)."""
     keep: set[str] = set()
     silent = 0
     for path in manifests:
@@ -79,23 +81,15 @@ def referenced_keys(manifests: Iterable[Path], store: ArtifactStore) -> tuple[se
             silent += 1
             continue
         keep.update(str(k) for k in listed)
-    pending = list(keep)
-    while pending:  # a measurement names its models among its inputs: keep them too
-        text = pending.pop()
-        try:
-            inputs = store.meta(ArtifactKey.parse(text)).get("inputs") or []
-        except (ValueError, DamagedArtifactError, LookupError):
-            continue
-        for value in (inputs.values() if isinstance(inputs, dict) else inputs):
-            if isinstance(value, str) and value not in keep:
-                keep.add(value)
-                pending.append(value)
     return keep, silent
 
 
-def unreferenced(store: ArtifactStore, keep: set[str]) -> list[Entry]:
-    """Published artifacts not in ``keep``."""
-    return [Entry.of(store, key) for key in store.keys() if str(key) not in keep]
+def unreferenced(store: ArtifactStore, keep: set[str], *, min_age_s: float = 0.0) -> list[Entry]:
+    """Published artifacts not in ``keep`` and published at least ``min_age_s`` ago (a run
+    still going has not written its manifest yet: its fresh artifacts are spared)."""
+    now = time.time()
+    return [Entry.of(store, key) for key in store.keys() if str(key) not in keep
+            and now - (store.path(key) / META_FILE).stat().st_mtime >= min_age_s]
 
 
 def manifests_under(folders: Iterable[Path]) -> list[Path]:

@@ -8,7 +8,6 @@ batch order, validation split, regulariser directions) comes from seeded generat
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -24,6 +23,7 @@ from dimple_stats.seeds import derive_seed
 from runners.geometry.isometry import isometry_diagnostics
 from runners.models import Autoencoder, build_autoencoder, build_classifier
 from runners.models.regularisers import isometric_loss, relaxed_distortion
+from runners.progress import progress_bar
 from runners.store import ArtifactKey, ArtifactStore
 
 if TYPE_CHECKING:
@@ -95,21 +95,6 @@ def _split_validation(x: Tensor, y: Tensor, seed: int) -> tuple[Tensor, Tensor, 
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
     perm = torch.randperm(n, generator=generator)
     yield from perm.split(batch_size)
-
-
-@contextlib.contextmanager
-def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Any]:
-    """A transient rich progress bar (a no-op when disabled); yields ``tick(**info)``."""
-    if not enabled:
-        yield lambda **_: None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), transient=True) as bar:
-        task = bar.add_task(description, total=total, info="")
-        yield lambda **info: bar.update(task, advance=1, info=" ".join(
-            f"{k} {v:.4g}" for k, v in info.items()))
 
 
 @torch.no_grad()
@@ -226,7 +211,7 @@ def train_classifier(
     seed: int,
     store: ArtifactStore | None = None,
     device: torch.device | str = "cpu",
-    progress: bool = False,
+    progress: bool | str = False,
     epoch_checkpoints: bool = False,
 ) -> TrainResult:
     """Train (or load) the classifier a protocol describes.
@@ -333,12 +318,13 @@ def check_not_collapsed(name: str, seed: int, config: AutoencoderConfig,
     if ratio is None or not math.isfinite(float(ratio)) or float(ratio) < limit:
         return
     where = f"autoencoders.{name}"
+    hidden = list(config.hidden) if config.hidden else f"the {config.arch} default"
     raise CollapsedAutoencoderError(
         f"autoencoder {name!r} (seed {seed}) collapsed: its eval reconstruction MSE "
         f"{float(metrics.get('recon_mse', float('nan'))):.4g} is {float(ratio):.3g}x the MSE of "
         f"predicting the mean image (a run stops at {limit:g}x), so its tangent spaces would be "
         f"meaningless. Its weights stay in the store. Try a smaller {where}.lr (now "
-        f"{config.lr:g}), narrower {where}.hidden (now {list(config.hidden or ())}) or more "
+        f"{config.lr:g}), narrower {where}.hidden (now {hidden}) or more "
         f"{where}.epochs (now {config.epochs}; best epoch {metrics.get('best_epoch', '?')})."
     )
 
@@ -401,7 +387,7 @@ def train_autoencoder(
     seed: int,
     store: ArtifactStore | None = None,
     device: torch.device | str = "cpu",
-    progress: bool = False,
+    progress: bool | str = False,
     name: str = "autoencoder",
 ) -> TrainResult:
     """Train (or load) one autoencoder: reconstruction MSE + its regulariser (none, isometric or

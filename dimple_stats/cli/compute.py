@@ -3,7 +3,6 @@ runs without torch, so bad input is rejected before torch loads."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,16 @@ from rich.console import Console
 
 from dimple_stats.cli.app import command, fail, run_failed
 from dimple_stats.cli.display import print_metrics, print_summary, seed_line
-from dimple_stats.cli.options import DeviceOption, SeedsOption, SetOption, StoreOption, load_for_compute
+from dimple_stats.cli.options import (
+    DeviceOption,
+    QuietOption,
+    SeedsOption,
+    SetOption,
+    StoreOption,
+    VerboseOption,
+    load_for_compute,
+    progress_mode,
+)
 from dimple_stats.errors import BadInput, RunFailure
 
 
@@ -23,8 +31,11 @@ def train(
     store: StoreOption = None,
     device: DeviceOption = None,
     set_: SetOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Train (or load from the store) every model a protocol names and print their metrics."""
+    mode = progress_mode(quiet, verbose)
     protocol, seed_list = load_for_compute(protocol_file, list(set_ or ()), seeds, device)
     # Imported here: everything above runs without torch.
     from runners.seed_models import train_protocol
@@ -32,7 +43,7 @@ def train(
 
     try:
         rows = train_protocol(protocol, seeds=seed_list, store=ArtifactStore(store),
-                              device=protocol.device, progress=sys.stderr.isatty())
+                              device=protocol.device, progress=mode)
     except BadInput as exc:
         raise fail(exc.located(protocol_file)) from None
     except RunFailure as exc:
@@ -56,8 +67,11 @@ def run(
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N eval "
                                                  "images (a quick, reduced run).")] = None,
     set_: SetOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run a protocol end to end: train or load, attack and measure, test every claim, report."""
+    mode = progress_mode(quiet, verbose)
     overrides = list(set_ or ())
     if executor is not None:
         overrides.append(f"executor={executor}")
@@ -69,7 +83,7 @@ def run(
     try:
         outcome = run_protocol(
             protocol, seeds=seed_list, address=address, store_root=store, out_dir=out,
-            limit=limit, progress=sys.stderr.isatty(),
+            limit=limit, progress=mode,
             on_seed=lambda o: console.print(seed_line(o), highlight=False),
         )
     except BadInput as exc:  # dataset files, dataset settings, claims the run cannot serve
@@ -89,7 +103,7 @@ def bench(
                    ] = Path("reports/benchmarks"),
     only: Annotated[list[str] | None, typer.Option(
         "--only", help="Run only these benchmarks (repeatable): tangent, projection, attacks, "
-        "end_to_end, regulariser, threads, feasible.")] = None,
+        "end_to_end, regulariser, threads, feasible, store.")] = None,
 ) -> None:
     """Benchmark side by side: ratios, agreement checks, targets MET / NOT MET.
 

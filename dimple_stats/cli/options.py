@@ -12,8 +12,8 @@ from dimple_stats.cli.app import fail
 from dimple_stats.protocol import Protocol, ProtocolError, load_protocol
 from dimple_stats.seeds import parse_seeds
 
-__all__ = ["DeviceOption", "SeedsOption", "SetOption", "StoreOption", "check_executor_options",
-           "load_for_compute", "warn"]
+__all__ = ["DeviceOption", "QuietOption", "SeedsOption", "SetOption", "StoreOption",
+           "VerboseOption", "check_executor_options", "load_for_compute", "progress_mode", "warn"]
 
 # Options the compute commands share: declared once, so their help and defaults cannot drift.
 SeedsOption = Annotated[str | None, typer.Option(
@@ -23,6 +23,29 @@ StoreOption = Annotated[Path | None, typer.Option(
     "~/.cache/dimple-stats/store).")]
 DeviceOption = Annotated[str | None, typer.Option(
     "--device", help="auto, cpu, cuda, cuda:N (default: the protocol's).")]
+
+QuietOption = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress output (errors and the summary only).")]
+VerboseOption = Annotated[bool, typer.Option(
+    "--verbose", "-v", help="Progress as a line per epoch and shard, also on a terminal.")]
+
+
+def progress_mode(quiet: bool, verbose: bool) -> str:
+    """Bars on a terminal, log lines elsewhere (CI, nohup, cluster jobs), or none.
+
+    >>> progress_mode(quiet=True, verbose=False)
+    'off'
+    """
+    import sys
+
+    if quiet and verbose:
+        raise fail("--quiet and --verbose contradict each other; give one")
+    if quiet:
+        return "off"
+    if verbose:
+        return "verbose"
+    return "bar" if sys.stderr.isatty() else "log"
+
 
 SetOption = Annotated[
     list[str] | None,

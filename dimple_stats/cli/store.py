@@ -115,21 +115,36 @@ def gc(
         "default: reports).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go; remove "
                                           "nothing.")] = False,
+    min_age: Annotated[float, typer.Option(
+        "--min-age", min=0, help="Spare artifacts younger than this many hours (a run still "
+        "going has not written its manifest).")] = 6.0,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Go on although some manifests do not list artifacts (reports written "
+        "before manifests did: what they used would be removed).")] = False,
     store: StoreOption = None,
 ) -> None:
-    """Remove every artifact that no report manifest (manifest.json ``artifacts``) uses."""
+    """Remove every artifact that no report manifest (manifest.json ``artifacts``) uses, and
+    the temporary folders of killed writers."""
     from runners.store_maintenance import manifests_under, referenced_keys, unreferenced
 
     folders = reports or [Path("reports")]
     manifests = manifests_under(folders)
     opened = _open(store)
-    keep, silent = referenced_keys(manifests, opened)
+    keep, silent = referenced_keys(manifests)
+    where = ", ".join(map(str, folders))
     if not keep:
-        raise fail(f"dimple-stats store gc: no manifest under {', '.join(map(str, folders))} "
-                   f"lists artifacts ({len(manifests)} manifest(s) found, {silent} from before "
-                   "manifests listed them); refusing to empty the store. Remove artifacts with "
+        raise fail(f"dimple-stats store gc: no manifest under {where} lists artifacts "
+                   f"({len(manifests)} manifest(s) found, {silent} from before manifests listed "
+                   "them); refusing to empty the store. Remove artifacts with "
                    "`dimple-stats store rm` instead")
-    drop = unreferenced(opened, keep)
+    if silent and not force:
+        raise fail(f"dimple-stats store gc: {silent} of {len(manifests)} manifest(s) under "
+                   f"{where} do not list their artifacts (written before manifests did), so "
+                   "what they used cannot be told apart; rerun those reports, or pass --force")
+    if not dry_run:
+        for path in opened.clean_stale():
+            typer.echo(f"removed stale temporary folder {path.parent.name}/{path.name}")
+    drop = unreferenced(opened, keep, min_age_s=min_age * 3600)
     for entry in drop:
         if not dry_run:
             opened.remove(entry.key)

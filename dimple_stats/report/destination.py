@@ -33,12 +33,19 @@ class ReportDestinationError(BadInput):
     section = "--out"
 
 
-def check_destination(path: str | os.PathLike[str]) -> Path:
-    """``path`` if a report may be written there, else :class:`ReportDestinationError`.
+def check_destination(path: str | os.PathLike[str], *,
+                      keep: str | os.PathLike[str] | None = None) -> Path:
+    """``path`` as an absolute path if a report may be written there, else
+    :class:`ReportDestinationError`.
+
+    Refused: a file; a symbolic link (replacing the report would replace the link, not its
+    target); a folder that holds the current directory; a non-empty folder that is not a
+    report; and a folder that holds ``keep`` (the artifact store: replacing the report would
+    delete it).
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> check_destination(folder / "new") == folder / "new"
+    >>> check_destination(folder / "new") == folder.absolute() / "new"
     True
     >>> (folder / "notes.txt").write_text("mine")
     4
@@ -47,7 +54,18 @@ def check_destination(path: str | os.PathLike[str]) -> Path:
     ...
     dimple_stats.report.destination.ReportDestinationError: ... is not a dimple-stats report ...
     """
-    out = Path(path)
+    out = Path(os.path.abspath(path))  # normalised ("." and ".." resolved), links kept
+    if out.is_symlink():
+        raise ReportDestinationError(f"{path} is a symbolic link; name the folder itself")
+    cwd = Path(os.path.abspath(os.getcwd()))
+    if out == cwd or out in cwd.parents:
+        raise ReportDestinationError(f"{path} holds the current directory; name a folder "
+                                     "below it, e.g. reports/<name>")
+    if keep is not None:
+        kept = Path(os.path.abspath(keep))
+        if kept == out or out in kept.parents:
+            raise ReportDestinationError(f"{path} holds the artifact store {keep}; replacing the "
+                                         "report would delete it")
     if out.exists() and not out.is_dir():
         raise ReportDestinationError(f"{out} is a file, not a folder; name a new folder")
     if out.is_dir() and not _is_report(out):
@@ -84,7 +102,10 @@ def staged_report(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
     old = out.parent / f".{out.name}.old-{tag}"
     if out.exists():
-        check_destination(out)  # it may have changed during a long run
+        try:
+            check_destination(out)  # it may have changed during a long run
+        except ReportDestinationError as exc:
+            raise ReportDestinationError(f"{exc}; the finished report was kept at {tmp}") from None
         os.rename(out, old)
     os.rename(tmp, out)
     fsync_dir(out.parent)

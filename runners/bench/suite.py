@@ -29,6 +29,7 @@ for _name, _target in [
     ("regulariser", "runners.bench.regulariser:bench_regulariser"),
     ("threads", "runners.bench.end_to_end:bench_threads"),
     ("feasible", "runners.bench.feasible:bench_feasible"),
+    ("store", "runners.bench.store:bench_store"),
 ]:
     BENCHMARKS.register(_name, _target)
 

@@ -91,22 +91,6 @@ class KnownManifold(abc.ABC):
         c, h, w = self.image_shape
         return c * h * w
 
-    @functools.cached_property
-    def fingerprint(self) -> str:
-        """SHA-256 (16 hex digits) of the data this run uses: both splits' pixels, labels and
-        image ids, the shape and pixel range. It enters the store key of everything trained or
-        measured on the data, so replacing files under the same ``dataset.root`` (or changing a
-        loader) can never reuse a model or measurement made from other data. Hashing the
-        selected tensors (not the files) covers every dataset kind alike and reads nothing twice;
-        it costs about a second per GB (measured in the ``store`` benchmark)."""
-        digest = hashlib.sha256(repr((self.name, self.image_shape, self.num_classes,
-                                      self.pixel_range)).encode())
-        for split in (self.train, self.eval):
-            for tensor in (split.x, split.y, split.ids):
-                digest.update(repr((tensor.dtype, tuple(tensor.shape))).encode())
-                digest.update(memoryview(tensor.detach().cpu().contiguous().numpy()).cast("B"))
-        return digest.hexdigest()[:16]
-
     @abc.abstractmethod
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Map latents ``(B, k)`` to images ``(B, C, H, W)`` (computed in ``z.dtype``)."""

@@ -19,7 +19,8 @@ from runners.bench.projection import NearIsometricDecoder
 from runners.bench.tangent import functional_jacobian, per_pixel_jacobian
 from runners.geometry.jacobian import decoder_jacobian
 
-EXPECTED = {"tangent", "projection", "attacks", "end_to_end", "regulariser", "threads", "feasible"}
+EXPECTED = {"tangent", "projection", "attacks", "end_to_end", "regulariser", "threads", "feasible",
+            "store"}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_quick_bench_writes_both_files_and_all_results_agree(quick_report):
         assert all(a["ok"] for a in b["agreement"].values())
 
 
-def test_every_issue_target_is_stated_with_a_value_and_a_verdict(quick_report):
+def test_every_target_is_stated_with_a_value_and_a_verdict(quick_report):
     _, data, md = quick_report
     by_bench = {}
     for t in data["targets"]:

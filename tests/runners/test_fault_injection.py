@@ -10,7 +10,7 @@ attack).
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,9 +43,8 @@ report: {formats: [csv], figures: false}
 
 def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``dimple-stats ARGS`` in a fresh interpreter (stdin not a TTY, as in CI or nohup)."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning"}
     return subprocess.run([sys.executable, "-m", "dimple_stats", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=600, env=env,
+                          capture_output=True, text=True, timeout=600,
                           stdin=subprocess.DEVNULL)
 
 
@@ -55,8 +54,9 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int, *needles
     text = result.stdout + result.stderr
     assert result.returncode == code, text
     assert "Traceback" not in text, text
-    lines = [ln for ln in result.stderr.splitlines()
-             if ln.strip() and not ln.startswith("warning:")]  # the protocol's own warnings
+    lines = [ln for ln in result.stderr.splitlines()  # less the protocol's warnings and
+             if ln.strip() and not ln.startswith("warning:")  # the progress log
+             and not re.match(r"\[\d\d:\d\d:\d\d\] ", ln)]
     assert len(lines) == 1, result.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
@@ -87,6 +87,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "tiny.yaml").write_text(TINY)
     result = cli("run", "tiny.yaml", "--store", "store", "--out", "report", cwd=work)
     assert result.returncode == 0, result.stdout + result.stderr
+    (work / "stderr.txt").write_text(result.stderr)
     return work
 
 
@@ -94,6 +95,27 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def work(first_run: Path, tmp_path: Path) -> Path:
     shutil.copytree(first_run, tmp_path / "w")
     return tmp_path / "w"
+
+
+def test_a_run_without_a_terminal_logs_every_stage(first_run: Path) -> None:
+    """No TTY (CI, nohup): a line per stage, with times; no torch FutureWarning."""
+    log = (first_run / "stderr.txt").read_text()
+    for line in ["seed 0: digits, 1785 train and 12 eval images", "seed 0: classifier trained",
+                 "seed 0: autoencoder plain trained", "measure plain (seed 0): 1/1",
+                 "seed 0: measurements done", "seed 0: defense done"]:
+        assert line in log, log
+    assert "FutureWarning" not in log
+
+
+def test_process_pool_workers_report_progress(work: Path) -> None:
+    result = cli("run", "tiny.yaml", "--store", "store", "--out", "report", "--seeds", "0-1",
+                 "--executor", "processes", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "seed 0: classifier loaded from the store" in result.stderr  # the worker's line
+    assert "seed 1: classifier trained" in result.stderr
+    quiet = cli("run", "tiny.yaml", "--store", "store", "--out", "report", "--quiet", cwd=work)
+    assert quiet.returncode == 0
+    assert not re.search(r"^\[\d\d:\d\d:\d\d\] ", quiet.stderr, re.M), quiet.stderr
 
 
 def test_each_kind_of_stored_artifact_is_verified_and_recomputed_after_rm(work: Path) -> None:
@@ -135,12 +157,18 @@ def test_out_refuses_files_and_foreign_folders_before_compute(work: Path) -> Non
     (work / "mine" / "results.csv").write_text("my,own\n1,2\n")
     (work / "mine" / "notes.txt").write_text("keep me")
     (work / "afile").write_text("x")
+    (work / "link").symlink_to(work / "report")
     shutil.rmtree(work / "store")
-    for target in ("mine", "afile"):
-        result = cli("run", "tiny.yaml", "--store", "store", "--out", target, cwd=work)
-        one_line_error(result, 2, target, "--out")
+    for target, store, needle in [("mine", "store", "not a dimple-stats report"),
+                                  ("afile", "store", "is a file"),
+                                  ("link", "store", "symbolic link"),
+                                  (".", "store", "holds the current directory"),
+                                  ("report", "report/store", "holds the artifact store")]:
+        result = cli("run", "tiny.yaml", "--store", store, "--out", target, cwd=work)
+        one_line_error(result, 2, "--out", needle)
     assert (work / "mine" / "results.csv").read_text() == "my,own\n1,2\n"
     assert not (work / "store").exists()  # refused before anything was computed
+    assert (work / "report" / "manifest.json").is_file()
 
 
 def test_out_replaces_an_earlier_report_as_a_whole(work: Path) -> None:
@@ -151,6 +179,31 @@ def test_out_replaces_an_earlier_report_as_a_whole(work: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert not stale.exists() and (work / "report" / "results.csv").is_file()
     assert not [p for p in work.iterdir() if p.name.startswith(".report.")]
+
+
+def test_another_checkpoint_at_the_same_path_is_another_model(tmp_path: Path) -> None:
+    """A user checkpoint is named by its path in the config: its content hash enters the keys,
+    so swapping the file recomputes every measurement instead of reusing the old ones."""
+    import torch
+
+    from dimple_stats.protocol import load_protocol_text
+    from runners.datasets import load_dataset
+    from runners.training import train_classifier
+
+    text = TINY.replace("epochs: 2}", "epochs: 2, checkpoint: clf.pt}", 1)
+    protocol = load_protocol_text(text)
+    data = load_dataset(protocol.dataset, seed=0)
+    states = [train_classifier(protocol.classifier.model_copy(update={"checkpoint": None}),
+                               data, data_config=protocol.dataset, seed=s).model.state_dict()
+              for s in (0, 1)]
+    (tmp_path / "tiny.yaml").write_text(text)
+    shards = []
+    for state in states:
+        torch.save(state, tmp_path / "clf.pt")
+        result = cli("run", "tiny.yaml", "--store", "store", "--out", "report", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        shards.append(json.loads((tmp_path / "report" / "manifest.json").read_text())["shards"])
+    assert shards[0]["0"]["loaded"] == 0 and shards[1]["0"]["loaded"] == 0
 
 
 # ------------------------------------------------------------------------- data and models
