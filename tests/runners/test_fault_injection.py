@@ -122,11 +122,12 @@ def test_each_kind_of_stored_artifact_is_verified_and_recomputed_after_rm(work: 
     before = stored(work / "store")
     assert set(before) >= {"train_classifier", "train_autoencoder", "measure", "defense"}
     damage = [("train_classifier", "weights.pt", flip),
-              ("train_autoencoder", "weights.pt", truncate),
+              ("train_autoencoder", "weights.pt", flip),
               ("measure", "measurements.parquet", flip),
-              ("defense", "table.parquet", truncate)]
+              ("defense", "table.parquet", flip),
+              ("train_autoencoder", "weights.pt", truncate)]
     for stage, name, how in damage:
-        digest = sorted(before[stage])[0]
+        digest = sorted(stored(work / "store")[stage])[0]
         how(work / "store" / stage / digest / name)
         present = stored(work / "store")
         result = cli("run", "tiny.yaml", "--store", "store", "--out", "report", cwd=work)
