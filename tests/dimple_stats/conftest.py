@@ -143,7 +143,7 @@ _BLOCK_TORCH = """
 import sys
 class _NoTorch:
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('torch', 'torchvision', 'runners'):
+        if name.split('.')[0] in BLOCKED:
             raise ModuleNotFoundError(f"No module named {name!r} (blocked by test)")
         return None
 sys.meta_path.insert(0, _NoTorch())
@@ -152,13 +152,18 @@ sys.meta_path.insert(0, _NoTorch())
 
 @pytest.fixture
 def run_without_torch():
-    """``run(body, cwd=..., timeout=...)``: run Python code in a subprocess where torch cannot be
-    imported; returns the CompletedProcess."""
+    """``run(body, cwd=..., timeout=..., blocked=...)``: run Python code in a subprocess where
+    torch (and by default ``runners``) cannot be imported; returns the CompletedProcess."""
     import subprocess
     import sys
 
-    def run(body: str, *, cwd=None, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", _BLOCK_TORCH + body], capture_output=True,
+    def run(body: str, *, cwd=None, timeout: float = 300,
+            blocked: tuple[str, ...] = ("torch", "torchvision", "runners")
+            ) -> subprocess.CompletedProcess:
+        # `runners` is blocked by default (the torch side as a whole); its torch-free parts
+        # (the store) are tested with only torch blocked.
+        code = f"BLOCKED = {blocked!r}\n" + _BLOCK_TORCH + body
+        return subprocess.run([sys.executable, "-c", code], capture_output=True,
                               text=True, cwd=cwd, timeout=timeout)
 
     return run

@@ -47,3 +47,26 @@ def test_cli_validate_schema_claims_without_torch(tmp_path: Path, run_blocked) -
     proc = run_blocked(f"import sys; sys.argv = ['dimple-stats', 'validate', {str(bad)!r}]\n"
                        "from dimple_stats.cli import main\nmain()\n")
     assert proc.returncode == 2 and ":3: autoencoders.a.latnet_dim" in proc.stderr
+
+
+def test_store_commands_without_torch(tmp_path: Path, run_without_torch) -> None:
+    """`dimple-stats store` reads and repairs a store on a machine without torch (the store
+    module of `runners` imports no torch)."""
+
+    def run_blocked(body: str):
+        return run_without_torch(body, cwd=ROOT, blocked=("torch", "torchvision"))
+
+    store = tmp_path / "store"
+    proc = run_blocked(
+        "from runners.store import ArtifactStore\n"
+        f"s = ArtifactStore({str(store)!r}, origin={{'protocol': 'p', 'seed': 0}})\n"
+        "with s.writer(s.key('measure', {'x': 1})) as w:\n"
+        "    w.save_json('metrics.json', {'a': 1})\n")
+    assert proc.returncode == 0, proc.stderr
+    for argv in (["store", "ls", "--store", str(store)], ["store", "verify", "--store", str(store)]):
+        proc = run_blocked(f"import sys; sys.argv = ['dimple-stats', *{argv!r}]\n"
+                           "from dimple_stats.cli import main\nmain()\n")
+        assert proc.returncode == 0, (argv, proc.stderr)
+    assert "p seed 0" in run_blocked(
+        f"import sys; sys.argv = ['dimple-stats', 'store', 'ls', '--store', {str(store)!r}]\n"
+        "from dimple_stats.cli import main\nmain()\n").stdout
