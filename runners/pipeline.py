@@ -83,7 +83,6 @@ def run_seed(task: SeedTask) -> SeedOutput:
 
 
 def _run_seed(task: SeedTask) -> SeedOutput:
-    from runners.datasets import load_dataset
     from runners.progress import log_line, peak_rss_mb
     from runners.seed_models import train_seed_models
     from runners.store import ArtifactStore
@@ -94,7 +93,7 @@ def _run_seed(task: SeedTask) -> SeedOutput:
         "protocol": protocol.name, "protocol_hash": protocol.hash, "seed": task.seed})
     device = resolve_device(task.device)
     clock = time.perf_counter()
-    data = load_dataset(protocol.dataset, seed=task.seed)
+    data = _load_data(protocol, task)
     data_record = {"fingerprint": data.fingerprint, "train": len(data.train),
                    "eval": len(data.eval)}
     timings = {"data": time.perf_counter() - clock}
@@ -124,6 +123,28 @@ def _run_seed(task: SeedTask) -> SeedOutput:
     measurements = tables.pop("measurements", pd.DataFrame())
     return SeedOutput(task.seed, measurements, rows, timings, ctx.shards, tables, data_record,
                       list(store.used), memory)
+
+
+def _load_data(protocol: Protocol, task: SeedTask) -> Any:
+    """The seed's data. A reduced run (``--limit N``) on a data set with fewer evaluation images
+    than ``dataset.eval_samples`` selects N of those (seeded, stratified) instead of failing:
+    the full run could not run there, so the reduced one shares nothing with it anyway, and
+    taking only N leaves a shared pool (digits) to the training split."""
+    from runners.datasets import load_dataset
+    from runners.datasets.base import DatasetConfigError
+
+    try:
+        return load_dataset(protocol.dataset, seed=task.seed)
+    except DatasetConfigError as exc:
+        if task.limit is None or exc.field != "eval_samples" or not exc.available:
+            raise
+        size = min(task.limit, exc.available)
+        print(f"warning: seed {task.seed}: --limit {task.limit}: the data has only "
+              f"{exc.available} evaluation images (dataset.eval_samples asks "
+              f"{protocol.dataset.eval_samples}); the reduced run selects {size} of them",
+              file=sys.stderr, flush=True)
+        config = protocol.dataset.model_copy(update={"eval_samples": size})
+        return load_dataset(config, seed=task.seed)
 
 
 @dataclass

@@ -65,7 +65,9 @@ def run(
                                                 "(default: reports/<protocol name>).")] = None,
     device: DeviceOption = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Use only the first N eval "
-                                                 "images (a quick, reduced run).")] = None,
+                                                 "images (a quick, reduced run; on data with "
+                                                 "fewer than dataset.eval_samples, N of "
+                                                 "them are selected).")] = None,
     set_: SetOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,

@@ -202,8 +202,7 @@ def select(
     if size > len(candidates):
         raise DatasetConfigError(
             f"{dataset}: {field}={size} but only {len(candidates)} {split} images are available"
-            f"{what}; lower {field}"
-        )
+            f"{what}; lower {field}", field=field, available=len(candidates))
     return candidates[stratified_choice(labels[candidates], size, rng)]
 
 

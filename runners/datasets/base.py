@@ -69,9 +69,22 @@ class DatasetNotFoundError(BadInput):
 
 
 class DatasetConfigError(BadInput):
-    """A dataset request that cannot be satisfied (too many samples, unknown class, ...)."""
+    """A dataset request that cannot be satisfied (too many samples, unknown class, ...).
+
+    Attributes
+    ----------
+    field : str or None
+        The protocol field asking too much (``"eval_samples"``), when that is the problem.
+    available : int or None
+        How many images that field could have had.
+    """
 
     section = "dataset"
+
+    def __init__(self, message: str, *, field: str | None = None,
+                 available: int | None = None) -> None:
+        super().__init__(message)
+        self.field, self.available = field, available
 
 
 class KnownManifold(abc.ABC):
@@ -244,5 +257,7 @@ class DatasetSplits:
         for split in (self.train, self.eval):
             for tensor in (split.x, split.y, split.ids):
                 digest.update(repr((tensor.dtype, tuple(tensor.shape))).encode())
-                digest.update(memoryview(tensor.detach().cpu().contiguous().numpy()).cast("B"))
+                if tensor.numel():  # memoryview cannot cast an empty view
+                    digest.update(memoryview(tensor.detach().cpu().contiguous().numpy())
+                                  .cast("B"))
         return digest.hexdigest()[:16]

@@ -209,6 +209,21 @@ def test_another_checkpoint_at_the_same_path_is_another_model(tmp_path: Path) ->
     assert shards[0]["0"]["loaded"] == 0 and shards[1]["0"]["loaded"] == 0
 
 
+def test_a_reduced_run_uses_the_evaluation_images_there_are(work: Path) -> None:
+    """--limit on data with fewer evaluation images than eval_samples selects from those (a
+    warning says so); the full run is still refused, before any compute."""
+    (work / "big.yaml").write_text(TINY.replace("eval_samples: 12", "eval_samples: 100000"))
+    full = cli("run", "big.yaml", "--store", "store", "--out", "full", cwd=work)
+    one_line_error(full, 2, "eval_samples=100000")
+    reduced = cli("run", "big.yaml", "--store", "store", "--out", "reduced", "--limit", "5",
+                  cwd=work)
+    assert reduced.returncode == 0, reduced.stderr
+    assert "--limit 5: the data has only 1797 evaluation images" in reduced.stderr
+    manifest = json.loads((work / "reduced" / "manifest.json").read_text())
+    assert manifest["limit"] == 5 and manifest["data"]["0"]["eval"] == 5
+    assert manifest["data"]["0"]["train"] == 1797 - 5
+
+
 # ------------------------------------------------------------------------- data and models
 
 MNIST = """\
