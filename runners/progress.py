@@ -103,6 +103,9 @@ def progress_bar(description: str, total: int, progress: bool | str | None
                  + (f", ETA {_duration(eta)}" if done < total else ""))
 
     yield tick
+    if state["done"] < total:  # e.g. early stopping: say where it ended
+        log_line(mode, f"{description}: stopped at {state['done']}/{total}, "
+                 f"{_duration(time.perf_counter() - started)} elapsed")
 
 
 def _info(info: dict[str, Any]) -> str:

@@ -32,6 +32,14 @@ def test_verbose_mode_writes_every_step_with_an_eta(capsys) -> None:
     assert all("ETA" in ln for ln in lines[1:3]) and "ETA" not in lines[3]
 
 
+def test_a_step_count_cut_short_says_where_it_stopped(capsys) -> None:
+    with progress_bar("classifier mlp (seed 0)", 30, "log") as tick:
+        for _ in range(7):  # early stopping after 7 of 30 epochs
+            tick()
+    lines = _lines(capsys.readouterr().err)
+    assert re.fullmatch(r"classifier mlp \(seed 0\): stopped at 7/30, \d+s elapsed", lines[-1])
+
+
 @pytest.mark.parametrize("mode", ["off", False, None])
 def test_off_writes_nothing(capsys, mode) -> None:
     with progress_bar("x", 3, mode) as tick:
