@@ -67,6 +67,8 @@ class SeedOutput:
     artifacts: list[str] = field(default_factory=list)
     #: Peak resident memory (MB) of the seed's process at the end of each stage.
     memory: dict[str, float] = field(default_factory=dict)
+    #: Example gallery rows (:mod:`dimple_stats.gallery`); empty when none were kept.
+    gallery: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def run_seed(task: SeedTask) -> SeedOutput:
@@ -121,8 +123,9 @@ def _run_seed(task: SeedTask) -> SeedOutput:
             log_line(task.progress, f"seed {task.seed}: {kind} done "
                      f"({time.perf_counter() - clock:.1f}s, peak memory {memory[kind]:.0f} MB)")
     measurements = tables.pop("measurements", pd.DataFrame())
+    gallery = pd.concat(ctx.gallery, ignore_index=True) if ctx.gallery else pd.DataFrame()
     return SeedOutput(task.seed, measurements, rows, timings, ctx.shards, tables, data_record,
-                      list(store.used), memory)
+                      list(store.used), memory, gallery)
 
 
 def _load_data(protocol: Protocol, task: SeedTask) -> Any:
@@ -193,6 +196,7 @@ def run_protocol(
     ``measurements.parquet`` and ``manifest.json``), so re-rendering it gives identical files.
     """
     from dimple_stats.atomic import write_text_atomic
+    from dimple_stats.gallery import GALLERY_FILE, write_gallery
     from dimple_stats.measurements import TABLE_FILES, write_measurements
     from dimple_stats.report.destination import check_destination, staged_report
     from dimple_stats.report.run import report_run
@@ -225,6 +229,7 @@ def run_protocol(
     tables = {kind: pd.concat([o.tables[kind] for o in outputs if kind in o.tables],
                               ignore_index=True)
               for kind in dict.fromkeys(k for o in outputs for k in o.tables)}
+    galleries = [o.gallery for o in outputs if len(o.gallery)]
     manifest = {
         "protocol": protocol_json(protocol),
         "protocol_hash": protocol.hash,
@@ -244,12 +249,14 @@ def run_protocol(
         "data": {str(o.seed): o.data for o in outputs},
         "peak_memory_MB": {str(o.seed): o.memory for o in outputs},
         "artifacts": sorted({a for o in outputs for a in o.artifacts}),
-        "tables": sorted(["measurements", *tables]),
+        "tables": sorted(["measurements", *tables, *(["gallery"] if galleries else [])]),
     }
     with staged_report(out) as staging:  # replaces an earlier report at `out` as a whole
         write_measurements(measurements, staging / "measurements.parquet")
         for kind, table in tables.items():
             write_measurements(table, staging / TABLE_FILES[kind], kind=kind)  # type: ignore[arg-type]
+        if galleries:
+            write_gallery(pd.concat(galleries, ignore_index=True), staging / GALLERY_FILE)
         write_text_atomic(staging / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True,
                                                          default=str) + "\n")
         results, _ = report_run(staging)

@@ -62,6 +62,8 @@ class SeedContext:
     image_ids: Any
     shards: dict[str, int] = field(default_factory=lambda: {"computed": 0, "loaded": 0})
     timings: dict[str, float] = field(default_factory=dict)
+    #: Gallery rows of the measurements stage, one frame per autoencoder (dimple_stats.gallery).
+    gallery: list[pd.DataFrame] = field(default_factory=list)
 
     def identity(self, result: Any, config: Any) -> Any:
         """How a stage's key names a model: its store key, or what defines it."""
@@ -140,11 +142,44 @@ def _data_controls(protocol: Protocol, data: Any) -> Any:
                                      dense_limit=DATA_CONTROLS_DENSE_MAX_N)
 
 
+def _stored_gallery(store: Any, key: Any) -> pd.DataFrame | None:
+    """A stored shard's gallery rows; None for a shard stored before shards kept them."""
+    from dimple_stats.gallery import GALLERY_FILE, from_parquet_bytes
+
+    if GALLERY_FILE not in store.files(key):
+        return None
+    return from_parquet_bytes(store.load_bytes(key, GALLERY_FILE))
+
+
+def _gallery(candidates: list[pd.DataFrame | None], frames: list[pd.DataFrame], *, where: str,
+             progress: bool | str) -> list[pd.DataFrame]:
+    """One (seed, autoencoder)'s gallery from its shards' candidates: all or nothing.
+
+    Shards stored before galleries existed are reused (their measurements did not change, and
+    recomputing them for a picture would cost the whole attack), but then that autoencoder gets
+    no gallery: a selection from some shards only would differ from a fresh run's.
+    """
+    from dimple_stats.gallery import reduce_to_quantiles
+    from runners.progress import log_line
+
+    if any(c is None for c in candidates):
+        log_line(progress, f"{where}: no example gallery (measurement shards stored before "
+                 "shards kept gallery images; remove them from the store to get one)")
+        return []
+    kept = [c for c in candidates if c is not None and len(c)]
+    if not kept:
+        return []
+    return [reduce_to_quantiles(pd.concat(kept, ignore_index=True),
+                                pd.concat(frames, ignore_index=True))]
+
+
 @STAGES.register("measurements")
 def measurement_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.DataFrame:
     """Every autoencoder's measurements on the correctly classified eval images, in shards."""
     import torch
 
+    from dimple_stats.gallery import GALLERY_FILE, to_parquet_bytes
+    from runners.gallery import gallery_candidates
     from runners.measure import check_membership, correctly_classified, measure
     from runners.progress import progress_bar
 
@@ -175,6 +210,8 @@ def measurement_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.Data
         ae_config = protocol.autoencoders[name]
         clock = time.perf_counter()
         batches = list(ids.split(shard_size))
+        candidates: list[pd.DataFrame | None] = []
+        first = len(frames)
         with progress_bar(f"measure {name} (seed {seed})", len(batches), ctx.progress) as tick:
             for index, shard in enumerate(batches):
                 key = store.key("measure", {
@@ -188,12 +225,13 @@ def measurement_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.Data
                 })
                 if store.has(key):
                     frame = store.load_table(key, "measurements.parquet")
+                    candidates.append(_stored_gallery(store, key))
                     ctx.shards["loaded"] += 1
                 else:
                     generator = torch.Generator().manual_seed(
                         shard_generator_seed(seed, name, index))
-                    result = measure(clf.model, ae.model, x[shard].to(device),
-                                     y[shard].to(device),
+                    images = x[shard].to(device)
+                    result = measure(clf.model, ae.model, images, y[shard].to(device),
                                      attack=protocol.attack, tangent=protocol.tangent,
                                      generator=generator, bounds=ctx.data.pixel_range,
                                      sample_ids=shard, image_ids=image_ids[shard],
@@ -206,11 +244,17 @@ def measurement_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.Data
                         check_membership(frame, where=(
                             f"seed {seed}, autoencoder {name!r}, measurement shard {index} "
                             f"(store key {key})"))
+                    candidates.append(gallery_candidates(
+                        clf.model, ae.model, images, result, seed=seed, name=name,
+                        pixel_range=ctx.data.pixel_range))
                     with store.writer(key) as writer:
                         writer.save_table("measurements.parquet", frame)
+                        writer.save_bytes(GALLERY_FILE, to_parquet_bytes(candidates[-1]))
                     ctx.shards["computed"] += 1
                 frames.append(frame)
                 tick()
+        ctx.gallery += _gallery(candidates, frames[first:], where=f"seed {seed}, autoencoder "
+                                f"{name!r}", progress=ctx.progress)
         ctx.timings[f"measure[{name}]"] = time.perf_counter() - clock
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

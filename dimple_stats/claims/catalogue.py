@@ -126,6 +126,13 @@ class ClaimDefinition:
     table : str
         The table the analysis reads: ``measurements``, ``defense``, ``training`` or
         ``adv_training`` (see :mod:`dimple_stats.measurements`).
+    verdict_on : tuple of tuples of str
+        Which variants decide the claim's verdict in words
+        (:mod:`dimple_stats.report.verdicts`): alternatives in order of preference, each a tuple
+        of ``fnmatch`` patterns; the first alternative that matches a tested row of the results
+        makes every row it matches decide, and the claim's other tested variants are read
+        beside them ("the other nulls agree" or "change the reading"). Empty: every tested
+        variant decides.
     """
 
     id: str
@@ -138,6 +145,7 @@ class ClaimDefinition:
     options: type[BaseModel] = field(repr=False)
     analysis: str | Callable[..., Any] = field(repr=False, default="")
     table: str = "measurements"
+    verdict_on: tuple[tuple[str, ...], ...] = ()
 
     def analysis_function(self) -> Callable[..., Any]:
         """The analysis, imported from its target on first call.
@@ -203,6 +211,8 @@ for _definition in (
         "own r_T (toward r_T_grad), not toward rejection.",
         options=PerpendicularOptions,
         analysis="dimple_stats.claims.perpendicularity:perpendicular",
+        verdict_on=(("random_subspace*",), ("beta*",), ("other_image*",), ("pca*",),
+                    ("data_random*",)),
     ),
     ClaimDefinition(
         id="zp.not_below_random",
@@ -219,6 +229,7 @@ for _definition in (
         censoring="as dmm.perpendicular: censored directions pull r_T toward r_T_grad.",
         options=NotBelowRandomOptions,
         analysis="dimple_stats.claims.perpendicularity:not_below_random",
+        verdict_on=(("non_inferiority*",),),
     ),
     ClaimDefinition(
         id="dmm.gradient_perpendicular",
@@ -234,6 +245,8 @@ for _definition in (
         censoring="no attack is involved; nothing is censored.",
         options=PerpendicularOptions,
         analysis="dimple_stats.claims.perpendicularity:gradient_perpendicular",
+        verdict_on=(("random_subspace*",), ("beta*",), ("other_image*",), ("pca*",),
+                    ("data_random*",)),
     ),
     ClaimDefinition(
         id="dmm.norm_asymmetry",
@@ -258,6 +271,7 @@ for _definition in (
         "pairs: uninformative.",
         options=NormAsymmetryOptions,
         analysis="dimple_stats.claims.norms:norm_asymmetry",
+        verdict_on=(("beyond_dimension_counting*",),),
     ),
     ClaimDefinition(
         id="dmm.off_equals_unrestricted",
@@ -337,6 +351,7 @@ for _definition in (
         censoring="a failed adaptive attack counts as robust-correct: the outcome itself.",
         options=DefenseOptions,
         analysis="dimple_stats.claims.isometric:defense",
+        verdict_on=(("vs *",),),
         table="defense",
     ),
     ClaimDefinition(
@@ -356,6 +371,7 @@ for _definition in (
         "flattens late epochs, biasing toward a change point: reported with n_censored per epoch.",
         options=ClingingOptions,
         analysis="dimple_stats.claims.training:clinging_then_dimpling",
+        verdict_on=(("change point", "r_T below chance throughout"),),
         table="training",
     ),
     ClaimDefinition(
@@ -377,6 +393,7 @@ for _definition in (
         "their norms and biases against deepening (conservative).",
         options=AdvTrainingOptions,
         analysis="dimple_stats.claims.training:adv_training_deepens",
+        verdict_on=(("deepens and not turned",),),
         table="adv_training",
     ),
     ClaimDefinition(

@@ -295,6 +295,9 @@ def mcnemar_row(
         suggested_n=suggested_n_mcnemar(pairs.b, pairs.c, pairs.n, alternative=alternative,
                                         alpha=stats.alpha, power=stats.power),
         note=join_notes(note, f"{pairs.b + pairs.c} discordant pair(s)"),
+        # The difference of rates is 0 under H0 (it orients verdicts and the forest plot's
+        # reference line; the McNemar pool does not use it).
+        null_value=0.0,
         extra={"pool": "mcnemar", "pairs": (np.asarray(first, bool), np.asarray(second, bool)),
                "ids": ids},
     )

@@ -93,7 +93,7 @@ def run(
     except RunFailure as exc:
         # A run-time outcome, not malformed input: exit 1 (seeds already done stay in the store).
         raise run_failed(f"{protocol_file}: {exc}") from None
-    print_summary(outcome.results)
+    print_summary(outcome.results, confidence=protocol.stats.confidence)
     typer.echo(f"report: {outcome.out_dir}")
 
 

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from dimple_stats.cli.app import command, fail
 from dimple_stats.errors import BadInput
@@ -30,8 +29,12 @@ def report(
     figures: Annotated[bool | None, typer.Option(
         "--figures/--no-figures", help="Draw figures/*.png (default: the protocol's).",
         show_default=False)] = None,
+    html: Annotated[bool, typer.Option(
+        "--html/--no-html", help="Write report.html: the whole report in one self-contained "
+        "page.")] = True,
 ) -> None:
-    """Re-analyse a stored run and write results.csv/.tex/.md and figures/*.png (no torch)."""
+    """Re-analyse a stored run and write results.csv/.tex/.md, figures/*.png and report.html
+    (no torch)."""
     from pydantic import ValidationError
 
     from dimple_stats.report import FORMATS
@@ -56,22 +59,13 @@ def report(
         raise fail(f"--alpha must be between 0 and 1, got {alpha}")
     try:
         results, paths = report_run(run_dir, out, formats=formats, correction=correction,
-                                    alpha=alpha, figures=figures)
+                                    alpha=alpha, figures=figures, html=html)
     except (BadInput, ValidationError) as exc:
         raise fail(f"dimple-stats report: {exc}") from None
-    from dimple_stats.report.tables import format_p
-    from dimple_stats.results import censoring_warnings
+    from dimple_stats.cli.display import print_summary
+    from dimple_stats.report.run import read_run
 
-    for line in censoring_warnings(results):
-        typer.echo(f"warning: {line}", err=True)
+    print_summary(results, confidence=read_run(run_dir).protocol.stats.confidence)
     console = Console()
-    pooled = results[results["seed"] == "pooled"]
-    table = Table(title=f"pooled results ({len(results)} rows in all)")
-    for col in ("claim", "variant", "autoencoder", "estimate", "p_adj", "decision"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("claim", "decision"))
-    for r in pooled.itertuples(index=False):
-        table.add_row(r.claim, r.variant, r.autoencoder, f"{r.estimate:.4g}",
-                      format_p(r.p_adj), r.decision)
-    console.print(table)
     target = run_dir if out is None else out
     console.print(f"wrote {len(paths)} file(s) to {target}", highlight=False, soft_wrap=True)

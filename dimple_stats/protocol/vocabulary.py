@@ -70,6 +70,9 @@ class ReportFormat:
     filename: str
     render: str | Callable[..., str]
     title_keyword: str | None = None
+    #: The renderer also takes the run's ``manifest=``, ``protocol=`` and ``confidence=``
+    #: (the reduced-run banner, the question, the CI level of the verdicts).
+    context: bool = False
 
 
 #: Report table formats (the protocol's ``report.formats``, ``dimple-stats report --format``).
@@ -78,7 +81,8 @@ REPORT_FORMATS.register("csv", ReportFormat("results.csv", "dimple_stats.report.
 REPORT_FORMATS.register("latex", ReportFormat("results.tex", "dimple_stats.report.tables:to_latex",
                                               title_keyword="caption"))
 REPORT_FORMATS.register("markdown", ReportFormat(
-    "results.md", "dimple_stats.report.tables:to_markdown", title_keyword="title"))
+    "results.md", "dimple_stats.report.tables:to_markdown", title_keyword="title",
+    context=True))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ A run directory (written by ``dimple-stats run``) holds::
     defense.parquet         optional: iso.defense
     training.parquet        optional: dmm.clinging_then_dimpling
     adv_training.parquet    optional: dmm.adv_training_deepens
+    gallery.parquet         optional: example images and perturbations (dimple_stats.gallery)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from dimple_stats.errors import BadInput
+from dimple_stats.gallery import GALLERY_FILE, read_gallery
 from dimple_stats.measurements import TABLE_FILES, read_measurements
 from dimple_stats.protocol.schema import Protocol
 from dimple_stats.stats_config import StatsConfig
@@ -46,6 +48,8 @@ class RunData:
     measurements: pd.DataFrame
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: The example gallery (:mod:`dimple_stats.gallery`), None when the run kept none.
+    gallery: pd.DataFrame | None = None
 
 
 def protocol_json(protocol: Protocol) -> dict[str, Any]:
@@ -90,20 +94,22 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunData:
     tables = {kind: read_measurements(path / name, kind, require=())  # type: ignore[arg-type]
               for kind, name in TABLE_FILES.items()
               if kind != "measurements" and (path / name).is_file()}
-    return RunData(path, protocol, measurements, tables, manifest)
+    gallery = read_gallery(path / GALLERY_FILE) if (path / GALLERY_FILE).is_file() else None
+    return RunData(path, protocol, measurements, tables, manifest, gallery)
 
 
 def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
                *, formats: Iterable[str] | None = None, correction: str | None = None,
-               alpha: float | None = None, figures: bool | None = None
+               alpha: float | None = None, figures: bool | None = None, html: bool = True
                ) -> tuple[pd.DataFrame, list[Path]]:
     """Re-analyse a run directory and write its report (into the run directory by default).
 
     ``formats``, ``figures`` default to the protocol's ``report``; ``correction`` and ``alpha``
-    override its ``stats``. Returns the results table and the written paths.
+    override its ``stats``; ``html`` writes ``report.html`` with the manifest's provenance.
+    Returns the results table and the written paths.
     """
     from dimple_stats.api import analyse
-    from dimple_stats.report import write_report
+    from dimple_stats.report import GALLERY, write_report
 
     run = read_run(run_dir)
     overrides = {k: v for k, v in (("correction", correction), ("alpha", alpha)) if v is not None}
@@ -113,5 +119,7 @@ def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
         results, run.measurements, run.path if out_dir is None else out_dir,
         formats=run.protocol.report.formats if formats is None else formats,
         figures=run.protocol.report.figures if figures is None else figures,
-        title=f"{run.protocol.name}: dimple-stats results", tables=run.tables)
+        title=f"{run.protocol.name}: dimple-stats results", html=html,
+        tables=run.tables if run.gallery is None else {**run.tables, GALLERY: run.gallery},
+        manifest=run.manifest, protocol=run.protocol)
     return results, paths

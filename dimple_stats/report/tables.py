@@ -1,21 +1,25 @@
-"""Rendering the results table: CSV (every column), LaTeX and Markdown (the columns a reader
-scans, with the nulls and tests listed below the table in Markdown).
+"""Rendering the results table: CSV (every column), LaTeX (a compact pooled table that fits a
+page, then the per-seed rows) and Markdown (the verdicts in words first, then the pooled and
+per-seed tables, the nulls and tests, and the notes once each).
 
 The Markdown renderer is a few lines written here rather than ``DataFrame.to_markdown``: that
 needs the ``tabulate`` package for one pipe table, and this keeps the output format under the
-project's control (stable across tabulate versions). LaTeX goes through pandas' Styler (which
-needs Jinja2), with booktabs rules in a longtable so long result tables break across pages.
+project's control (stable across tabulate versions). LaTeX is written here too: a claim's rows
+sit under a header row spanning the table, which pandas' Styler does not produce; booktabs
+rules in a longtable so long result tables break across pages.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
-from dimple_stats.results import RESULT_COLUMNS
+from dimple_stats.report.pvalue_text import format_p
+from dimple_stats.results import POOLED, RESULT_COLUMNS
 
 __all__ = ["SUMMARY_COLUMNS", "summary_frame", "to_csv_text", "to_latex", "to_markdown"]
 
@@ -38,31 +42,15 @@ def _num(x: object, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
-#: p-values below this print as "< 1e-15": double precision cannot resolve smaller tail
-#: probabilities reliably, and a reader should not take 1e-69 at face value.
-P_FLOOR = 1e-15
-
-
-def format_p(x: object) -> str:
-    """A p-value for people: 3 significant digits, "< 1e-15" below that, "" for NaN.
-
-    >>> format_p(0.012345), format_p(3e-70), format_p(float("nan"))
-    ('0.0123', '< 1e-15', '')
-    """
-    v = float(x)  # type: ignore[arg-type]
-    if math.isnan(v):
-        return ""
-    return f"< {P_FLOOR:g}" if v < P_FLOOR else f"{v:.3g}"
-
-
 _p = format_p
 
 
-# Styler's escape="latex" leaves < and >, which the default OT1 font encoding prints as
-# inverted punctuation; this escapes every LaTeX-special character in one pass.
+# <, > and | print as other glyphs in the default OT1 font encoding (inverted punctuation, an
+# em dash); this escapes them with every LaTeX-special character in one pass.
 _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
         "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-        "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
+        "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+        "|": r"\textbar{}"}
 _TEX_RE = re.compile("|".join(map(re.escape, _TEX)))
 
 
@@ -119,16 +107,83 @@ def to_csv_text(results: pd.DataFrame) -> str:
     return results.to_csv(index=False, lineterminator="\n", float_format=f"%.{CSV_DIGITS}g")
 
 
+#: Columns of the compact LaTeX tables: (header, alignment). Pooled rows show the seeds that
+#: reject; per-seed rows their seed. Variant and autoencoder wrap in fixed-width columns, so the
+#: table fits a page (article, 1 in margins, \footnotesize) whatever the names.
+_TEX_COLUMNS = (("variant", r">{\raggedright\arraybackslash}p{2.9cm}"),
+                ("autoencoder", r">{\raggedright\arraybackslash}p{1.9cm}"),
+                ("n", "r"), ("cens.", "r"), ("estimate", "r"), ("CI", "r"), ("$p_{adj}$", "r"),
+                ("decision", "l"))
+#: Decisions as the compact tables print them.
+_SHORT_DECISION = {"reject H0": "reject", "retain H0": "retain", "uninformative": "uninform.",
+                   "descriptive": "descr.", "undefined": "undef."}
+
+
+def _tex_rows(rows: pd.DataFrame, last: str) -> list[str]:
+    """Body lines: a claim header row, then one row per result (``last``: seeds or seed)."""
+    lines: list[str] = []
+    width = len(_TEX_COLUMNS) + 1
+    frame = summary_frame(rows)
+    ci = [f"[{_num(lo, 3)}, {_num(hi, 3)}]" if _num(lo) and _num(hi) else ""
+          for lo, hi in zip(rows["ci_low"], rows["ci_high"])]
+    current = None
+    for i, (r, f) in enumerate(zip(rows.itertuples(index=False), frame.itertuples(index=False))):
+        if r.claim != current:
+            current = r.claim
+            if lines:
+                lines.append(r"\addlinespace")
+            lines.append(rf"\multicolumn{{{width}}}{{l}}{{\textbf{{{latex_escape(str(r.claim))}}}}} \\")
+        tested = r.decision in ("reject H0", "retain H0")
+        tail = (str(r.seed) if last != "seeds" else
+                f"{int(r.n_seeds_reject)}/{int(r.n_seeds)}" if tested else "")
+        cells = [str(r.variant), str(r.autoencoder), f.n, f.n_censored, _num(r.estimate, 3),
+                 ci[i], _p(r.p_adj), _SHORT_DECISION.get(str(r.decision), str(r.decision)), tail]
+        tex = [latex_escape(c) for c in cells]
+        # Long names break after an underscore rather than running into the next column.
+        tex[:2] = [t.replace(r"\_", r"\_\allowbreak{}").replace(":", r":\allowbreak{}")
+                   for t in tex[:2]]
+        lines.append(" & ".join(tex) + r" \\")
+    return lines
+
+
+def _tex_table(rows: pd.DataFrame, last: str, caption: str | None, label: str | None) -> str:
+    header = [h for h, _ in _TEX_COLUMNS] + (["seeds rej."] if last == "seeds" else ["seed"])
+    spec = "".join(a for _, a in _TEX_COLUMNS) + "r"
+    head = " & ".join(h if h.startswith("$") else latex_escape(h) for h in header) + r" \\"
+    out = [r"\begingroup\footnotesize\setlength{\tabcolsep}{3.5pt}",
+           rf"\begin{{longtable}}{{{spec}}}"]
+    if caption:
+        out.append(rf"\caption{{{latex_escape(caption)}}}" + (rf"\label{{{label}}}" if label
+                                                              else "") + r" \\")
+    out += [r"\toprule", head, r"\midrule", r"\endfirsthead",
+            r"\toprule", head, r"\midrule", r"\endhead",
+            r"\bottomrule", r"\endfoot"]
+    out += _tex_rows(rows, last)
+    out += [r"\end{longtable}", r"\endgroup"]
+    return "\n".join(out)
+
+
 def to_latex(results: pd.DataFrame, *, caption: str | None = None,
              label: str = "tab:dimple-stats-results") -> str:
-    """A booktabs longtable (needs ``\\usepackage{booktabs,longtable}``); text is escaped."""
-    table = summary_frame(results).map(latex_escape)
-    table.columns = [latex_escape(c) for c in table.columns]
-    align = "".join("r" if c in _NUMERIC else "l" for c in SUMMARY_COLUMNS)
-    styler = table.style.hide(axis="index")
-    return styler.to_latex(environment="longtable", hrules=True, column_format=align,
-                           caption=latex_escape(caption) if caption else None,
-                           label=label if caption else None)
+    """Two booktabs longtables: the pooled rows (what a paper shows), then every per-seed row.
+
+    Needs ``\\usepackage{booktabs,longtable,array}``; every text cell is escaped. The columns
+    are the reader's (estimate with its CI, adjusted p, decision); CSV keeps every column.
+    A run whose rows are all per-seed (no pooled rows) gets one table.
+    """
+    missing = [c for c in RESULT_COLUMNS if c not in results.columns]
+    if missing:
+        raise ValueError(f"not a results table: missing columns {', '.join(missing)}")
+    pooled_mask = results["seed"].astype(str) == POOLED
+    pooled, per_seed = results[pooled_mask], results[~pooled_mask]
+    parts = ["% dimple-stats results: needs \\usepackage{booktabs,longtable,array}"]
+    if len(pooled):
+        parts.append(_tex_table(pooled, "seeds", f"{caption}: pooled over seeds" if caption
+                                else None, label if caption else None))
+    if len(per_seed):
+        parts.append(_tex_table(per_seed, "seed", f"{caption}: per seed" if caption else None,
+                                f"{label}-per-seed" if caption else None))
+    return "\n\n".join(parts) + "\n"
 
 
 def _md_cell(text: str) -> str:
@@ -143,14 +198,58 @@ def _pipe_table(frame: pd.DataFrame, numeric: Sequence[str] = ()) -> str:
     return "\n".join([header, rule, *body])
 
 
-def to_markdown(results: pd.DataFrame, *, title: str = "dimple-stats results") -> str:
-    """Results table, then each (claim, variant)'s null, test and estimate, then row notes."""
-    lines = [f"# {title}", "", _pipe_table(summary_frame(results), sorted(_NUMERIC)), ""]
+def _pooled_view(rows: pd.DataFrame) -> pd.DataFrame:
+    """The pooled table's columns: seeds and seeds rejecting instead of the seed."""
+    view = summary_frame(rows).drop(columns=["seed"])
+    view.insert(3, "seeds", rows["n_seeds"].map(lambda v: str(int(v))).to_numpy())
+    view["seeds rejecting"] = [f"{int(a)}/{int(b)}" if d in ("reject H0", "retain H0") else ""
+                               for a, b, d in zip(rows["n_seeds_reject"], rows["n_seeds"],
+                                                  rows["decision"])]
+    return view
+
+
+def _notes(results: pd.DataFrame) -> list[str]:
+    """Each distinct note once, with the rows it applies to (claim / variant / autoencoder:
+    seeds)."""
+    noted = results[results["note"].astype(str) != ""]
+    lines = []
+    for note, g in noted.groupby(noted["note"].astype(str), sort=False):
+        where = []
+        for (c, v, a), h in g.groupby(["claim", "variant", "autoencoder"], sort=False):
+            seeds = ", ".join(str(s) for s in h["seed"])
+            where.append(f"{c} / {v} / {a} (seed {seeds})")
+        lines.append(f"- {note}: " + "; ".join(where))
+    return lines
+
+
+def to_markdown(results: pd.DataFrame, *, title: str = "dimple-stats results",
+                manifest: Mapping[str, Any] | None = None, protocol: Any = None,
+                confidence: float | None = None) -> str:
+    """Summary first (verdicts in words), then the pooled table, the per-seed table, each
+    (claim, variant)'s null, test and estimate, and the notes, each distinct note once."""
+    from dimple_stats.report.summary import reduced_run, tally, verdict_lines
+    from dimple_stats.report.verdicts import verdicts
+
+    found = verdicts(results, confidence=confidence)
+    lines = [f"# {title}", ""]
+    banner = reduced_run(manifest, protocol)
+    if banner:
+        lines += [f"> **{banner}**", ""]
+    lines += [f"## Summary ({tally(found)})", "", *(verdict_lines(found) or ["No tested claim."]),
+              ""]
+    numeric = sorted(_NUMERIC | {"seeds"})
+    pooled_mask = (results["seed"].astype(str) == POOLED).to_numpy()
+    if pooled_mask.any():
+        lines += ["## Pooled over seeds", "", _pipe_table(_pooled_view(results[pooled_mask]),
+                                                         numeric), ""]
     if len(results):
         alpha = results["alpha"].iloc[0]
         lines += [f"Decisions at alpha = {alpha:g} on p_adj, adjusted over every tested row "
                   "of the run (one family). 'uninformative': too censored or too few samples "
                   "to answer (see the notes).", ""]
+    if (~pooled_mask).any():
+        lines += ["## Per seed", "", _pipe_table(summary_frame(results[~pooled_mask]), numeric),
+                  ""]
     lines += ["## Nulls and tests", ""]
     for (claim, variant), g in results.groupby(["claim", "variant"], sort=False):
         r = g.iloc[0]
@@ -159,9 +258,7 @@ def to_markdown(results: pd.DataFrame, *, title: str = "dimple-stats results") -
                   f"  - estimate: {r['estimate_meaning']}"]
         if r["effect_name"]:
             lines.append(f"  - effect size: {r['effect_name']}")
-    noted = results[results["note"].astype(str) != ""]
-    if len(noted):
-        lines += ["", "## Notes", ""]
-        lines += [f"- {r.claim} / {r.variant} / {r.autoencoder} / seed {r.seed}: {r.note}"
-                  for r in noted.itertuples(index=False)]
+    notes = _notes(results)
+    if notes:
+        lines += ["", "## Notes", "", *notes]
     return "\n".join(lines) + "\n"

@@ -25,8 +25,17 @@ def test_there_are_committed_reports() -> None:
 @pytest.mark.parametrize("run_dir", RUN_DIRS, ids=lambda p: p.name)
 def test_committed_report_rerenders_identically(run_dir: Path, tmp_path: Path) -> None:
     report_run(run_dir, tmp_path, figures=False)
-    for name in ("results.csv", "results.md", "results.tex"):
+    for name in ("results.csv", "results.md", "results.tex", "summary.md"):
         committed = run_dir / name
         assert committed.is_file(), f"{committed} is missing"
         assert (tmp_path / name).read_bytes() == committed.read_bytes(), (
             f"{committed} differs from a fresh `dimple-stats report {run_dir.name}`")
+
+
+def test_readme_quotes_the_mnist_summary_as_generated() -> None:
+    """The verdicts the README shows are the committed summary.md's, line for line."""
+    readme = (REPORTS.parent / "README.md").read_text()
+    start, end = "<!-- summary:mnist_offmanifold -->", "<!-- /summary:mnist_offmanifold -->"
+    quoted = readme.split(start)[1].split(end)[0].strip().splitlines()
+    summary = (REPORTS / "mnist_offmanifold" / "summary.md").read_text().splitlines()
+    assert quoted == [ln for ln in summary if ln.startswith("- **")]

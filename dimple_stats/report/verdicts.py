@@ -1,0 +1,380 @@
+"""Verdicts in words: what the results table says about each claim, one paragraph per claim
+and autoencoder, generated from the table alone (no hand-written numbers).
+
+Categories
+----------
+``supported``
+    Every deciding row rejects H0 after adjustment (every claim's H1 is what the claim says).
+``contradicted``
+    No deciding row supports the claim and at least one is significant the other way, at the
+    standard "supported" has to meet: its reverse one-sided test (p_rev = 1 - p, the test's
+    own p-value turned round) is significant after Bonferroni over the run's tested rows (at
+    least as strict as the run's Holm family), and its confidence interval lies entirely on
+    the other side of the estimate's value under H0 (``alternative`` ``less``: above it;
+    ``greater``: below it). Only rows with a direction and a null value can contradict (a
+    two-sided or an equivalence claim cannot), and never a row of a censoring-sensitive claim
+    with censored values: those are set at the bound least favourable to the claim, which
+    keeps a rejection conservative but pushes the estimate the other way.
+``not supported``
+    Anything else informative: H0 retained, or the deciding rows disagree ("2 of 6 comparisons
+    support the claim").
+``uninformative``
+    Every deciding row (or most of them) is too censored or too small to answer, or has no
+    p-value; the text gives the reason from the row's note.
+
+Which rows decide
+-----------------
+Pooled rows where the run has them (else every per-seed row, each seed a comparison). The claim's
+``verdict_on`` (:class:`~dimple_stats.claims.catalogue.ClaimDefinition`) names the deciding
+variants; the claim's other tested variants (e.g. the data-shaped nulls of dmm.perpendicular)
+are read beside them, and the text says whether they agree or change the reading.
+
+Examples
+--------
+>>> from dimple_stats.results import ResultRow, finalise
+>>> row = lambda seed, est, p: ResultRow(
+...     "dmm.perpendicular", "random_subspace", "plain", seed, 400, 0, est, est - .1, est + .1,
+...     .05, "median r_T / chance median, bootstrap CI (1 = chance)", .5, "r", 1.0, "W+", p,
+...     "null", "t", "less", null_value=1.0)
+>>> v, = verdicts(finalise([row(0, 3.5, 1.0), row(1, 3.6, 1.0)]), confidence=0.95)
+>>> v.category
+'contradicted'
+>>> print(v.text)  # doctest: +NORMALIZE_WHITESPACE
+Contradicted for plain. Against a random subspace of the same dimension: median r_T / chance
+median 3.55 (95% CI 2.91 to 4.19; 1 under H0), p_adj = 1, 0/2 seeds reject, n = 800; the CI
+lies entirely above 1, the other side from the claim's (below), and the reverse test is
+significant (1 - p, Bonferroni over 3 tests: 0.0187).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from dimple_stats.report.labels import equivalence_margin
+from dimple_stats.report.pvalue_text import format_p
+from dimple_stats.results import CENSORING_SENSITIVE, DESCRIPTIVE, NO_AUTOENCODER, POOLED
+
+__all__ = ["Category", "Verdict", "verdicts", "CATEGORIES", "quantity", "short_reason"]
+
+Category = Literal["supported", "not supported", "contradicted", "uninformative"]
+#: Every category, in the order a summary lists them.
+CATEGORIES: tuple[Category, ...] = ("supported", "not supported", "contradicted",
+                                    "uninformative")
+
+#: Nulls and sub-tests in words (variant names of the built-in claims; others print as named).
+VARIANT_WORDS: dict[str, str] = {
+    "random_subspace": "a random subspace of the same dimension",
+    "beta": "the Beta law of a random direction",
+    "other_image": "the tangent space of another image of the same class",
+    "pca": "the top-k principal subspace of the training images (data-shaped)",
+    "data_random": "a random k-dim subspace of the training images' span (data-shaped)",
+    # Sentences read "against <null>": these name the null, not the claim.
+    "non_inferiority": "r_T below a random subspace's share by the margin or more "
+    "(non-inferiority test)",
+    "greater": "r_T no larger than a random subspace's share (superiority test)",
+    "beyond_dimension_counting": "the dimension-counting prediction",
+    "tost": "a difference of the margin or more (equivalence test)",
+    "equal_rates": "equal success rates",
+    "no_change": "no change between the autoencoders",
+    "same_share": "equal shares in the local tangent and the top-k principal subspace",
+    "equivalence": "an association of the margin or more (equivalence test)",
+    "change point": "a smooth decay without a change point",
+    "r_T below chance throughout": "r_T at or above chance at some epoch",
+    "no_deepening": "no deepening (norm_plain no larger after adversarial training)",
+    "turned": "r_T changing by the margin or more (equivalence test)",
+    "deepens and not turned": "not both deepening and leaving r_T within the margin",
+}
+_VS = re.compile(r"^vs (?P<base>.+) @ eps=(?P<eps>\S+)$")
+
+_CI_SUFFIX = re.compile(r",?\s*(paired Newcombe|bootstrap|Fisher-z|Wilson|Hartung-Knapp)?\s*CI\b.*$")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verdict on one claim for one autoencoder (``'-'`` where none applies).
+
+    ``text`` is a self-contained paragraph (category, the deciding numbers, and the other nulls
+    where the claim has them); ``hypothesis`` is the claim's H1 in words; ``variants`` the
+    deciding rows' variants; ``n_seeds`` the seeds behind them.
+    """
+
+    claim: str
+    autoencoder: str
+    category: Category
+    hypothesis: str
+    text: str
+    variants: tuple[str, ...]
+    n_seeds: int
+    #: ``text`` without its first sentence ("Supported for plain."): the evidence.
+    body: str = ""
+
+
+def _g(x: float) -> str:
+    """3 significant digits, plain notation for everyday magnitudes."""
+    if not math.isfinite(x):
+        return "inf" if x > 0 else "-inf" if x < 0 else "n/a"
+    return f"{x:.3g}"
+
+
+def quantity(estimate_meaning: str) -> str:
+    """The quantity an estimate is, without its CI method and null-value gloss.
+
+    >>> quantity("median r_T - r_PCA per image, bootstrap CI (0 = as the pca control)")
+    'median r_T - r_PCA per image'
+    >>> quantity("rate(off) - rate(on), paired Newcombe CI (0 = no difference)")
+    'rate(off) - rate(on)'
+    """
+    return _CI_SUFFIX.sub("", str(estimate_meaning)).strip() or "estimate"
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a row's reading needs besides the row: the run's alpha and family size (the
+    standard "contradicted" must meet), the CI level, and the per-seed rows (directions of
+    two-sided rejections)."""
+
+    alpha: float
+    family: int
+    confidence: float | None
+    seed_rows: pd.DataFrame
+
+
+def _reverse_p(r: pd.Series, ctx: _Context) -> float:
+    """Bonferroni-adjusted p of the row's test turned round (1 - p of a one-sided test)."""
+    p = float(r["p"])
+    return min(1.0, (1.0 - p) * max(ctx.family, 1)) if math.isfinite(p) else math.nan
+
+
+def _bounded(r: pd.Series) -> bool:
+    """Censored values of a censoring-sensitive claim sit at the bound least favourable to the
+    claim: the row may not contradict it."""
+    return str(r["claim"]) in CENSORING_SENSITIVE and int(r["n_censored"]) > 0
+
+
+def _other_side(r: pd.Series) -> bool:
+    null = float(r["null_value"])
+    lo, hi = float(r["ci_low"]), float(r["ci_high"])
+    return math.isfinite(null) and ((r["alternative"] == "less" and lo > null)
+                                    or (r["alternative"] == "greater" and hi < null))
+
+
+def _row_reading(r: pd.Series, ctx: _Context) -> Category:
+    """One row's category (see the module docstring)."""
+    if r["decision"] in ("uninformative", "undefined"):
+        return "uninformative"
+    if r["decision"] == "reject H0":
+        return "supported"
+    if _other_side(r) and not _bounded(r) and _reverse_p(r, ctx) <= ctx.alpha:
+        return "contradicted"
+    return "not supported"
+
+
+def _p_text(p: float) -> str:
+    text = format_p(p)
+    return f"p_adj {text}" if text.startswith("<") else f"p_adj = {text}" if text else "no p"
+
+
+def _seed_reject_text(r: pd.Series, ctx: _Context) -> str:
+    """'3/4 seeds reject', with the directions of a two-sided test's rejections."""
+    text = f"{int(r['n_seeds_reject'])}/{int(r['n_seeds'])} seeds reject"
+    null = float(r["null_value"])
+    if r["alternative"] != "two-sided" or not int(r["n_seeds_reject"]) or not math.isfinite(null):
+        return text
+    seeds = ctx.seed_rows[(ctx.seed_rows["variant"] == r["variant"])
+                          & (ctx.seed_rows["decision"] == "reject H0")]
+    est = seeds["estimate"].astype(float)
+    below, above = int((est < null).sum()), int((est > null).sum())
+    return text + f" ({below} below {_g(null)}, {above} above)" if below and above else text
+
+
+def _numbers(r: pd.Series, ctx: _Context) -> str:
+    """'median ... 3.55 (95% CI 3.46 to 3.64; 1 under H0), p_adj = 1, 0/2 seeds reject, n = 800';
+    pieces the row does not have (no estimate, no p) are left out."""
+    level = f"{100 * ctx.confidence:g}% CI" if ctx.confidence else "CI"
+    est, lo, hi, null = (float(r[c]) for c in ("estimate", "ci_low", "ci_high", "null_value"))
+    pieces = []
+    if math.isfinite(est):
+        margin = equivalence_margin(str(r["test"]))
+        inner = "; ".join(x for x in (
+            f"{level} {_g(lo)} to {_g(hi)}" if math.isfinite(lo) or math.isfinite(hi) else "",
+            f"{_g(null)} under H0" if math.isfinite(null) else "",
+            f"equivalence margin +-{_g(margin)}" if margin is not None else "") if x)
+        pieces.append(f"{quantity(r['estimate_meaning'])} {_g(est)}"
+                      + (f" ({inner})" if inner else ""))
+    if math.isfinite(float(r["p_adj"])):
+        pieces.append(_p_text(float(r["p_adj"])))
+        if str(r["seed"]) == POOLED:
+            pieces.append(_seed_reject_text(r, ctx))
+    if str(r["seed"]) != POOLED:
+        pieces.append(f"seed {r['seed']}")
+    cens = int(r["n_censored"])
+    pieces.append(f"n = {int(r['n'])}" + (f" ({cens} censored)" if cens else ""))
+    return ", ".join(pieces)
+
+
+_SHARE = re.compile(r"(\d+)% of ([^;()]+(?:\([^)]*\))?[^;()]*?) censored")
+
+
+def short_reason(note: str) -> str:
+    """A row's "why uninformative" note, with the per-seed repeats of a pooled row folded.
+
+    >>> short_reason("no informative seed (72% of pairs censored (>= 50%): the median is not "
+    ...              "identified; 88% of pairs censored (>= 50%): the median is not identified)")
+    'no informative seed: 72% to 88% of pairs censored per seed (>= 50%: the median is not identified)'
+    """
+    # A pooled row's note may start with notes its seeds shared; the reason comes last.
+    start = note.find("no informative seed (")
+    if start < 0:
+        return note
+    note = note[start:]
+    shares = [int(m.group(1)) for m in _SHARE.finditer(note)]
+    whats = {m.group(2).strip() for m in _SHARE.finditer(note)}
+    if shares and len(whats) == 1:
+        span = f"{min(shares)}%" if min(shares) == max(shares) else \
+            f"{min(shares)}% to {max(shares)}%"
+        return (f"no informative seed: {span} of {whats.pop()} censored per seed (>= 50%: the "
+                "median is not identified)")
+    return note
+
+
+def _why(r: pd.Series, reading: Category, ctx: _Context) -> str:
+    """The clause after the numbers: why a row is uninformative, why it contradicts, or why a
+    CI on the other side does not count as contradicting."""
+    if reading == "uninformative":
+        note = str(r["note"]) if isinstance(r["note"], str) and r["note"] else "no p-value"
+        return f"; it cannot answer ({short_reason(note)})"
+    if not _other_side(r):
+        return ""
+    null = _g(float(r["null_value"]))
+    side, claim_side = (("above", "below") if r["alternative"] == "less"
+                        else ("below", "above"))
+    where = f"the CI lies entirely {side} {null}, the other side from the claim's ({claim_side})"
+    if reading == "contradicted":
+        return (f"; {where}, and the reverse test is significant (1 - p, Bonferroni over "
+                f"{ctx.family} tests: {format_p(_reverse_p(r, ctx))})")
+    if _bounded(r):
+        return (f"; {where}, but censored values were set at the bound least favourable to "
+                "the claim, so this is no evidence against it")
+    return (f"; {where}, but the reverse test is not significant after adjustment (1 - p, "
+            f"Bonferroni over {ctx.family} tests: {format_p(_reverse_p(r, ctx))})")
+
+
+def _cap(text: str) -> str:
+    """First letter upper-cased, the rest kept (``str.capitalize`` would turn r_T into r_t)."""
+    return text[:1].upper() + text[1:]
+
+
+def _variant_words(variant: str) -> str:
+    """The null a variant tests, in words ("vs none @ eps=1" -> equal robust accuracy ...)."""
+    vs = _VS.match(variant)
+    if vs:
+        return f"equal robust accuracy with {vs['base']} at eps {vs['eps']}"
+    base = variant.split(" (")[0]
+    return VARIANT_WORDS.get(base, variant) + (variant[len(base):] if base != variant else "")
+
+
+def _and(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _deciding(claim_rows: pd.DataFrame, verdict_on: Sequence[Sequence[str]]) -> pd.Series:
+    """Mask of the rows whose variants decide the verdict (see ``ClaimDefinition.verdict_on``)."""
+    variants = claim_rows["variant"].astype(str)
+    for alternative in verdict_on:
+        mask = pd.Series([any(fnmatchcase(v, p) for p in alternative) for v in variants],
+                         index=claim_rows.index)
+        if mask.any():
+            return mask
+    return pd.Series(True, index=claim_rows.index)
+
+
+def _combine(readings: Sequence[Category]) -> Category:
+    informative = [c for c in readings if c != "uninformative"]
+    # A verdict resting on fewer than half of its deciding rows is no verdict.
+    if not informative or len(informative) * 2 < len(readings):
+        return "uninformative"
+    if all(c == "supported" for c in informative):
+        return "supported"
+    if "contradicted" in informative and "supported" not in informative:
+        return "contradicted"
+    return "not supported"
+
+
+def _hypothesis(claim: str) -> str:
+    from dimple_stats.claims.catalogue import CATALOGUE
+
+    return CATALOGUE[claim].hypothesis if claim in CATALOGUE else ""
+
+
+def _verdict_on(claim: str) -> tuple[tuple[str, ...], ...]:
+    from dimple_stats.claims.catalogue import CATALOGUE
+
+    return CATALOGUE[claim].verdict_on if claim in CATALOGUE else ()
+
+
+def _one(claim: str, autoencoder: str, rows: pd.DataFrame, ctx: _Context) -> Verdict:
+    deciding = _deciding(rows, _verdict_on(claim))
+    main, beside = rows[deciding], rows[~deciding]
+    readings = [_row_reading(r, ctx) for _, r in main.iterrows()]
+    category = _combine(readings)
+    who = f" for {autoencoder}" if autoencoder != NO_AUTOENCODER else ""
+    lead = f"{_cap(category)}{who}."
+    parts = []
+    if len(main) > 1:
+        n_unf = readings.count("uninformative")
+        parts.append(f"{readings.count('supported')} of {len(main)} comparisons support the "
+                     "claim" + (f" ({n_unf} cannot answer)" if n_unf else "") + ".")
+    for (_, r), reading in zip(main.iterrows(), readings):
+        if len(main) > 1:  # several comparisons decide: name each with its own reading
+            parts.append(f"Against {_variant_words(str(r['variant']))}: {reading}, "
+                         f"{_numbers(r, ctx)}{_why(r, reading, ctx)}.")
+        else:
+            parts.append(f"Against {_variant_words(str(r['variant']))}: "
+                         f"{_numbers(r, ctx)}{_why(r, reading, ctx)}.")
+    if len(beside):
+        other = [(r, _row_reading(r, ctx)) for _, r in beside.iterrows()]
+        same = [r for r, c in other if c == category]
+        differ = [(r, c) for r, c in other if c != category]
+        if same:
+            parts.append(f"Also {category} against "
+                         + _and([_variant_words(str(r["variant"])) for r in same]) + ".")
+        if differ:
+            parts.append("The reading changes against " + "; ".join(
+                f"{_variant_words(str(r['variant']))}: {c}, {_numbers(r, ctx)}"
+                f"{_why(r, c, ctx)}" for r, c in differ) + ".")
+    body = " ".join(parts)
+    return Verdict(claim=claim, autoencoder=autoencoder, category=category,
+                   hypothesis=_hypothesis(claim), text=f"{lead} {body}", body=body,
+                   variants=tuple(main["variant"].astype(str)),
+                   n_seeds=int(main["n_seeds"].max()) if len(main) else 0)
+
+
+def verdicts(results: pd.DataFrame, *, confidence: float | None = None) -> list[Verdict]:
+    """One :class:`Verdict` per (claim, autoencoder) with a tested row, in table order.
+
+    ``confidence`` is the CI level the table was built with (``StatsConfig.confidence``); the
+    text names it ("95% CI"; ``None``: just "CI").
+    """
+    tested = results[results["test"].astype(str) != DESCRIPTIVE]
+    family = int(np.isfinite(results["p_adj"].to_numpy(dtype=float)).sum()) if len(results) \
+        else 0
+    alpha = float(results["alpha"].iloc[0]) if len(results) else 0.05
+    seeds = tested[tested["seed"].astype(str) != POOLED]
+    out = []
+    for (claim, autoencoder), g in tested.groupby(["claim", "autoencoder"], sort=False):
+        pooled = g[g["seed"].astype(str) == POOLED]
+        # Without pooled rows every seed's row is a comparison of its own.
+        rows = pooled if len(pooled) else g
+        ctx = _Context(alpha, family, confidence,
+                       seeds[(seeds["claim"] == claim) & (seeds["autoencoder"] == autoencoder)])
+        out.append(_one(str(claim), str(autoencoder), rows, ctx))
+    return out
