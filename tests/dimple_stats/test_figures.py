@@ -224,7 +224,8 @@ def test_committed_report_figures_regenerate(run_dir: Path, tmp_path: Path) -> N
     from dimple_stats.report.run import read_run
 
     run = read_run(run_dir)
-    expected = figure_names(results, run.measurements, run.tables)
+    tables = run.tables if run.gallery is None else {**run.tables, "gallery": run.gallery}
+    expected = figure_names(results, run.measurements, tables)
     assert expected and {p.name for p in written if p.parent.name == "figures"} == set(expected)
     for name in expected:
         assert (tmp_path / "figures" / name).stat().st_size > 1000
