@@ -62,7 +62,7 @@ __all__ = [
     "describe",
 ]
 
-TableKind = Literal["measurements", "defense", "training", "adv_training"]
+TableKind = Literal["measurements", "defense", "training", "adv_training", "classifier_pairs"]
 DType = Literal["int", "float", "bool", "str"]
 
 
@@ -149,8 +149,16 @@ SCHEMAS: dict[str, dict[str, Column]] = {
     },
 }
 
+# Two cells of a sweep (standard and adversarially trained classifier) stacked: built by
+# dimple_stats.sweep for dmm.dimpled_or_robust, never written to a run directory.
+SCHEMAS["classifier_pairs"] = {
+    **SCHEMAS["measurements"],
+    "classifier": Column("str", "'standard' or 'adversarial' (the cell the row comes from)"),
+}
+
 #: Columns that identify a row; no two rows of a table may share them.
 KEYS: dict[str, tuple[str, ...]] = {
+    "classifier_pairs": ("seed", "autoencoder", "classifier", "sample"),
     "measurements": ("seed", "autoencoder", "sample"),
     "defense": ("seed", "defense", "eps", "sample"),
     "training": ("seed", "epoch", "sample"),
@@ -251,6 +259,8 @@ def validate(
     keys = [c for c in KEYS[kind] if c in out.columns]
     if kind in ("training", "adv_training") and "autoencoder" in out.columns:
         keys.append("autoencoder")  # optional there: r_T measured under several autoencoders
+    if "cell" in out.columns:
+        keys.insert(0, "cell")  # a sweep's table: one set of rows per cell (dimple_stats.sweep)
     if len(keys) >= len(KEYS[kind]) and len(out):
         dup = out.duplicated(keys, keep=False)
         if dup.any():

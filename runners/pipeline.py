@@ -49,6 +49,8 @@ class SeedTask:
     limit: int | None = None
     threads: int | None = None
     progress: bool | str = False  # a runners.progress mode (True: bar)
+    #: The sweep cell this task measures (its rows get a ``cell`` column); None: no sweep.
+    cell: int | None = None
 
 
 @dataclass
@@ -69,6 +71,8 @@ class SeedOutput:
     memory: dict[str, float] = field(default_factory=dict)
     #: Example gallery rows (:mod:`dimple_stats.gallery`); empty when none were kept.
     gallery: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: The sweep cell (None: no sweep).
+    cell: int | None = None
 
 
 def run_seed(task: SeedTask) -> SeedOutput:
@@ -86,7 +90,7 @@ def run_seed(task: SeedTask) -> SeedOutput:
 
 def _run_seed(task: SeedTask) -> SeedOutput:
     from runners.progress import log_line, peak_rss_mb
-    from runners.seed_models import train_seed_models
+    from runners.seed_models import load_seed_data, train_seed_models
     from runners.store import ArtifactStore
     from runners.training import resolve_device
 
@@ -95,7 +99,7 @@ def _run_seed(task: SeedTask) -> SeedOutput:
         "protocol": protocol.name, "protocol_hash": protocol.hash, "seed": task.seed})
     device = resolve_device(task.device)
     clock = time.perf_counter()
-    data = _load_data(protocol, task)
+    data = load_seed_data(protocol, task.seed, task.limit)
     data_record = {"fingerprint": data.fingerprint, "train": len(data.train),
                    "eval": len(data.eval)}
     timings = {"data": time.perf_counter() - clock}
@@ -124,30 +128,70 @@ def _run_seed(task: SeedTask) -> SeedOutput:
                      f"({time.perf_counter() - clock:.1f}s, peak memory {memory[kind]:.0f} MB)")
     measurements = tables.pop("measurements", pd.DataFrame())
     gallery = pd.concat(ctx.gallery, ignore_index=True) if ctx.gallery else pd.DataFrame()
+    if task.cell is not None:
+        from dimple_stats.sweep import CELL
+
+        for frame in (measurements, gallery, *tables.values()):
+            if len(frame.columns):
+                frame.insert(0, CELL, task.cell)
     return SeedOutput(task.seed, measurements, rows, timings, ctx.shards, tables, data_record,
-                      list(store.used), memory, gallery)
+                      list(store.used), memory, gallery, task.cell)
 
 
-def _load_data(protocol: Protocol, task: SeedTask) -> Any:
-    """The seed's data. A reduced run (``--limit N``) on a data set with fewer evaluation images
-    than ``dataset.eval_samples`` selects N of those (seeded, stratified) instead of failing:
-    the full run could not run there, so the reduced one shares nothing with it anyway, and
-    taking only N leaves a shared pool (digits) to the training split."""
-    from runners.datasets import load_dataset
-    from runners.datasets.base import DatasetConfigError
+def _run_key(output: SeedOutput) -> str:
+    """A seed's key in the manifest: ``seed``, or ``cell/seed`` in a sweep."""
+    return str(output.seed) if output.cell is None else f"{output.cell}/{output.seed}"
 
-    try:
-        return load_dataset(protocol.dataset, seed=task.seed)
-    except DatasetConfigError as exc:
-        if task.limit is None or exc.field != "eval_samples" or not exc.available:
-            raise
-        size = min(task.limit, exc.available)
-        print(f"warning: seed {task.seed}: --limit {task.limit}: the data has only "
-              f"{exc.available} evaluation images (dataset.eval_samples asks "
-              f"{protocol.dataset.eval_samples}); the reduced run selects {size} of them",
-              file=sys.stderr, flush=True)
-        config = protocol.dataset.model_copy(update={"eval_samples": size})
-        return load_dataset(config, seed=task.seed)
+
+def _sweep_tasks(protocol: Protocol, seeds: tuple[int, ...], store: Any, device: str,
+                 limit: int | None, threads: int | None, progress: bool | str, executor: str,
+                 address: str | None) -> tuple[list[SeedTask], dict[str, Any],
+                                                list[dict[str, Any]]]:
+    """A sweep's measurement tasks, one per (cell, seed), after training every distinct model
+    once (each its own task on the executor, so cells never train one model twice side by
+    side). Returns the tasks, the manifest's ``sweep`` record and the models' rows."""
+    from dimple_stats.protocol.sweep import cell_label
+    from dimple_stats.sweep import sweep_claim_ids
+    from runners.seed_models import ModelTask, train_model_task
+
+    assert protocol.sweep is not None
+    pair_claims = set(sweep_claim_ids(protocol))
+    cells = protocol.cell_protocols()
+    model_tasks: dict[str, ModelTask] = {}
+    tasks = []
+    records = []
+    for index, (choices, cell) in enumerate(cells):
+        cell = cell.model_copy(update={"claims": tuple(
+            e for e in cell.claims if e.id not in pair_claims)})
+        check_supported(cell)
+        data = cell.dataset.model_dump(mode="json")
+        as_json = protocol_json(cell)
+        for seed in seeds:
+            clf_key = json.dumps(["classifier", data, cell.classifier.model_dump(mode="json"),
+                                  "training" in cell.tables, seed], sort_keys=True)
+            model_tasks.setdefault(clf_key, ModelTask(
+                as_json, seed, str(store.root), device, limit, classifier=True,
+                threads=threads, progress=progress))
+            for name, ae in cell.autoencoders.items():
+                ae_key = json.dumps(["autoencoder", data, ae.model_dump(mode="json"), seed],
+                                    sort_keys=True)
+                model_tasks.setdefault(ae_key, ModelTask(
+                    as_json, seed, str(store.root), device, limit, autoencoders=(name,),
+                    threads=threads, progress=progress))
+            tasks.append(SeedTask(as_json, seed, str(store.root), device, limit,
+                                  threads=threads, progress=progress, cell=index))
+        records.append({"cell": index, "choices": choices,
+                        "label": cell_label(choices, protocol.sweep.paths)})
+    clock = time.perf_counter()
+    # Classifiers first: on the digits and MNIST they are the longest single trainings.
+    ordered = sorted(model_tasks.values(), key=lambda t: not t.classifier)
+    rows = [r for out in run_tasks(train_model_task, ordered, executor=executor,
+                                   address=address) for r in out]
+    rows.sort(key=lambda r: (int(r["seed"]), r["model"] != "classifier", str(r["model"])))
+    record = {"cells": records, "distinct_models": len(model_tasks),
+              "models_trained": sum(not r.get("loaded") for r in rows),
+              "model_seconds": time.perf_counter() - clock}
+    return tasks, record, rows
 
 
 @dataclass
@@ -161,9 +205,13 @@ class RunOutcome:
 
 
 def check_supported(protocol: Protocol) -> None:
-    """Refuse, before any compute, claims whose table no stage produces."""
+    """Refuse, before any compute, claims whose table no stage produces (a sweep's claims
+    over pairs of cells are checked by :func:`dimple_stats.sweep.check_sweep_claims`)."""
+    from dimple_stats.sweep import PAIRS_TABLE, check_sweep_claims
+
+    check_sweep_claims(protocol)
     missing = {cid: table for cid in protocol.claim_ids
-               if (table := _claim_table(cid)) not in STAGES}
+               if (table := _claim_table(cid)) not in STAGES and table != PAIRS_TABLE}
     if missing:
         raise UnsupportedClaimError(
             f"claims {', '.join(missing)} need the {', '.join(sorted(set(missing.values())))} "
@@ -200,10 +248,13 @@ def run_protocol(
     from dimple_stats.measurements import TABLE_FILES, write_measurements
     from dimple_stats.report.destination import check_destination, staged_report
     from dimple_stats.report.run import report_run
+    from runners.attacks.library import check_attack_available
     from runners.store import ArtifactStore
     from runners.training import resolve_device
 
     check_supported(protocol)
+    for _, cell in protocol.cell_protocols():  # a missing attack library: exit 2 before compute
+        check_attack_available(cell)
     seeds = tuple(seeds) if seeds is not None else protocol.seeds
     executor = executor or protocol.executor
     device_name = str(resolve_device(device or protocol.device))
@@ -220,11 +271,17 @@ def run_protocol(
     # the executors must give bit-identical measurements. Parallelism comes from running seeds
     # side by side (processes, ray). On a GPU the thread count does not touch the numbers.
     threads = 1 if device_name == "cpu" else None
-    tasks = [SeedTask(protocol_json(protocol), seed, str(store.root), device_name, limit,
-                      threads=threads, progress=progress)
-             for seed in seeds]
+    sweep: dict[str, Any] = {}
+    trained_models: list[dict[str, Any]] | None = None
+    if protocol.sweep is None:
+        tasks = [SeedTask(protocol_json(protocol), seed, str(store.root), device_name, limit,
+                          threads=threads, progress=progress)
+                 for seed in seeds]
+    else:
+        tasks, sweep, trained_models = _sweep_tasks(
+            protocol, seeds, store, device_name, limit, threads, progress, executor, address)
     outputs = run_tasks(run_seed, tasks, executor=executor, address=address, on_result=on_seed)
-    outputs.sort(key=lambda o: o.seed)
+    outputs.sort(key=lambda o: (o.cell if o.cell is not None else -1, o.seed))
     measurements = pd.concat([o.measurements for o in outputs], ignore_index=True)
     tables = {kind: pd.concat([o.tables[kind] for o in outputs if kind in o.tables],
                               ignore_index=True)
@@ -242,12 +299,14 @@ def run_protocol(
         "git_dirty": dirty,
         "machine": provenance.machine(device_name),
         "command": sys.argv,
-        "timings": {str(o.seed): o.timings for o in outputs},
+        "timings": {_run_key(o): o.timings for o in outputs},
         "total_seconds": time.perf_counter() - started,
-        "shards": {str(o.seed): o.shards for o in outputs},
-        "models": [m for o in outputs for m in o.models],
+        "shards": {_run_key(o): o.shards for o in outputs},
+        "models": (trained_models if trained_models is not None
+                   else [m for o in outputs for m in o.models]),
         "data": {str(o.seed): o.data for o in outputs},
-        "peak_memory_MB": {str(o.seed): o.memory for o in outputs},
+        "peak_memory_MB": {_run_key(o): o.memory for o in outputs},
+        **({"sweep": sweep} if sweep else {}),
         "artifacts": sorted({a for o in outputs for a in o.artifacts}),
         "tables": sorted(["measurements", *tables, *(["gallery"] if galleries else [])]),
     }

@@ -8,7 +8,9 @@ A model's metrics row (:func:`model_row`) is built here only: ``seed``, ``model`
 from __future__ import annotations
 
 import functools
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +25,9 @@ from runners.training import (
     train_classifier,
 )
 
-__all__ = ["NonFiniteOutputError", "SeedModels", "check_finite_outputs",
-           "intrinsic_dimension_metrics", "model_row", "train_protocol", "train_seed_models"]
+__all__ = ["ModelTask", "NonFiniteOutputError", "SeedModels", "check_finite_outputs",
+           "intrinsic_dimension_metrics", "load_seed_data", "model_row", "train_model_task",
+           "train_protocol", "train_seed_models"]
 
 
 #: ``chunk * n * k`` budget of one forward-mode Jacobian call in the intrinsic-dimension
@@ -36,7 +39,7 @@ DIAGNOSTICS_CHUNK_NK = 1_000_000
 class SeedModels:
     """The classifier and autoencoders of one seed, their metrics rows and training times."""
 
-    classifier: TrainResult
+    classifier: TrainResult | None  # None when not asked for (``classifier=False``)
     autoencoders: dict[str, TrainResult]
     rows: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -73,26 +76,32 @@ def intrinsic_dimension_metrics(ae: Any, data: Any, device: Any) -> dict[str, fl
 
 
 def train_seed_models(protocol: Any, data: Any, *, seed: int, store: Any, device: Any,
-                      progress: bool | str = False) -> SeedModels:
-    """Train (or load) the classifier and every autoencoder of ``protocol`` for ``seed``.
+                      progress: bool | str = False, classifier: bool = True,
+                      autoencoders: Sequence[str] | None = None) -> SeedModels:
+    """Train (or load) the classifier and every autoencoder of ``protocol`` for ``seed``
+    (only the classifier when ``classifier``, only the named ``autoencoders`` when given).
 
     Raises :class:`~runners.training.CollapsedAutoencoderError` for an autoencoder that
     reconstructs no better than the mean image (its weights stay in the store).
     """
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    # With the training-dynamics claim the classifier keeps its per-epoch weights; the final
-    # model is the same one (same config and seed), so one training serves every claim.
-    clf = train_classifier(protocol.classifier, data, data_config=protocol.dataset, seed=seed,
-                           store=store, device=device, progress=progress,
-                           epoch_checkpoints="training" in protocol.tables)
-    timings["train_classifier"] = time.perf_counter() - clock
-    _log_model(progress, seed, "classifier", clf, timings["train_classifier"])
     probe = data.eval.x[:64].to(device)
-    check_finite_outputs("the classifier", seed, clf.model, probe, clf.key, store)
-    rows = [model_row(seed, "classifier", protocol.classifier, clf)]
+    rows = []
+    clf = None
+    if classifier:
+        clock = time.perf_counter()
+        # With the training-dynamics claim the classifier keeps its per-epoch weights; the
+        # final model is the same one (same config and seed), so one training serves every claim.
+        clf = train_classifier(protocol.classifier, data, data_config=protocol.dataset, seed=seed,
+                               store=store, device=device, progress=progress,
+                               epoch_checkpoints="training" in protocol.tables)
+        timings["train_classifier"] = time.perf_counter() - clock
+        _log_model(progress, seed, "classifier", clf, timings["train_classifier"])
+        check_finite_outputs("the classifier", seed, clf.model, probe, clf.key, store)
+        rows.append(model_row(seed, "classifier", protocol.classifier, clf))
     trained: dict[str, TrainResult] = {}
-    for name, config in protocol.autoencoders.items():
+    names = protocol.autoencoders if autoencoders is None else autoencoders
+    for name, config in ((n, protocol.autoencoders[n]) for n in names):
         clock = time.perf_counter()
         ae = train_autoencoder(config, data, data_config=protocol.dataset, seed=seed,
                                store=store, device=device, progress=progress, name=name)
@@ -154,6 +163,70 @@ def _stored_json(store: Any, stage: str, model_key: Any, data: Any,
     with store.writer(key) as writer:
         writer.save_json("metrics.json", metrics)
     return metrics
+
+
+def load_seed_data(protocol: Any, seed: int, limit: int | None = None) -> Any:
+    """The data of one seed. A reduced run (``--limit N``) on a data set with fewer evaluation
+    images than ``dataset.eval_samples`` selects N of those (seeded, stratified) instead of
+    failing: the full run could not run there, so the reduced one shares nothing with it
+    anyway, and taking only N leaves a shared pool (digits) to the training split."""
+    from runners.datasets import load_dataset
+    from runners.datasets.base import DatasetConfigError
+
+    try:
+        return load_dataset(protocol.dataset, seed=seed)
+    except DatasetConfigError as exc:
+        if limit is None or exc.field != "eval_samples" or not exc.available:
+            raise
+        size = min(limit, exc.available)
+        print(f"warning: seed {seed}: --limit {limit}: the data has only "
+              f"{exc.available} evaluation images (dataset.eval_samples asks "
+              f"{protocol.dataset.eval_samples}); the reduced run selects {size} of them",
+              file=sys.stderr, flush=True)
+        config = protocol.dataset.model_copy(update={"eval_samples": size})
+        return load_dataset(config, seed=seed)
+
+
+@dataclass(frozen=True)
+class ModelTask:
+    """Train (or load) some models of one seed: plain data, so it pickles to any executor.
+
+    A sweep trains each distinct model once, as its own task, before any cell measures, so
+    that cells running side by side never train the same model twice.
+    """
+
+    protocol: dict[str, Any]
+    seed: int
+    store_root: str
+    device: str = "cpu"
+    limit: int | None = None
+    classifier: bool = False
+    autoencoders: tuple[str, ...] = ()
+    threads: int | None = None
+    progress: bool | str = False
+
+
+def train_model_task(task: ModelTask) -> list[dict[str, Any]]:
+    """Run a :class:`ModelTask`; returns the metrics rows of its models."""
+    import torch
+
+    from dimple_stats.protocol import Protocol
+    from runners.store import ArtifactStore
+
+    previous = torch.get_num_threads()
+    if task.threads:
+        torch.set_num_threads(task.threads)
+    try:
+        protocol = Protocol.model_validate(task.protocol)
+        store = ArtifactStore(task.store_root, origin={
+            "protocol": protocol.name, "protocol_hash": protocol.hash, "seed": task.seed})
+        data = load_seed_data(protocol, task.seed, task.limit)
+        return train_seed_models(protocol, data, seed=task.seed, store=store,
+                                 device=resolve_device(task.device), progress=task.progress,
+                                 classifier=task.classifier,
+                                 autoencoders=task.autoencoders).rows
+    finally:
+        torch.set_num_threads(previous)
 
 
 def train_protocol(protocol: Any, *, seeds: tuple[int, ...] | None = None, store: Any = None,

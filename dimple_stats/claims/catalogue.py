@@ -95,6 +95,10 @@ class AdvTrainingOptions(_Options):
     margin: float = Field(0.05, gt=0, description="TOST margin on the median change of r_T.")
 
 
+class DimpledOrRobustOptions(_Options):
+    test: PairedTest = "wilcoxon"
+
+
 @dataclass(frozen=True)
 class ClaimDefinition:
     """One claim of the catalogue.
@@ -411,6 +415,34 @@ for _definition in (
         "both sides equally.",
         options=LocalVsGlobalOptions,
         analysis="dimple_stats.claims.perpendicularity:local_vs_global",
+    ),
+    ClaimDefinition(
+        id="dmm.dimpled_or_robust",
+        source="Kim et al. 2019 vs Shamir et al. 2021 (DMM), over a sweep",
+        hypothesis="Adversarial training changes how much of the minimal perturbation lies in "
+        "the manifold's tangent space: up if robust classifiers' perturbations align with the "
+        "data manifold (Kim et al. 2019), down if their dimples only deepen (DMM).",
+        statistic="r_T(adversarial) - r_T(standard), and the same beyond the data-shaped "
+        "nulls ((r_T - r_PCA) and (r_T - r_Rdata) changes), paired per image; the two "
+        "classifiers are the cells of a sweep over classifier.adversarial that agree on every "
+        "other choice",
+        test="two-sided Wilcoxon signed-rank per (cell pair, autoencoder, seed); estimate: "
+        "median change (> 0: more aligned with the manifold after adversarial training)",
+        nulls={
+            "unchanged": "adversarial training leaves r_T unchanged (median of r_T(adv) - "
+            "r_T(std) = 0).",
+            "unchanged_vs_pca": "adversarial training leaves r_T - r_PCA unchanged (no change "
+            "beyond the top-k principal subspace's share).",
+            "unchanged_vs_data_random": "adversarial training leaves r_T - r_Rdata unchanged "
+            "(no change beyond a random k-subspace of the data's span).",
+        },
+        censoring="robust classifiers fail more attacks at a fixed eps; r of a failed attack "
+        "is that of its last iterate. Pairs with a failed attack on either side are counted; "
+        "half or more censored: uninformative.",
+        options=DimpledOrRobustOptions,
+        analysis="dimple_stats.claims.robustness:dimpled_or_robust",
+        verdict_on=(("unchanged",),),
+        table="classifier_pairs",
     ),
 ):
     CATALOGUE.register(_definition.id, _definition)

@@ -18,7 +18,8 @@ def seed_line(output: Any) -> str:
     rows = {"measurement": len(output.measurements),
             **{kind: len(table) for kind, table in output.tables.items()}}
     counts = ", ".join(f"{n} {kind} rows" for kind, n in rows.items() if n)
-    return (f"seed {output.seed}: {counts or 'no rows'} "
+    cell = getattr(output, "cell", None)
+    return (f"{'' if cell is None else f'cell {cell}, '}seed {output.seed}: {counts or 'no rows'} "
             f"({output.shards.get('computed', 0)} stages computed, "
             f"{output.shards.get('loaded', 0)} loaded from the store)")
 
@@ -48,6 +49,16 @@ def print_summary(results: Any, *, confidence: float | None = None,
                    err=True)
     console = Console(width=width or (None if sys.stdout.isatty() else SUMMARY_WIDTH),
                       soft_wrap=False, highlight=False)
+    from dimple_stats.report.robustness import robustness
+    from dimple_stats.sweep import is_sweep
+
+    if is_sweep(results):  # one line per claim: the rows are in results.md
+        console.print(Text("Robustness across specifications", style="bold"))
+        for r in robustness(results, confidence=confidence or 0.95):
+            console.print(textwrap.fill(r.line().replace("**", ""), console.width or
+                                        SUMMARY_WIDTH, subsequent_indent="  ",
+                                        break_on_hyphens=False))
+        return
     found = verdicts(results, confidence=confidence)
     console.print(Text(f"Verdicts ({tally(found)})", style="bold"))
     for v in found:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from dimple_stats.claims.entry import ClaimEntry, entry_model
 from dimple_stats.protocol.errors import ProtocolError, ProtocolIssue
+from dimple_stats.protocol.overrides import apply_overrides, parse_overrides
 from dimple_stats.protocol.schema import AutoencoderConfig, LiveDatasets, Protocol, dataset_union
 from dimple_stats.protocol.yaml_reader import (
     MAX_DEPTH,
@@ -35,95 +36,6 @@ __all__ = ["MAX_DEPTH", "MAX_VALUES", "apply_overrides", "decode_text", "load_pr
            "load_protocol_text", "parse_overrides"]
 
 _UNION_TYPES = (Union, types.UnionType)
-
-
-# --------------------------------------------------------------------------- overrides
-
-def parse_overrides(items: Sequence[str]) -> list[tuple[str, Any]]:
-    """Parse ``key.path=value`` strings; values are YAML (``seeds=[0,1]``, ``attack.eps=0.5``).
-
-    Values are read like a protocol file (keys as written, aliases and nesting bounded), so
-    ``--set 'attack.eps={on: 2, off: 3}'`` means what the same mapping means in the file.
-
-    >>> parse_overrides(["attack.eps=0.5", "seeds=[0, 1]", "dataset.name=mnist"])
-    [('attack.eps', 0.5), ('seeds', [0, 1]), ('dataset.name', 'mnist')]
-    >>> parse_overrides(["attack.eps={on: 2, off: 3}"])
-    [('attack.eps', {'on': 2, 'off': 3})]
-    """
-    parsed = []
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ProtocolError([ProtocolIssue(
-                "--set", None, item, "an override must look like key.path=value"
-            )])
-        if not raw.strip():
-            parsed.append((key.strip(), ""))
-            continue
-        try:
-            value, _ = compose_yaml(raw, "--set")
-        except ProtocolError as exc:
-            # Lines inside a one-line value say nothing: name the override instead (and quote
-            # the value cut short: it may be a megabyte of brackets).
-            shown = repr(raw) if len(raw) <= 40 else repr(raw[:40]) + "..."
-            raise ProtocolError([
-                ProtocolIssue("--set", None, key.strip(), f"value {shown}: {issue.message}")
-                for issue in exc.issues
-            ]) from None
-        parsed.append((key.strip(), value))
-    return parsed
-
-
-def apply_overrides(
-    data: dict[str, Any], overrides: Sequence[tuple[str, Any]], file: str = "--set"
-) -> tuple[dict[str, Any], set[KeyPath]]:
-    """Return a copy of ``data`` with overrides applied, and the key paths they set.
-
-    A path component may itself contain dots when the mapping has such a key (claim ids do):
-    the longest existing key wins. Integers index lists.
-    """
-    import copy
-
-    data = copy.deepcopy(data)
-    touched: set[KeyPath] = set()
-    for dotted, value in overrides:
-        parts = dotted.split(".")
-        node: Any = data
-        path: list[str | int] = []
-        i = 0
-        while True:
-            if isinstance(node, list):
-                if not parts[i].lstrip("-").isdigit() or not -len(node) <= int(parts[i]) < len(node):
-                    raise ProtocolError([ProtocolIssue(
-                        file, None, fmt_path(path + [parts[i]]),
-                        f"--set {dotted}: {parts[i]!r} is not an index of a list of {len(node)}",
-                    )])
-                key: str | int = int(parts[i])
-                i += 1
-            elif isinstance(node, dict):
-                key = parts[i]
-                for j in range(len(parts), i, -1):  # longest existing dotted key
-                    if ".".join(parts[i:j]) in node:
-                        key = ".".join(parts[i:j])
-                        i = j
-                        break
-                else:
-                    i += 1
-            else:
-                raise ProtocolError([ProtocolIssue(
-                    file, None, fmt_path(path),
-                    f"--set {dotted}: {fmt_path(path)} is a value, not a mapping",
-                )])
-            path.append(key)
-            if i == len(parts):
-                node[key] = value
-                break
-            if isinstance(node, dict) and not isinstance(node.get(key), (dict, list)):
-                node[key] = {}
-                touched.add(tuple(path))  # created by the override: its errors point at --set
-            node = node[key]
-        touched.add(tuple(path))
-    return data, touched
 
 
 # --------------------------------------------------------------------------- error mapping
@@ -304,6 +216,122 @@ def _plain_vs_iso_issues(
     return out
 
 
+# --------------------------------------------------------------------------- sweeps
+
+def _members(tp: Any) -> list[Any]:
+    """The models a field may hold: the type itself, or each member of a union."""
+    tp = _unwrap_optional(tp)
+    if get_origin(tp) in _UNION_TYPES:
+        return [_unwrap_optional(m) for m in get_args(tp) if m is not type(None)]
+    return [tp]
+
+
+def sweep_path_problem(path: str, data: Any) -> str | None:
+    """Why the dotted ``path`` names no field of a protocol (with "did you mean"), or None.
+
+    Walks the schema (so a field left at its default may be swept) and, for mappings keyed by
+    the user (``autoencoders``), the protocol's own keys; list items are named by index.
+
+    >>> sweep_path_problem("autoencoders.plain.latnt_dim", {"autoencoders": {"plain": {}}})
+    "unknown key 'latnt_dim' under 'autoencoders.plain' (did you mean 'latent_dim'?)"
+    >>> sweep_path_problem("classifier.adversarial.eps", {}) is None
+    True
+    """
+    from dimple_stats.suggest import did_you_mean
+
+    types: list[Any] = [Protocol]
+    parts = path.split(".")
+    done: list[str] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        where = f" under {'.'.join(done)!r}" if done else ""
+        models = [m for m in types if isinstance(m, type) and issubclass(m, BaseModel)]
+        if models:
+            fields: dict[str, Any] = {}
+            for m in models:  # a union (a regulariser, a dataset) offers every member's keys
+                for key, f in _model_fields_by_key(m).items():
+                    fields.setdefault(key, f)
+            if part not in fields:
+                return f"unknown key {part!r}{where}{did_you_mean(part, fields)}"
+            field = fields[part]
+            types = (_members(dataset_union()) if LiveDatasets in field.metadata
+                     else _members(field.annotation))
+            data = data.get(part) if isinstance(data, dict) else None
+            done.append(part)
+            i += 1
+            continue
+        containers = [t for t in types if get_origin(t) in (dict, tuple, list)]
+        if not containers:
+            return f"{'.'.join(done)!r} is a value, not a mapping: {'.'.join(parts[i:])!r} cannot follow it"
+        origin = get_origin(containers[0])
+        if origin is dict:
+            keys = list(data) if isinstance(data, dict) else []
+            # a key may contain dots: the longest existing one wins (as in --set)
+            key = next((".".join(parts[i:j]) for j in range(len(parts), i, -1)
+                        if ".".join(parts[i:j]) in keys), None)
+            if key is None:
+                return (f"no {'.'.join(done)} entry named {part!r}{did_you_mean(part, keys)}; "
+                        f"have: {', '.join(map(str, keys)) or '(none)'}")
+            data = data[key]
+            types = _members(get_args(containers[0])[1])
+            done.append(key)
+            i += len(key.split("."))
+            continue
+        items = data if isinstance(data, list) else []
+        if not part.lstrip("-").isdigit() or not -len(items) <= int(part) < len(items):
+            return f"{part!r} is not an index of {'.'.join(done)!r} ({len(items)} items)"
+        if done == ["claims"]:
+            return None  # a claim's options: the cells' own validation checks what follows
+        data = items[int(part)]
+        args = get_args(containers[0])
+        types = _members(args[0])
+        done.append(part)
+        i += 1
+    return None
+
+
+def _sweep_issues(protocol: Protocol, data: dict[str, Any], file: str,
+                  lines: dict[KeyPath, int]) -> list[ProtocolIssue]:
+    """Swept paths that name no field, and cells whose protocol is invalid (each distinct
+    problem once, with the first cell that has it)."""
+    sweep = protocol.sweep
+    assert sweep is not None
+    issues = []
+    for section, paths in (("grid", sweep.grid), ("zip", sweep.zip)):
+        for path in paths:
+            problem = sweep_path_problem(path, data)
+            if problem:
+                issues.append(ProtocolIssue(file, _line_for(("sweep", section, path), lines),
+                                            fmt_path(("sweep", section, path)), problem))
+    if issues:
+        return issues
+    base = {k: v for k, v in data.items() if k != "sweep"}
+    seen: set[str] = set()
+    for choices in sweep.cells():
+        cell, _ = apply_overrides(base, list(choices.items()), file)
+        try:
+            Protocol.model_validate(cell)
+        except ValidationError as exc:
+            for err in exc.errors():
+                issue = _issue_from_error(err, file, {}, set())
+                message = f"{issue.path}: {issue.message}"
+                if message in seen:
+                    continue
+                seen.add(message)
+                swept = next((p for p in choices if issue.path.startswith(p) or
+                              p.startswith(issue.path)), None) or next(
+                    (p for p in choices if issue.path.split(".")[0] == p.split(".")[0]), None)
+                section = "grid" if swept in sweep.grid else "zip"
+                key = ("sweep", section, swept) if swept else ("sweep",)
+                shown = ", ".join(f"{p}={v!r}" for p, v in choices.items())
+                issues.append(ProtocolIssue(
+                    file, _line_for(key, lines), fmt_path(key),
+                    f"the cell {shown} is not a valid protocol: {message}",
+                    allowed=issue.allowed, suggestion=issue.suggestion))
+    return issues
+
+
 # --------------------------------------------------------------------------- entry points
 
 def load_protocol_text(
@@ -333,6 +361,10 @@ def load_protocol_text(
                           fmt_path(p), msg, origin=_origin_for(p, overridden))
             for p, msg in semantic
         ])
+    if protocol.sweep is not None:
+        sweep_issues = _sweep_issues(protocol, data, file, lines)
+        if sweep_issues:
+            raise ProtocolError(sweep_issues)
     return protocol
 
 

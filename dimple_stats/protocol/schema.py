@@ -33,6 +33,7 @@ from dimple_stats.protocol.datasets import (
     dataset_adapter,
     dataset_union,
 )
+from dimple_stats.protocol.sweep import SweepConfig
 from dimple_stats.protocol.vocabulary import (
     ATTACK_METHODS,
     AUTOENCODER_ARCHS,
@@ -68,6 +69,7 @@ __all__ = [
     "StatsConfig",
     "ReportConfig",
     "DefenseConfig",
+    "SweepConfig",
     "Protocol",
     "CLASSIFIER_ARCHS",
     "AUTOENCODER_ARCHS",
@@ -228,7 +230,13 @@ class AttackConfig(Frozen):
     per mode."""
 
     method: registered_name(ATTACK_METHODS) = Field("pgd", description="Attack family, a name registered in "
-                        "dimple_stats.protocol.vocabulary.ATTACK_METHODS (built in: pgd).")
+                        "dimple_stats.protocol.vocabulary.ATTACK_METHODS. Built in: pgd; and, from "
+                        "attack libraries (pip install \"dimple-stats[attacks]\"), fmn (l2, linf) "
+                        "and ddn (l2) from foolbox, deepfool (l2) and fab (l2, linf) from "
+                        "torchattacks. A library attack is the plain mode's attack only: it cannot "
+                        "project gradients, so the on and off modes run pgd with their eps, step "
+                        "and steps; its steps.plain are the library's iterations and step.plain is "
+                        "unused.")
     norm: Literal["l2", "linf"] = "l2"
     loss: Literal["margin", "ce"] = "margin"
     eps: PerMode = Field(default_factory=lambda: PerMode(plain=2.0, on=10.0, off=10.0))
@@ -266,11 +274,20 @@ class AttackConfig(Frozen):
         sample whose minimal perturbation lies between the two. Not an error: the
         reproduction's own MNIST budget is like this, and a protocol may mean to copy it.
 
+        A library attack (``fmn``, ``ddn``, ``deepfool``, ``fab``) has no step length: its plain
+        mode is not judged.
+
         >>> AttackConfig().unreachable()  # the reproduction's MNIST budget
         ['attack.steps.plain: 50 steps of 0.02 travel at most 1 < eps 2: attacks that need more ...']
+        >>> AttackConfig(method="fmn").unreachable()
+        []
         """
+        from dimple_stats.protocol.vocabulary import LIBRARY_ATTACK_METHODS
+
         out = []
         for mode in MODES:
+            if mode == "plain" and self.method in LIBRARY_ATTACK_METHODS:
+                continue
             travel = self.steps[mode] * self.step[mode]
             if travel < self.eps[mode]:
                 out.append(f"attack.steps.{mode}: {int(self.steps[mode])} steps of {self.step[mode]:g} "
@@ -375,6 +392,32 @@ class Protocol(Frozen):
     report: ReportConfig = Field(default_factory=ReportConfig)
     defense: DefenseConfig = Field(
         default_factory=DefenseConfig, description="Projection defense (claim iso.defense).")
+    sweep: SweepConfig | None = Field(
+        None, description="Run every combination of these field values (a multiverse of "
+        "specifications; see dimple_stats.protocol.sweep). null: one specification.")
+
+    def cell_protocols(self) -> list[tuple[dict[str, Any], Protocol]]:
+        """Each cell of :attr:`sweep` as ``(choices, protocol)``: this protocol with the cell's
+        values set and no sweep; ``[({}, self)]`` without a sweep.
+
+        Raises ``ValueError`` naming the cell when its protocol is invalid (the loader reports
+        the same with file and line).
+        """
+        if self.sweep is None:
+            return [({}, self)]
+        from pydantic import ValidationError
+
+        from dimple_stats.protocol.overrides import apply_overrides
+
+        base = self.model_dump(mode="json", by_alias=True, exclude={"sweep"})
+        out = []
+        for choices in self.sweep.cells():
+            data, _ = apply_overrides(base, list(choices.items()), file="sweep")
+            try:
+                out.append((choices, Protocol.model_validate(data)))
+            except ValidationError as exc:
+                raise ValueError(f"sweep cell {choices}: {exc}") from None
+        return out
 
     @model_validator(mode="after")
     def _defense_manifold_known(self) -> Protocol:

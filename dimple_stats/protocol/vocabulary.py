@@ -7,7 +7,7 @@ toy attack) makes it valid in protocols and usable by ``dimple-stats run`` at on
 Examples
 --------
 >>> ATTACK_METHODS.names()
-('pgd',)
+('pgd', 'fmn', 'ddn', 'deepfool', 'fab')
 >>> CLASSIFIER_ARCHS.names()
 ('mlp', 'cnn_small', 'vgg_cifar', 'resnet18_cifar', 'linear')
 >>> EXECUTORS.names()
@@ -27,7 +27,8 @@ from pydantic import AfterValidator, Field
 from dimple_stats.registry import Registry
 
 __all__ = ["ATTACK_METHODS", "AUTOENCODER_ARCHS", "CLASSIFIER_ARCHS", "DATASETS", "DatasetEntry",
-           "EXECUTORS", "REPORT_FORMATS", "ReportFormat", "registered_name"]
+           "EXECUTORS", "LIBRARY_ATTACK_METHODS", "REPORT_FORMATS", "ReportFormat",
+           "registered_name"]
 
 
 def registered_name(registry: Registry[Any]) -> Any:
@@ -39,10 +40,18 @@ def registered_name(registry: Registry[Any]) -> Any:
     return Annotated[str, AfterValidator(registry.check), Field(json_schema_extra=enum)]
 
 
-#: Minimal-norm attack families: name -> factory ``(norm, **options) -> MinimalNormAttack``
+#: Minimal-norm attack families: name -> factory ``(norm, **options) -> Attack``
 #: (see :mod:`runners.attacks.base` for the contract every attack follows).
 ATTACK_METHODS: Registry[str | Callable[..., Any]] = Registry("attack method")
 ATTACK_METHODS.register("pgd", "runners.attacks.pgd:make_pgd")
+
+#: Methods run by an attack library (:mod:`runners.attacks.library`, the ``attacks`` extra):
+#: name -> the library it needs. They cannot project gradients, so their on/off modes run PGD;
+#: they take no step length (``attack.step.plain`` is unused).
+LIBRARY_ATTACK_METHODS: dict[str, str] = {
+    "fmn": "foolbox", "ddn": "foolbox", "deepfool": "torchattacks", "fab": "torchattacks"}
+for _name in LIBRARY_ATTACK_METHODS:
+    ATTACK_METHODS.register(_name, f"runners.attacks.library:make_{_name}")
 
 #: Classifier architectures: name -> builder ``(config, image_shape, num_classes) -> nn.Module``
 #: (``torchvision:<name>`` is accepted besides these).

@@ -55,6 +55,15 @@ def figure_names(results: pd.DataFrame, measurements: pd.DataFrame | None,
     Each figure is listed once per format of :data:`FIGURE_FORMATS`, the PNG first
     (``forest_x.png``, ``forest_x.pdf``, ...): the PNG is drawn, then saved in every format.
     """
+    from dimple_stats.sweep import is_sweep
+
+    if is_sweep(results):
+        # Figures of the measurements would mix the cells: a sweep draws its curves.
+        from dimple_stats.report.spec_curve import spec_curve_name
+
+        tested = results[results["decision"].isin(["reject H0", "retain H0"])]
+        return [f"{spec_curve_name(c).removesuffix('.png')}.{fmt}"
+                for c in dict.fromkeys(tested["claim"]) for fmt in FIGURE_FORMATS]
     names = []
     columns = set(measurements) if measurements is not None else set()
     if {"r_T", "r_R", "n", "k", "autoencoder"} <= columns:
@@ -94,8 +103,16 @@ def write_report(results: pd.DataFrame, measurements: pd.DataFrame | None,
     Output is deterministic: the same inputs give byte-identical files.
     """
     from dimple_stats.report.summary import SUMMARY_FILE, to_summary
+    from dimple_stats.sweep import is_sweep
 
     out = Path(out_dir)
+    # A sweep's table has a row per cell: its text renderers count specifications instead.
+    sweep_renderers: dict[str, Any] = {}
+    if is_sweep(results):
+        from dimple_stats.report import sweep_text
+
+        sweep_renderers = {"markdown": sweep_text.sweep_markdown,
+                           "latex": sweep_text.sweep_latex, "summary": sweep_text.sweep_summary}
     written: list[Path] = []
     if protocol is None and manifest and isinstance(manifest.get("protocol"), Mapping):
         from dimple_stats.report.run import protocol_from_json
@@ -105,14 +122,16 @@ def write_report(results: pd.DataFrame, measurements: pd.DataFrame | None,
                                "confidence": protocol.stats.confidence if protocol else None}
     for fmt in [FORMATS.check(f) for f in dict.fromkeys(formats)]:
         entry = FORMATS[fmt]
-        render = resolve(entry.render) if isinstance(entry.render, str) else entry.render
+        render = sweep_renderers.get(fmt) or (resolve(entry.render) if isinstance(entry.render, str)
+                                              else entry.render)
         text = render(results, **({entry.title_keyword: title} if entry.title_keyword else {}),
                       **(context if entry.context else {}))
         written.append(write_text_atomic(out / entry.filename, text))
     # The verdicts in words are the report's front page, whatever the table formats.
-    written.append(write_text_atomic(out / SUMMARY_FILE, to_summary(results, title=title,
-                                                                    **context)))
-    drawn = _write_figures(results, measurements, out / "figures", tables) if figures else []
+    summary = sweep_renderers.get("summary", to_summary)
+    written.append(write_text_atomic(out / SUMMARY_FILE, summary(results, title=title, **context)))
+    drawn = _write_figures(results, measurements, out / "figures", tables,
+                           confidence=context["confidence"] or 0.95) if figures else []
     written += drawn
     if html:
         from dimple_stats.report.html import HTML_FILE, render_html
@@ -124,11 +143,22 @@ def write_report(results: pd.DataFrame, measurements: pd.DataFrame | None,
 
 
 def _write_figures(results: pd.DataFrame, measurements: pd.DataFrame | None,
-                   folder: Path, tables: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
+                   folder: Path, tables: Mapping[str, pd.DataFrame] | None = None, *,
+                   confidence: float = 0.95) -> list[Path]:
     from dimple_stats.report import figures as fg
     from dimple_stats.report.style import save_figure
+    from dimple_stats.sweep import is_sweep
 
     drawn = []
+    if is_sweep(results):
+        from dimple_stats.report.spec_curve import spec_curve, spec_curve_name
+
+        claims = {spec_curve_name(c): c for c in dict.fromkeys(results["claim"])}
+        for name in figure_names(results, measurements, tables):
+            if name.endswith(".png"):
+                drawn += save_figure(spec_curve(results, claims[name], confidence=confidence),
+                                     folder / name)
+        return drawn
     galleries = _gallery_figures(tables)
     for name in figure_names(results, measurements, tables):
         if not name.endswith(".png"):

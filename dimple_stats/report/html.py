@@ -99,6 +99,12 @@ def caption(name: str) -> str:
         return (f"Forest plot of {claim}: per-seed estimates with confidence intervals and the "
                 "pooled estimate (diamond), one panel per variant, with the estimate's value under "
                 "H0 marked.")
+    if stem.startswith("spec_curve_"):
+        claim = stem[len("spec_curve_"):].replace("_", ".", 1)
+        return (f"Specification curve of {claim}: one point per specification of the sweep "
+                "(cell x autoencoder), the pooled estimate of the claim's deciding variant with "
+                "its confidence interval, sorted by estimate and coloured by the "
+                "specification's verdict; below, the choices each specification made.")
     if stem.startswith(GALLERY_PREFIX):
         return (f"Examples for autoencoder {stem[len(GALLERY_PREFIX):]}: one row per image "
                 "(first seed, in order of r_T): the image x, its reconstruction D(E(x)), x plus "
@@ -218,13 +224,21 @@ def render_html(results: pd.DataFrame, *, figures: Sequence[str | os.PathLike[st
         from dimple_stats.report.run import protocol_from_json
 
         protocol = protocol_from_json(manifest["protocol"])
+    from dimple_stats.sweep import SPECIFICATION, is_sweep
+
+    confidence = protocol.stats.confidence if protocol is not None else 0.95
+    if verdicts is None and is_sweep(results):
+        from dimple_stats.report.sweep_text import robustness_verdicts
+
+        verdicts = robustness_verdicts(results, confidence)
     if verdicts is None:
         from dimple_stats.report.verdicts import verdicts as compute_verdicts
 
-        verdicts = compute_verdicts(results, confidence=protocol.stats.confidence
-                                    if protocol is not None else 0.95)
+        verdicts = compute_verdicts(results, confidence=confidence)
     images = [embed_png(p) for p in figures if Path(p).suffix.lower() == ".png"]
     summary = summary_frame(results)
+    if is_sweep(results):
+        summary.insert(0, SPECIFICATION, results[SPECIFICATION].astype(str).to_numpy())
     tests = results[["claim", "variant", "null", "test"]].drop_duplicates().astype(str)
     m = dict(manifest or {})
     env = jinja2.Environment(

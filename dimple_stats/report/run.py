@@ -114,7 +114,12 @@ def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
     run = read_run(run_dir)
     overrides = {k: v for k, v in (("correction", correction), ("alpha", alpha)) if v is not None}
     stats = StatsConfig.model_validate({**run.protocol.stats.model_dump(), **overrides})
-    results = analyse(run.measurements, run.protocol, tables=run.tables, stats=stats)
+    if run.protocol.sweep is not None:
+        from dimple_stats.sweep import analyse_sweep
+
+        results = analyse_sweep(run.measurements, run.protocol, tables=run.tables, stats=stats)
+    else:
+        results = analyse(run.measurements, run.protocol, tables=run.tables, stats=stats)
     paths = write_report(
         results, run.measurements, run.path if out_dir is None else out_dir,
         formats=run.protocol.report.formats if formats is None else formats,

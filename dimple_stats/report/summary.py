@@ -81,7 +81,8 @@ def verdict_lines(found: Sequence[Verdict]) -> list[str]:
 def to_summary(results: pd.DataFrame, *, title: str = "dimple-stats results",
                manifest: Mapping[str, Any] | None = None, protocol: Protocol | None = None,
                confidence: float | None = None) -> str:
-    """``summary.md``: the question, the reduced-run banner, the verdicts; no tables."""
+    """``summary.md``: the question, the reduced-run banner, the verdicts; no tables (a
+    sweep's is :func:`dimple_stats.report.sweep_text.sweep_summary`)."""
     found = verdicts(results, confidence=confidence)
     lines = [f"# {title}", ""]
     banner = reduced_run(manifest, protocol)

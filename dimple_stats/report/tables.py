@@ -229,7 +229,6 @@ def to_markdown(results: pd.DataFrame, *, title: str = "dimple-stats results",
     (claim, variant)'s null, test and estimate, and the notes, each distinct note once."""
     from dimple_stats.report.summary import reduced_run, tally, verdict_lines
     from dimple_stats.report.verdicts import verdicts
-
     found = verdicts(results, confidence=confidence)
     lines = [f"# {title}", ""]
     banner = reduced_run(manifest, protocol)

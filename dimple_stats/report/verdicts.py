@@ -62,7 +62,8 @@ from dimple_stats.report.labels import equivalence_margin
 from dimple_stats.report.pvalue_text import format_p
 from dimple_stats.results import CENSORING_SENSITIVE, DESCRIPTIVE, NO_AUTOENCODER, POOLED
 
-__all__ = ["Category", "Verdict", "verdicts", "CATEGORIES", "quantity", "short_reason"]
+__all__ = ["Category", "Verdict", "verdicts", "CATEGORIES", "deciding_rows", "quantity",
+           "short_reason"]
 
 Category = Literal["supported", "not supported", "contradicted", "uninformative"]
 #: Every category, in the order a summary lists them.
@@ -91,6 +92,9 @@ VARIANT_WORDS: dict[str, str] = {
     "no_deepening": "no deepening (norm_plain no larger after adversarial training)",
     "turned": "r_T changing by the margin or more (equivalence test)",
     "deepens and not turned": "not both deepening and leaving r_T within the margin",
+    "unchanged": "r_T unchanged by adversarial training",
+    "unchanged_vs_pca": "r_T - r_PCA unchanged by adversarial training (data-shaped)",
+    "unchanged_vs_data_random": "r_T - r_Rdata unchanged by adversarial training (data-shaped)",
 }
 _VS = re.compile(r"^vs (?P<base>.+) @ eps=(?P<eps>\S+)$")
 
@@ -295,6 +299,17 @@ def _deciding(claim_rows: pd.DataFrame, verdict_on: Sequence[Sequence[str]]) -> 
         if mask.any():
             return mask
     return pd.Series(True, index=claim_rows.index)
+
+
+def deciding_rows(claim_rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of one claim that decide its verdict: pooled rows where present, of the
+    variants its ``verdict_on`` names (the first alternative present)."""
+    rows = claim_rows
+    pooled = rows["seed"].astype(str) == POOLED
+    if pooled.any():
+        rows = rows[pooled]
+    claim = str(rows["claim"].iloc[0]) if len(rows) else ""
+    return rows[_deciding(rows, _verdict_on(claim))] if len(rows) else rows
 
 
 def _combine(readings: Sequence[Category]) -> Category:

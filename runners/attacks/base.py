@@ -1,9 +1,13 @@
 """The minimal-norm attack contract: what every attack of :data:`runners.attacks.ATTACKS` is.
 
-:class:`MinimalNormAttack` runs the loop and owns what the measurements rely on (success
-tracking, the feasible set, stall detection, refinement, censoring at eps); a subclass defines
-only its search (start, direction, ball, update). :class:`AttackResult` is what every attack
-returns: one entry per sample, failures kept and censored.
+:class:`Attack` is the contract itself: a call ``(model, x, y, *, project_gradient,
+generator) -> AttackResult`` and the post-processing every attack shares (refinement to the
+boundary, censoring at eps). Two kinds fulfil it. :class:`MinimalNormAttack` runs its own loop
+and owns what the measurements rely on (success tracking, the feasible set, stall detection);
+a subclass defines only its search (start, direction, ball, update).
+:class:`~runners.attacks.library.LibraryAttack` hands the search to an attack library (foolbox,
+torchattacks) and judges the library's answer itself. :class:`AttackResult` is what every
+attack returns: one entry per sample, failures kept and censored.
 
 * ``project_gradient``: a callable ``(g, idx) -> g'`` applied to every gradient before it is
   normalised. Projecting onto the tangent space T gives the on-manifold attack, onto T's
@@ -40,8 +44,8 @@ from torch import Tensor
 from runners.attacks.feasible import admm
 from runners.attacks.losses import LOSSES, LossName
 
-__all__ = ["AttackResult", "BoxMode", "Bounds", "GradientProjection", "MinimalNormAttack", "Model",
-           "Schedule", "batch_norm", "bisect_to_boundary", "expand_like"]
+__all__ = ["Attack", "AttackResult", "BoxMode", "Bounds", "GradientProjection", "MinimalNormAttack",
+           "Model", "Schedule", "batch_norm", "bisect_to_boundary", "expand_like"]
 
 #: ``(g, idx) -> projected g``; ``g`` is ``(m, ...)`` and ``idx`` the ``(m,)`` batch indices of its rows.
 GradientProjection = Callable[[Tensor, Tensor], Tensor]
@@ -174,8 +178,83 @@ def bisect_to_boundary(
     return expand_like(hi, delta) * delta, steps
 
 
-class MinimalNormAttack(ABC):
-    """The contract every minimal-norm attack follows (foolbox-3 style: keyword-only options).
+class Attack(ABC):
+    """What every attack of :data:`runners.attacks.ATTACKS` is (foolbox-3 style: keyword-only
+    options, a final ``__call__`` in each kind).
+
+    One base for two kinds, not a library attack posing as a :class:`MinimalNormAttack`: a
+    library attack has no steps, ball or feasible set of ours to define, so as a subclass it
+    would inherit a loop it never runs and hooks it could only stub. What the two share is the
+    call, the result and the end of the bookkeeping (:meth:`_finish`: refinement to the boundary
+    and censoring at eps), and that is what lives here; ``make_attack`` checks for this class.
+
+    Attributes
+    ----------
+    p : {"l2", "linf"}
+        The norm (class attribute).
+    projectable : bool
+        Whether ``project_gradient`` is accepted (class attribute): the on- and off-manifold
+        attacks need it. Library attacks cannot project and refuse it.
+    eps : float
+        The budget; failures are censored at it.
+    refine : bool
+        Bisect successes to the boundary along their direction.
+    refine_steps : int
+    bounds : (lo, hi) or None
+        The pixel box.
+    box : {"strict", "clip", "none"}
+        The feasible set (module notes); ``"none"`` ignores ``bounds``.
+    """
+
+    p: ClassVar[Literal["l2", "linf"]]
+    projectable: ClassVar[bool] = True
+    eps: float
+    refine: bool
+    refine_steps: int
+    bounds: Bounds
+    box: BoxMode
+
+    @abstractmethod
+    def __call__(
+        self,
+        model: Model,
+        x: Tensor,
+        y: Tensor,
+        *,
+        project_gradient: GradientProjection | Callable[[Tensor], Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> AttackResult:
+        """Attack ``model`` at inputs ``x`` (B, ...) with true labels ``y`` (B,)."""
+
+    def _clip(self, x: Tensor, d: Tensor) -> Tensor:
+        """``d`` with ``x + d`` clipped to the pixel box (unchanged without one)."""
+        if self.bounds is None or self.box == "none":
+            return d
+        lo, hi = (torch.as_tensor(b, dtype=x.dtype, device=x.device) for b in self.bounds)
+        return torch.clamp(x + d, lo, hi) - x
+
+    def _finish(self, model: Model, x: Tensor, y: Tensor, found: Tensor, last: Tensor,
+                success: Tensor, steps: Tensor, forwards: Tensor,
+                log: tuple[Tensor, ...] | None = None) -> AttackResult:
+        """Refine the successes to the boundary and censor the failures at eps (they keep their
+        last iterate, so their directions can still be measured)."""
+        found = torch.where(expand_like(success, x), found, last)
+        if self.refine and bool(success.any()):
+            idx = success.nonzero().squeeze(1)
+            found[idx], cost = bisect_to_boundary(model, x[idx], y[idx], found[idx],
+                                                  steps=self.refine_steps)
+            forwards[idx] += cost
+        norm = torch.where(success, batch_norm(found, self.p),
+                           torch.full((len(x),), self.eps, dtype=x.dtype, device=x.device))
+        return AttackResult(delta=found, norm=norm, success=success, steps=steps,
+                            forward_evals=forwards, eps=self.eps, p=self.p,
+                            projection_iters=None if log is None else log[0],
+                            projection_residual=None if log is None else log[1])
+
+
+class MinimalNormAttack(Attack):
+    """The contract every minimal-norm attack of our own follows (foolbox-3 style: keyword-only
+    options).
 
     A subclass says how to search: the start (:meth:`_start`), the unit ascent direction
     (:meth:`_direction`), the norm's ball (:meth:`_into_ball`) and, when its update is not
@@ -186,8 +265,6 @@ class MinimalNormAttack(ABC):
     refinement to the boundary, and censoring (a failure keeps its row: ``success`` False,
     ``norm`` = eps).
     """
-
-    p: ClassVar[Literal["l2", "linf"]]
 
     def __init__(
         self,
@@ -259,12 +336,6 @@ class MinimalNormAttack(ABC):
         return (lo - x), (hi - x)
 
     # -- the loop ----------------------------------------------------------------------------
-    def _clip(self, x: Tensor, d: Tensor) -> Tensor:
-        if self.bounds is None or self.box == "none":
-            return d
-        lo, hi = (torch.as_tensor(b, dtype=x.dtype, device=x.device) for b in self.bounds)
-        return torch.clamp(x + d, lo, hi) - x
-
     def _feasible(self, x: Tensor, d: Tensor, project: GradientProjection | None,
                   idx: Tensor, log: tuple[Tensor, ...] | None) -> Tensor:
         """``d`` (rows ``idx`` of the batch, images ``x``) moved into the feasible set."""
@@ -396,21 +467,3 @@ class MinimalNormAttack(ABC):
             else:
                 delta[active] = after
         return self._finish(model, x, y, found, delta, success, steps, forwards, log)
-
-    def _finish(self, model: Model, x: Tensor, y: Tensor, found: Tensor, last: Tensor,
-                success: Tensor, steps: Tensor, forwards: Tensor,
-                log: tuple[Tensor, ...] | None) -> AttackResult:
-        """Refine the successes to the boundary and censor the failures at eps (they keep their
-        last iterate, so their directions can still be measured)."""
-        found = torch.where(expand_like(success, x), found, last)
-        if self.refine and bool(success.any()):
-            idx = success.nonzero().squeeze(1)
-            found[idx], cost = bisect_to_boundary(model, x[idx], y[idx], found[idx],
-                                                  steps=self.refine_steps)
-            forwards[idx] += cost
-        norm = torch.where(success, batch_norm(found, self.p),
-                           torch.full((len(x),), self.eps, dtype=x.dtype, device=x.device))
-        return AttackResult(delta=found, norm=norm, success=success, steps=steps,
-                            forward_evals=forwards, eps=self.eps, p=self.p,
-                            projection_iters=None if log is None else log[0],
-                            projection_residual=None if log is None else log[1])

@@ -131,11 +131,22 @@ def make_adv_training(*, seeds: Sequence[int] = (0, 1), samples: int = 80,
     return pd.concat(frames, ignore_index=True)
 
 
+def make_classifier_pairs(*, turn: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """Two cells' measurements (standard, adversarial classifier) of the same images; the
+    adversarial one's r_T is larger by ``turn`` (plus small noise)."""
+    rng = np.random.default_rng(seed)
+    std = make_measurements(seed=seed).assign(classifier="standard")
+    adv = std.assign(classifier="adversarial",
+                     r_T=std["r_T"] + turn + rng.normal(0, 0.01, len(std)))
+    return pd.concat([std, adv], ignore_index=True)
+
+
 @pytest.fixture
 def synthetic() -> SimpleNamespace:
     """The table factories above (test modules cannot import conftest under importlib mode)."""
     return SimpleNamespace(measurements=make_measurements, defense=make_defense,
-                           training=make_training, adv_training=make_adv_training)
+                           training=make_training, adv_training=make_adv_training,
+                           classifier_pairs=make_classifier_pairs)
 
 
 # Every torch (and runners) import fails, as on a machine without torch.

@@ -13,6 +13,7 @@ CLAIM_IDS = [
     "dmm.off_equals_unrestricted", "dmm.off_succeeds_more", "iso.plain_vs_isometric",
     "ae.validity", "iso.defense", "dmm.clinging_then_dimpling", "dmm.adv_training_deepens",
     "ae.local_vs_global",  # the data-shaped control as a claim of its own
+    "dmm.dimpled_or_robust",  # a claim over a sweep (issue 18)
 ]
 MEASUREMENT_COLUMNS = {
     "n", "k", "recon_err", "norm_plain", "success_plain", "norm_on", "success_on", "norm_off",

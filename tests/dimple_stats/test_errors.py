@@ -24,12 +24,14 @@ def test_user_input_errors_share_one_base() -> None:
 
 def test_runners_input_errors_are_bad_input_and_outcomes_are_not() -> None:
     pytest.importorskip("torch")
+    from runners.attacks.library import MissingAttackLibrary, UnsupportedAttackOption
     from runners.datasets import DatasetConfigError, DatasetNotFoundError
     from runners.measure import MembershipError
     from runners.pipeline import UnsupportedClaimError
     from runners.training import CollapsedAutoencoderError
 
-    for cls in (DatasetConfigError, DatasetNotFoundError, UnsupportedClaimError):
+    for cls in (DatasetConfigError, DatasetNotFoundError, UnsupportedClaimError,
+                MissingAttackLibrary, UnsupportedAttackOption):
         assert issubclass(cls, BadInput), cls
     # a computation's outcome is not the user's input: exit 1, not 2
     for cls in (MembershipError, CollapsedAutoencoderError):

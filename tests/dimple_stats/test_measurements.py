@@ -32,6 +32,8 @@ def test_schema_lists_the_contract_columns() -> None:
                                         "r_T", "r_R", "n", "k"}
     assert list(SCHEMAS["adv_training"]) == ["seed", "classifier", "sample", "r_T", "norm_plain",
                                              "success_plain"]
+    assert SCHEMAS["classifier_pairs"] == {**SCHEMAS["measurements"],
+                                           "classifier": SCHEMAS["classifier_pairs"]["classifier"]}
     assert TABLE_FILES["measurements"] == "measurements.parquet"
     text = describe()
     for kind, schema in SCHEMAS.items():

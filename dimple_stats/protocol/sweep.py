@@ -1,0 +1,174 @@
+"""A protocol's ``sweep:`` section: the analyst's choices as a grid of specifications.
+
+A sweep names protocol fields by dotted path and the values each takes. ``grid`` crosses every
+path with every other; ``zip`` varies its paths together (all its lists have one length) and
+counts as one more axis of the grid. Each combination is a *cell*: the base protocol with those
+values set, validated like any protocol. Cells share every stage they can through the artifact
+store, because store keys are built from the configuration a stage reads, not from the protocol:
+a classifier is trained once for every latent size k.
+
+Multiplicity across the grid (``family``):
+
+* ``claim`` (default): the tested rows of one claim across every cell (every seed, pooled row,
+  variant and autoencoder) form one family, adjusted with the protocol's ``stats.correction``
+  (Holm by default). A claim's verdict across the grid is then read at a family-wise error rate
+  over all the specifications it was tested in, and claims do not dilute one another.
+* ``grid``: every tested row of every claim and cell is one family (the strictest).
+* ``cell``: each cell is its own family, as if it were run alone (no correction for the sweep;
+  the specification curve then shows unadjusted-for-the-sweep decisions and says so).
+
+Examples
+--------
+>>> s = SweepConfig(grid={"autoencoders.plain.latent_dim": (4, 8), "attack.method": ("pgd",)})
+>>> [cell["autoencoders.plain.latent_dim"] for cell in s.cells()]
+[4, 8]
+>>> SweepConfig(zip={"a.b": (1, 2), "c.d": ("x", "y")}).cells()
+[{'a.b': 1, 'c.d': 'x'}, {'a.b': 2, 'c.d': 'y'}]
+>>> cell_label({"autoencoders.plain.latent_dim": 4, "classifier.adversarial": None},
+...            ["autoencoders.plain.latent_dim", "classifier.adversarial"])
+'latent_dim=4, adversarial=none'
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from dimple_stats.protocol.datasets import Frozen
+
+__all__ = ["MAX_CELLS", "SweepConfig", "cell_label", "format_choice", "labelled_choices",
+           "short_names"]
+
+#: Cells a sweep may have: a grid is a product, and a typo (a list of 1,000 values) should be
+#: refused before it schedules a week of compute.
+MAX_CELLS = 1_000
+
+
+class SweepConfig(Frozen):
+    """The grid (and zip) of protocol fields a run sweeps; see the module notes."""
+
+    grid: dict[str, tuple[Any, ...]] = Field(
+        default_factory=dict, description="dotted.path: [values]; every combination is a cell.")
+    zip: dict[str, tuple[Any, ...]] = Field(
+        default_factory=dict, description="dotted.path: [values], varied together (equal "
+        "lengths): one more axis of the grid.")
+    family: Literal["claim", "grid", "cell"] = Field(
+        "claim", description="Multiplicity family across the grid: each claim's rows over all "
+        "cells (claim, the default), every row of the sweep (grid), or each cell alone (cell); "
+        "adjusted with stats.correction.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> SweepConfig:
+        if not self.grid and not self.zip:
+            raise ValueError("a sweep needs at least one path under grid or zip")
+        for section, paths in (("grid", self.grid), ("zip", self.zip)):
+            for path, values in paths.items():
+                if not values:
+                    raise ValueError(f"{section}.{path}: needs at least one value")
+                encoded = [json.dumps(v, sort_keys=True) for v in values]
+                if len(set(encoded)) != len(encoded):
+                    raise ValueError(f"{section}.{path}: values repeat ({list(values)})")
+        both = sorted(set(self.grid) & set(self.zip))
+        if both:
+            raise ValueError(f"paths in both grid and zip: {', '.join(both)}")
+        lengths = {len(v) for v in self.zip.values()}
+        if len(lengths) > 1:
+            raise ValueError("every zip list must have the same length; got "
+                             + ", ".join(f"{p}: {len(v)}" for p, v in self.zip.items()))
+        if self.n_cells > MAX_CELLS:
+            raise ValueError(f"the sweep has {self.n_cells} cells; at most {MAX_CELLS}")
+        return self
+
+    @property
+    def paths(self) -> list[str]:
+        """Swept paths in order: grid paths, then zip paths."""
+        return [*self.grid, *self.zip]
+
+    @property
+    def n_cells(self) -> int:
+        n = 1
+        for values in self.grid.values():
+            n *= len(values)
+        return n * (len(next(iter(self.zip.values()))) if self.zip else 1)
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Every cell's choices, ``{path: value}``, the first grid path varying slowest."""
+        zipped = [dict(zip(self.zip, row)) for row in zip(*self.zip.values())] or [{}]
+        out = []
+        for combo in itertools.product(*self.grid.values()):
+            for extra in zipped:
+                out.append({**dict(zip(self.grid, combo)), **extra})
+        return out
+
+
+def format_choice(value: Any) -> str:
+    """A swept value as a short, stable string (``None`` -> ``none``, mappings inline).
+
+    >>> format_choice({"norm": "l2", "eps": 1.0})
+    'eps=1 norm=l2'
+    >>> format_choice(0.5), format_choice(None), format_choice([1, 2])
+    ('0.5', 'none', '[1, 2]')
+    """
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, Mapping):
+        return " ".join(f"{k}={format_choice(v)}" for k, v in sorted(value.items()))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(format_choice(v) for v in value) + "]"
+    return str(value)
+
+
+def short_names(paths: Sequence[str]) -> dict[str, str]:
+    """Each dotted path's shortest suffix that no other path ends with.
+
+    >>> names = short_names(["autoencoders.a.latent_dim", "autoencoders.b.latent_dim",
+    ...                      "attack.method"])
+    >>> list(names.values())
+    ['a.latent_dim', 'b.latent_dim', 'method']
+    """
+    out = {}
+    for path in paths:
+        parts = path.split(".")
+        for take in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-take:])
+            if not any(o != path and (o == suffix or o.endswith("." + suffix)) for o in paths):
+                break
+        out[path] = suffix
+    return out
+
+
+def cell_label(choices: Mapping[str, Any], paths: Sequence[str]) -> str:
+    """``name=value, ...`` of a cell, named by :func:`short_names`; paths that end in the same
+    field and take the same value (a zip of the same setting on two autoencoders) are named
+    once, by that field.
+
+    >>> cell_label({"autoencoders.a.latent_dim": 4, "autoencoders.b.latent_dim": 4,
+    ...             "attack.method": "fmn"},
+    ...            ["attack.method", "autoencoders.a.latent_dim", "autoencoders.b.latent_dim"])
+    'method=fmn, latent_dim=4'
+    """
+    return ", ".join(f"{name}={value}" for name, value in labelled_choices(choices, paths))
+
+
+def labelled_choices(choices: Mapping[str, Any], paths: Sequence[str]) -> list[tuple[str, str]]:
+    """``(name, value)`` of a cell's choices as :func:`cell_label` shows them."""
+    names = short_names(paths)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for p in paths:
+        groups.setdefault((p.split(".")[-1], format_choice(choices[p])), []).append(p)
+    out = []
+    for (field, value), members in groups.items():
+        if len(members) > 1 and field not in {p.split(".")[-1] for p in paths
+                                              if p not in members}:
+            out.append((field, value))
+        else:
+            out += [(names[p], value) for p in members]
+    return out

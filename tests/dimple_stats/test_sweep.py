@@ -1,0 +1,176 @@
+"""Sweeps without torch: the `sweep:` section's validation, cells, grid-wide multiplicity and the
+robustness counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.multitest import multipletests
+from typer.testing import CliRunner
+
+from dimple_stats.cli import app
+from dimple_stats.protocol import ProtocolError, load_protocol_text
+from dimple_stats.protocol.sweep import SweepConfig
+from dimple_stats.report.robustness import robustness
+from dimple_stats.results import ResultRow, finalise
+from dimple_stats.stats_config import StatsConfig
+from dimple_stats.sweep import (
+    CELL,
+    SPECIFICATION,
+    SweepError,
+    adjust_across_grid,
+    check_sweep_claims,
+    classifier_pairs,
+)
+
+BASE = """\
+name: s
+dataset: {name: digits, eval_samples: 20}
+autoencoders:
+  plain: {arch: mlp, latent_dim: 4}
+  iso: {arch: mlp, latent_dim: 4, regulariser: {kind: isometric}}
+claims: [dmm.perpendicular]
+"""
+
+
+def _load(sweep: str, claims: str = "") -> object:
+    text = BASE.replace("claims: [dmm.perpendicular]", f"claims: [dmm.perpendicular{claims}]")
+    return load_protocol_text(text + sweep, file="p.yaml")
+
+
+def test_cells_cross_the_grid_and_zip_varies_together() -> None:
+    p = _load("sweep:\n  grid:\n    attack.norm: [l2, linf]\n  zip:\n"
+              "    autoencoders.plain.latent_dim: [2, 8]\n    autoencoders.iso.latent_dim: [2, 8]\n")
+    cells = p.cell_protocols()
+    assert len(cells) == 4
+    got = [(c.attack.norm, c.autoencoders["plain"].latent_dim, c.autoencoders["iso"].latent_dim)
+           for _, c in cells]
+    assert got == [("l2", 2, 2), ("l2", 8, 8), ("linf", 2, 2), ("linf", 8, 8)]
+    assert all(c.sweep is None for _, c in cells)
+    # a field left at its default can be swept, including inside a null section
+    p = _load("sweep:\n  grid:\n    classifier.adversarial: [null, {eps: 0.5}]\n")
+    assert [c.classifier.adversarial is None for _, c in p.cell_protocols()] == [True, False]
+
+
+@pytest.mark.parametrize(("sweep", "needles"), [
+    ("sweep:\n  grid:\n    autoencoders.plain.latnt_dim: [2, 4]\n",
+     ("p.yaml:9", "latnt_dim", "did you mean 'latent_dim'")),
+    ("sweep:\n  grid:\n    autoencoders.plane.latent_dim: [2, 4]\n",
+     ("p.yaml:9", "'plane'", "did you mean 'plain'")),
+    ("sweep:\n  grid:\n    atack.method: [pgd]\n", ("p.yaml:9", "did you mean 'attack'")),
+    ("sweep:\n  grid:\n    attack.norm.x: [1]\n", ("p.yaml:9", "is a value, not a mapping")),
+    ("sweep:\n  grid:\n    autoencoders.plain.latent_dim: [0, 4]\n",
+     ("p.yaml:9", "latent_dim=0", "greater than or equal to 1")),
+    ("sweep:\n  grid:\n    attack.norm: [l2, l3]\n", ("p.yaml:9", "attack.norm='l3'", "l2")),
+    ("sweep:\n  zip:\n    attack.norm: [l2, linf]\n    seeds: [[0]]\n", ("same length",)),
+    ("sweep:\n  grid:\n    attack.norm: [l2, l2]\n", ("repeat",)),
+    ("sweep:\n  grid: {}\n", ("at least one path",)),
+    ("sweep:\n  grid:\n    attack.norm: [l2]\n  famly: claim\n", ("famly", "did you mean")),
+])
+def test_bad_sweeps_name_file_line_and_path(sweep: str, needles: tuple[str, ...]) -> None:
+    with pytest.raises(ProtocolError) as err:
+        _load(sweep)
+    text = str(err.value)
+    for needle in needles:
+        assert needle in text, (needle, text)
+
+
+def test_bad_sweep_exits_2_from_the_cli(tmp_path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text(BASE + "sweep:\n  grid:\n    autoencoders.plain.latnt_dim: [2, 4]\n")
+    result = CliRunner().invoke(app, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert "did you mean 'latent_dim'" in result.output
+
+
+def test_pair_claims_need_a_sweep_over_adversarial_training() -> None:
+    p = _load("sweep:\n  grid:\n    attack.norm: [l2, linf]\n", claims=", dmm.dimpled_or_robust")
+    with pytest.raises(SweepError, match="classifier.adversarial"):
+        check_sweep_claims(p)
+    p = _load("sweep:\n  grid:\n    classifier.adversarial: [{eps: 1}, {eps: 2}]\n",
+              claims=", dmm.dimpled_or_robust")
+    with pytest.raises(SweepError, match="must include null"):
+        check_sweep_claims(p)
+    p = _load("sweep:\n  grid:\n    attack.norm: [l2, linf]\n"
+              "    classifier.adversarial: [null, {eps: 1}, {eps: 2}]\n",
+              claims=", dmm.dimpled_or_robust")
+    check_sweep_claims(p)
+    # each setting pairs with the standard cell that agrees on every other choice
+    assert classifier_pairs([c for c, _ in p.cell_protocols()]) == [(0, 1), (0, 2), (3, 4),
+                                                                      (3, 5)]
+
+
+def test_a_sweep_is_part_of_the_protocol_hash() -> None:
+    a = _load("sweep:\n  grid:\n    attack.norm: [l2, linf]\n")
+    b = _load("sweep:\n  grid:\n    attack.norm: [l2]\n")
+    assert a.hash != b.hash
+
+
+def _table(rng: np.random.Generator, cells: int) -> pd.DataFrame:
+    frames = []
+    for cell in range(cells):
+        rows = [ResultRow(claim, "v", ae, seed, 50, 0, 0.0, -1.0, 1.0, 0.1, "m", 0.1, "r", 1.0,
+                          "W+", float(rng.uniform() ** 3), "null", "t", "less")
+                for claim in ("a.one", "b.two") for ae in ("plain", "iso") for seed in (0, 1)]
+        res = finalise(rows, StatsConfig())
+        res.insert(0, "x.k", str(cell))
+        res.insert(0, SPECIFICATION, f"k={cell}")
+        res.insert(0, CELL, cell)
+        frames.append(res)
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("family", ["claim", "grid", "cell"])
+def test_grid_families_match_statsmodels_holm(family: str) -> None:
+    table = _table(np.random.default_rng(3), cells=5)
+    out = adjust_across_grid(table, StatsConfig(), family)
+    tested = out["decision"].isin(["reject H0", "retain H0"])
+    assert tested.sum() == len(out)  # every row here has a p-value
+    if family == "cell":
+        pd.testing.assert_series_equal(out["p_adj"], table["p_adj"])
+        return
+    groups = out["claim"] if family == "claim" else pd.Series(0, index=out.index)
+    for _, g in out.groupby(groups):
+        expected = multipletests(g["p"].to_numpy(float), method="holm")[1]
+        np.testing.assert_allclose(g["p_adj"].to_numpy(float), expected, rtol=1e-12)
+    assert ((out["p_adj"] <= 0.05) == (out["decision"] == "reject H0")).all()
+    # pooled rows count the seeds of their own cell that reject in the new family
+    pooled = out[out["seed"].astype(str) == "pooled"]
+    for _, r in pooled.iterrows():
+        seeds = out[(out[CELL] == r[CELL]) & (out["claim"] == r["claim"])
+                    & (out["autoencoder"] == r["autoencoder"])
+                    & (out["seed"].astype(str) != "pooled")]
+        assert r["n_seeds_reject"] == int((seeds["decision"] == "reject H0").sum())
+
+
+def test_robustness_counts_specifications_and_says_where_a_claim_flips() -> None:
+    def cell(index: int, p: float) -> pd.DataFrame:
+        est = (0.5 if p < 0.5 else 0.97)
+        rows = [ResultRow("dmm.perpendicular", "random_subspace", ae, seed, 400, 0,
+                          est + 0.01 * seed, est - 0.1, est + 0.1, 0.05,
+                          "median r_T / chance median (1 = chance)", 0.5, "r", 1.0,
+                          "W+", p, "null", "t", "less", null_value=1.0)
+                for ae in ("plain", "iso") for seed in (0, 1, 2)]
+        res = finalise(rows, StatsConfig())
+        res.insert(0, "attack.method", "pgd" if index < 2 else "fmn")
+        res.insert(0, SPECIFICATION, f"cell {index}")
+        res.insert(0, CELL, index)
+        return res
+
+    table = pd.concat([cell(0, 1e-6), cell(1, 1e-6), cell(2, 0.9), cell(3, 0.9)],
+                      ignore_index=True)
+    table = adjust_across_grid(table, StatsConfig(), "claim")
+    rob, = robustness(table)
+    assert (rob.total, rob.supported) == (8, 4)
+    assert rob.by_choice[("method", "pgd")] == (4, 4)
+    assert rob.by_choice[("method", "fmn")] == (0, 4)
+    line = rob.line()
+    assert line.startswith("**dmm.perpendicular**: supported in 4/8 specifications")
+    assert "in every specification with method=pgd" in line
+    assert "in none with method=fmn" in line
+
+
+def test_sweep_config_refuses_more_cells_than_the_limit() -> None:
+    with pytest.raises(ValueError, match="cells"):
+        SweepConfig(grid={"a.b": tuple(range(40)), "c.d": tuple(range(40))})
