@@ -105,7 +105,7 @@ def bench(
                    ] = Path("reports/benchmarks"),
     only: Annotated[list[str] | None, typer.Option(
         "--only", help="Run only these benchmarks (repeatable): tangent, projection, attacks, "
-        "end_to_end, regulariser, threads, feasible, store.")] = None,
+        "end_to_end, regulariser, threads, feasible, store, multiverse.")] = None,
 ) -> None:
     """Benchmark side by side: ratios, agreement checks, targets MET / NOT MET.
 

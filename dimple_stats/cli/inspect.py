@@ -37,7 +37,9 @@ def validate(
         console.print(
             f"[green]ok[/green] {file}: {protocol.name} (hash {protocol.hash}), "
             f"dataset {protocol.dataset.name}, {len(protocol.autoencoders)} autoencoder(s), "
-            f"{len(protocol.claims)} claim(s), seeds {list(protocol.seeds)}",
+            f"{len(protocol.claims)} claim(s), seeds {list(protocol.seeds)}"
+            + (f", a sweep of {protocol.sweep.n_cells} cells over "
+               f"{', '.join(protocol.sweep.paths)}" if protocol.sweep is not None else ""),
             highlight=False,
             soft_wrap=True,
         )

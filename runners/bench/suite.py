@@ -30,6 +30,7 @@ for _name, _target in [
     ("threads", "runners.bench.end_to_end:bench_threads"),
     ("feasible", "runners.bench.feasible:bench_feasible"),
     ("store", "runners.bench.store:bench_store"),
+    ("multiverse", "runners.bench.multiverse:bench_multiverse"),
 ]:
     BENCHMARKS.register(_name, _target)
 
