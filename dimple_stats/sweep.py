@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,12 +27,12 @@ import pandas as pd
 
 from dimple_stats.errors import BadInput
 from dimple_stats.protocol.schema import Protocol
-from dimple_stats.protocol.sweep import cell_label, format_choice, short_names
+from dimple_stats.protocol.sweep import cell_label, format_choice
 from dimple_stats.results import POOLED
 from dimple_stats.stats.multiplicity import adjust_pvalues
 from dimple_stats.stats_config import StatsConfig
 
-__all__ = ["CELL", "PAIRS_TABLE", "SPECIFICATION", "ADVERSARIAL_PATH",
+__all__ = ["CELL", "FAMILY", "PAIRS_TABLE", "PairChoice", "family_size", "SPECIFICATION", "ADVERSARIAL_PATH",
            "SweepError", "analyse_sweep", "adjust_across_grid", "classifier_pairs", "is_sweep",
            "swept_paths", "sweep_claim_ids"]
 
@@ -41,6 +42,8 @@ CELL = "cell"
 SPECIFICATION = "specification"
 #: The table of claims over a sweep: two cells' measurements stacked, ``classifier`` column.
 PAIRS_TABLE = "classifier_pairs"
+#: Column naming the sweep's multiplicity family (``claim``, ``grid`` or ``cell``).
+FAMILY = "sweep_family"
 #: The swept path whose cells the pairs table pairs.
 ADVERSARIAL_PATH = "classifier.adversarial"
 _DECIDED = ("reject H0", "retain H0")
@@ -90,6 +93,19 @@ def check_sweep_claims(protocol: Protocol) -> None:
     if None not in values or all(v is None for v in values):
         raise SweepError(f"claim(s) {', '.join(wanted)}: the values of {ADVERSARIAL_PATH} "
                          "must include null (standard training) and at least one setting")
+    if not classifier_pairs(protocol.sweep.cells()):  # type: ignore[union-attr]
+        raise SweepError(f"claim(s) {', '.join(wanted)}: no two cells differ only in "
+                         f"{ADVERSARIAL_PATH} (put it under grid:, not zip:)")
+
+
+@dataclass(frozen=True)
+class PairChoice:
+    """The ``classifier.adversarial`` choice of a pair row: standard against ``setting``."""
+
+    setting: Any
+
+    def __str__(self) -> str:
+        return f"{format_choice(None)} vs {format_choice(self.setting)}"
 
 
 def _key(choices: Mapping[str, Any], skip: str) -> str:
@@ -149,7 +165,7 @@ def analyse_sweep(measurements: pd.DataFrame, protocol: Protocol, *,
             continue
         cell = cell.model_copy(update={"claims": own})
         rows = _of_cell(measurements, index)
-        if rows is None or not len(rows):
+        if "measurements" in cell.tables and (rows is None or not len(rows)):
             raise SweepError(f"cell {index} ({cell_label(choices, paths)}) has no measurements "
                              "in the run directory")
         cell_tables = {k: _of_cell(v, index) for k, v in (tables or {}).items()}
@@ -157,8 +173,11 @@ def analyse_sweep(measurements: pd.DataFrame, protocol: Protocol, *,
         frames.append(_choice_columns(results, index, choices, paths,
                                       cell_label(choices, paths)))
     frames += _pair_results(measurements, protocol, cells, paths, stats, sweep_claims)
+    if not frames:
+        raise SweepError("the sweep's claims gave no result rows")
     out = pd.concat(frames, ignore_index=True)
     out["p_adj_cell"] = out["p_adj"]
+    out[FAMILY] = protocol.sweep.family
     return adjust_across_grid(out, stats, protocol.sweep.family)
 
 
@@ -178,17 +197,23 @@ def _pair_results(measurements: pd.DataFrame, protocol: Protocol, cells: Sequenc
         if not rows:
             continue
         results = finalise(rows, stats)
+        # Keyed by the adversarial cell: each pair has its own (a standard cell pairs with every
+        # setting), and its label shows the comparison where the setting would be.
         choices = dict(cells[adv][0])
-        label = cell_label(choices, paths)
-        shown = {**choices}
-        frame = _choice_columns(results, std, shown, paths, label)
-        frame[ADVERSARIAL_PATH] = (f"{format_choice(None)} vs "
-                                   f"{format_choice(choices[ADVERSARIAL_PATH])}")
-        names = short_names(paths)
-        frame[SPECIFICATION] = ", ".join(
-            f"{names[p]}={frame[p].iloc[0]}" for p in paths)
+        shown = {**choices, ADVERSARIAL_PATH: PairChoice(choices[ADVERSARIAL_PATH])}
+        frame = _choice_columns(results, adv, shown, paths, cell_label(shown, paths))
         frames.append(frame)
     return frames
+
+
+def family_size(results: pd.DataFrame, claim: str, cell: int) -> int:
+    """Tests in the family of ``claim``'s rows of ``cell`` (what Bonferroni divides by when a
+    verdict reads a row as contradicting its claim): per the results' ``sweep_family``."""
+    family = str(results[FAMILY].iloc[0]) if FAMILY in results.columns and len(results) \
+        else "claim"
+    scope = (results[results["claim"] == claim] if family == "claim" else
+             results[results[CELL] == cell] if family == "cell" else results)
+    return int(np.isfinite(scope["p_adj"].to_numpy(dtype=float)).sum())
 
 
 def adjust_across_grid(results: pd.DataFrame, stats: StatsConfig, family: str) -> pd.DataFrame:
@@ -196,7 +221,8 @@ def adjust_across_grid(results: pd.DataFrame, stats: StatsConfig, family: str) -
     ``cell``), over the rows each cell's own adjustment tested (decided rows), and recount
     ``n_seeds_reject`` of pooled rows.
 
-    >>> df = pd.DataFrame({"cell": [0, 1], "claim": ["c", "c"], "variant": "v",
+    >>> df = pd.DataFrame({"cell": [0, 1], "specification": ["k=2", "k=4"],
+    ...     "claim": ["c", "c"], "variant": "v",
     ...     "autoencoder": "a", "seed": [0, 0], "p": [0.01, 0.04], "p_adj": [0.01, 0.04],
     ...     "decision": "reject H0", "alpha": 0.05, "n_seeds_reject": 1})
     >>> adjust_across_grid(df, StatsConfig(), "claim")["p_adj"].tolist()  # Holm over 2
@@ -216,7 +242,7 @@ def adjust_across_grid(results: pd.DataFrame, stats: StatsConfig, family: str) -
     decided = np.where(p_adj <= out["alpha"].to_numpy(dtype=float), "reject H0", "retain H0")
     out["decision"] = np.where(tested, decided, out["decision"].to_numpy(dtype=object))
     is_pooled = out["seed"].astype(str) == POOLED
-    keys = [CELL, "claim", "variant", "autoencoder"]
+    keys = [CELL, SPECIFICATION, "claim", "variant", "autoencoder"]
     per_seed = out[~is_pooled]
     rejects = per_seed.groupby(keys, sort=False)["decision"].agg(
         lambda s: int((s == "reject H0").sum()))

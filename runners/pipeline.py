@@ -151,19 +151,16 @@ def _sweep_tasks(protocol: Protocol, seeds: tuple[int, ...], store: Any, device:
     once (each its own task on the executor, so cells never train one model twice side by
     side). Returns the tasks, the manifest's ``sweep`` record and the models' rows."""
     from dimple_stats.protocol.sweep import cell_label
-    from dimple_stats.sweep import sweep_claim_ids
     from runners.seed_models import ModelTask, train_model_task
 
     assert protocol.sweep is not None
-    pair_claims = set(sweep_claim_ids(protocol))
     cells = protocol.cell_protocols()
     model_tasks: dict[str, ModelTask] = {}
     tasks = []
     records = []
     for index, (choices, cell) in enumerate(cells):
-        cell = cell.model_copy(update={"claims": tuple(
-            e for e in cell.claims if e.id not in pair_claims)})
-        check_supported(cell)
+        # A cell keeps the claims over classifier pairs: they make it measure (Protocol.tables).
+        check_supported(cell, cell=True)
         data = cell.dataset.model_dump(mode="json")
         as_json = protocol_json(cell)
         for seed in seeds:
@@ -187,7 +184,8 @@ def _sweep_tasks(protocol: Protocol, seeds: tuple[int, ...], store: Any, device:
     ordered = sorted(model_tasks.values(), key=lambda t: not t.classifier)
     rows = [r for out in run_tasks(train_model_task, ordered, executor=executor,
                                    address=address) for r in out]
-    rows.sort(key=lambda r: (int(r["seed"]), r["model"] != "classifier", str(r["model"])))
+    rows.sort(key=lambda r: (int(r["seed"]), r["model"] != "classifier", str(r["model"]),
+                             json.dumps(r.get("config"), sort_keys=True)))
     record = {"cells": records, "distinct_models": len(model_tasks),
               "models_trained": sum(not r.get("loaded") for r in rows),
               "model_seconds": time.perf_counter() - clock}
@@ -204,12 +202,14 @@ class RunOutcome:
     manifest: dict[str, Any]
 
 
-def check_supported(protocol: Protocol) -> None:
+def check_supported(protocol: Protocol, *, cell: bool = False) -> None:
     """Refuse, before any compute, claims whose table no stage produces (a sweep's claims
-    over pairs of cells are checked by :func:`dimple_stats.sweep.check_sweep_claims`)."""
+    over pairs of cells are checked by :func:`dimple_stats.sweep.check_sweep_claims`, on the
+    sweep; a ``cell`` of a sweep measures what they read)."""
     from dimple_stats.sweep import PAIRS_TABLE, check_sweep_claims
 
-    check_sweep_claims(protocol)
+    if not cell:
+        check_sweep_claims(protocol)
     missing = {cid: table for cid in protocol.claim_ids
                if (table := _claim_table(cid)) not in STAGES and table != PAIRS_TABLE}
     if missing:
@@ -282,6 +282,10 @@ def run_protocol(
             protocol, seeds, store, device_name, limit, threads, progress, executor, address)
     outputs = run_tasks(run_seed, tasks, executor=executor, address=address, on_result=on_seed)
     outputs.sort(key=lambda o: (o.cell if o.cell is not None else -1, o.seed))
+    if sweep:
+        # Models the cells' measurement tasks trained themselves: 0 when each distinct model
+        # came from its training task (the store), as it must.
+        sweep["cell_models_trained"] = sum(not m.get("loaded") for o in outputs for m in o.models)
     measurements = pd.concat([o.measurements for o in outputs], ignore_index=True)
     tables = {kind: pd.concat([o.tables[kind] for o in outputs if kind in o.tables],
                               ignore_index=True)

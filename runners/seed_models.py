@@ -221,10 +221,14 @@ def train_model_task(task: ModelTask) -> list[dict[str, Any]]:
         store = ArtifactStore(task.store_root, origin={
             "protocol": protocol.name, "protocol_hash": protocol.hash, "seed": task.seed})
         data = load_seed_data(protocol, task.seed, task.limit)
-        return train_seed_models(protocol, data, seed=task.seed, store=store,
+        rows = train_seed_models(protocol, data, seed=task.seed, store=store,
                                  device=resolve_device(task.device), progress=task.progress,
                                  classifier=task.classifier,
                                  autoencoders=task.autoencoders).rows
+        # A sweep trains several models under one name (classifiers with and without
+        # adversarial training, autoencoders at several k): each row says which one it is.
+        configs = {"classifier": protocol.classifier, **protocol.autoencoders}
+        return [{**r, "config": configs[r["model"]].model_dump(mode="json")} for r in rows]
     finally:
         torch.set_num_threads(previous)
 

@@ -441,7 +441,7 @@ for _definition in (
         "half or more censored: uninformative.",
         options=DimpledOrRobustOptions,
         analysis="dimple_stats.claims.robustness:dimpled_or_robust",
-        verdict_on=(("unchanged",),),
+        verdict_on=(("unchanged", "unchanged (*)"),),
         table="classifier_pairs",
     ),
 ):

@@ -306,12 +306,15 @@ def _sweep_issues(protocol: Protocol, data: dict[str, Any], file: str,
                                             fmt_path(("sweep", section, path)), problem))
     if issues:
         return issues
-    base = {k: v for k, v in data.items() if k != "sweep"}
+    # The cells are the validated protocol with their values set (defaults filled in, as
+    # Protocol.cell_protocols builds them): a swept attack.eps.on keeps the default plain/off.
+    base = protocol.model_dump(mode="json", by_alias=True, exclude={"sweep"})
     seen: set[str] = set()
     for choices in sweep.cells():
         cell, _ = apply_overrides(base, list(choices.items()), file)
+        shown = ", ".join(f"{p}={v!r}" for p, v in choices.items())
         try:
-            Protocol.model_validate(cell)
+            validated = Protocol.model_validate(cell)
         except ValidationError as exc:
             for err in exc.errors():
                 issue = _issue_from_error(err, file, {}, set())
@@ -319,17 +322,35 @@ def _sweep_issues(protocol: Protocol, data: dict[str, Any], file: str,
                 if message in seen:
                     continue
                 seen.add(message)
-                swept = next((p for p in choices if issue.path.startswith(p) or
-                              p.startswith(issue.path)), None) or next(
-                    (p for p in choices if issue.path.split(".")[0] == p.split(".")[0]), None)
-                section = "grid" if swept in sweep.grid else "zip"
-                key = ("sweep", section, swept) if swept else ("sweep",)
-                shown = ", ".join(f"{p}={v!r}" for p, v in choices.items())
+                key = _swept_key(sweep, choices, issue.path)
                 issues.append(ProtocolIssue(
                     file, _line_for(key, lines), fmt_path(key),
                     f"the cell {shown} is not a valid protocol: {message}",
                     allowed=issue.allowed, suggestion=issue.suggestion))
+            continue
+        # The checks that span sections, as for the base protocol (eps.on == eps.off for
+        # dmm.off_succeeds_more, ...): a cell may break one the base keeps.
+        for path, msg in _semantic_issues(validated):
+            message = f"{fmt_path(path)}: {msg}"
+            if message in seen:
+                continue
+            seen.add(message)
+            key = _swept_key(sweep, choices, fmt_path(path))
+            issues.append(ProtocolIssue(file, _line_for(key, lines), fmt_path(key),
+                                        f"the cell {shown} is not a valid protocol: {message}"))
     return issues
+
+
+def _swept_key(sweep: Any, choices: dict[str, Any], path: str) -> KeyPath:
+    """The ``sweep`` key path of the swept path an error at ``path`` comes from."""
+    def within(a: str, b: str) -> bool:
+        return a == b or a.startswith(b + ".")
+
+    swept = next((p for p in choices if within(path, p) or within(p, path)), None) or next(
+        (p for p in choices if path.split(".")[0] == p.split(".")[0]), None)
+    if swept is None:
+        return ("sweep",)
+    return ("sweep", "grid" if swept in sweep.grid else "zip", swept)
 
 
 # --------------------------------------------------------------------------- entry points

@@ -5,6 +5,7 @@ Applied to the plain data before validation, so an override is validated like th
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,7 +58,6 @@ def apply_overrides(
     A path component may itself contain dots when the mapping has such a key (claim ids do):
     the longest existing key wins. Integers index lists.
     """
-    import copy
 
     data = copy.deepcopy(data)
     touched: set[KeyPath] = set()
@@ -91,7 +91,7 @@ def apply_overrides(
                 )])
             path.append(key)
             if i == len(parts):
-                node[key] = value
+                node[key] = copy.deepcopy(value)  # never share (and later mutate) the caller's
                 break
             if isinstance(node, dict) and not isinstance(node.get(key), (dict, list)):
                 node[key] = {}

@@ -466,10 +466,14 @@ class Protocol(Frozen):
 
     @property
     def tables(self) -> frozenset[str]:
-        """The tables (``measurements``, ``defense``, ...) the protocol's claims read."""
+        """The tables (``measurements``, ``defense``, ...) the protocol's claims read; a claim
+        over a sweep's classifier pairs reads the cells' measurements."""
         from dimple_stats.claims import get_claim
 
-        return frozenset(get_claim(cid).table for cid in self.claim_ids)
+        tables = {get_claim(cid).table for cid in self.claim_ids}
+        if "classifier_pairs" in tables:
+            tables.add("measurements")
+        return frozenset(tables)
 
     @property
     def hash(self) -> str:

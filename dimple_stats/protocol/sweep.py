@@ -40,8 +40,18 @@ from pydantic import Field, model_validator
 
 from dimple_stats.protocol.datasets import Frozen
 
-__all__ = ["MAX_CELLS", "SweepConfig", "cell_label", "format_choice", "labelled_choices",
+__all__ = ["MAX_CELLS", "NOT_SWEPT", "SweepConfig", "cell_label", "format_choice", "labelled_choices",
            "short_names"]
+
+#: Top-level protocol fields a sweep cannot vary, and why (each cell would be the same run).
+NOT_SWEPT = {
+    "name": "the run's name is one", "description": "the run's question is one",
+    "seeds": "every cell runs the protocol's seeds (they are the replications, not a choice)",
+    "stats": "the sweep is analysed with one statistics setting (multiplicity spans the grid)",
+    "device": "where a cell runs does not change what it measures",
+    "executor": "where a cell runs does not change what it measures",
+    "report": "the sweep writes one report", "sweep": "a sweep does not nest",
+}
 
 #: Cells a sweep may have: a grid is a product, and a typo (a list of 1,000 values) should be
 #: refused before it schedules a week of compute.
@@ -75,6 +85,15 @@ class SweepConfig(Frozen):
         both = sorted(set(self.grid) & set(self.zip))
         if both:
             raise ValueError(f"paths in both grid and zip: {', '.join(both)}")
+        paths = [*self.grid, *self.zip]
+        nested = [(a, b) for a in paths for b in paths if a != b and b.startswith(a + ".")]
+        if nested:
+            a, b = nested[0]
+            raise ValueError(f"{b} lies inside {a}: one cell would set both, and the later "
+                             "would silently change the earlier's value; sweep one of them")
+        fixed = [p for p in paths if p.split(".")[0] in NOT_SWEPT]
+        if fixed:
+            raise ValueError(f"{fixed[0]} cannot be swept: {NOT_SWEPT[fixed[0].split('.')[0]]}")
         lengths = {len(v) for v in self.zip.values()}
         if len(lengths) > 1:
             raise ValueError("every zip list must have the same length; got "

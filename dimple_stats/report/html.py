@@ -62,7 +62,8 @@ CAPTIONS: dict[str, str] = {
 
 #: Columns of the models table: manifest key -> heading (those no model has are left out).
 MODEL_COLUMNS: dict[str, str] = {
-    "model": "model", "seed": "seed", "arch": "arch", "latent_dim": "latent dim",
+    "model": "model", "seed": "seed", "arch": "arch", "adversarial": "adversarial training",
+    "latent_dim": "latent dim",
     "parameters": "parameters", "epochs_run": "epochs", "test_accuracy": "test accuracy",
     "recon_mse": "recon. MSE", "recon_vs_mean": "MSE / MSE of mean image",
     "median_cond": "median cond(J)", "numerical_rank": "numerical rank",
@@ -140,9 +141,19 @@ def _frame(frame: pd.DataFrame) -> dict[str, Any]:
 
 def _models(manifest: Mapping[str, Any]) -> dict[str, Any]:
     models = [m for m in manifest.get("models") or [] if isinstance(m, Mapping)]
+    # A sweep's classifier rows carry their config: say which were adversarially trained.
+    models = [{**m, "adversarial": _adversarial(m["config"]["adversarial"])}
+              if isinstance(m.get("config"), Mapping) and "adversarial" in m["config"] else m
+              for m in models]
     keys = [k for k in MODEL_COLUMNS if any(k in m for m in models)]
     return {"columns": [MODEL_COLUMNS[k] for k in keys],
             "rows": [[_fmt(m.get(k)) for k in keys] for m in models]}
+
+
+def _adversarial(setting: Any) -> str:
+    if not isinstance(setting, Mapping):
+        return "no"
+    return " ".join(f"{k}={v}" for k, v in sorted(setting.items()) if v is not None)
 
 
 def _by_seed(table: Any) -> dict[str, Any]:

@@ -9,14 +9,15 @@ adjusted in the sweep's family.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
 from dimple_stats.protocol.sweep import labelled_choices
-from dimple_stats.report.verdicts import CATEGORIES, verdicts
-from dimple_stats.sweep import CELL, SPECIFICATION, swept_paths
+from dimple_stats.report.verdicts import CATEGORIES, deciding_rows, verdicts
+from dimple_stats.sweep import CELL, SPECIFICATION, family_size, swept_paths
 
-__all__ = ["Robustness", "robustness"]
+__all__ = ["Robustness", "robustness", "spec_verdicts"]
 
 
 @dataclass
@@ -34,6 +35,9 @@ class Robustness:
     counts: dict[str, int]
     by_choice: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     specs: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Supported specifications of a two-sided claim by the sign of the estimate's change
+    #: (``> 0`` / ``< 0`` relative to its null value): which way the claim holds.
+    directions: dict[str, int] = field(default_factory=dict)
 
     @property
     def supported(self) -> int:
@@ -45,6 +49,9 @@ class Robustness:
                          if c != "supported" and self.counts.get(c))
         text = (f"**{self.claim}**: supported in {self.supported}/{self.total} "
                 f"specifications" + (f" ({rest})" if rest else ""))
+        if self.directions:
+            text += " [supported ones by direction: " + ", ".join(
+                f"{n} with estimate {sign}" for sign, n in sorted(self.directions.items())) + "]"
         # An axis with one value (the pairs' adversarial column) says nothing about where.
         values: dict[str, int] = {}
         for a, _ in self.by_choice:
@@ -52,34 +59,60 @@ class Robustness:
         varied = {key: kn for key, kn in self.by_choice.items() if values[key[0]] > 1}
         always = [f"{a}={v}" for (a, v), (k, n) in varied.items() if n and k == n]
         never = [f"{a}={v}" for (a, v), (k, n) in varied.items() if n and k == 0]
+        # Each choice listed holds on its own ("every specification with k=2, and every
+        # specification with k=4"), not jointly.
         if 0 < self.supported < self.total:
             parts = []
             if always:
-                parts.append("in every specification with " + ", ".join(always))
+                parts.append("in every specification with " + " or ".join(always))
             if never:
-                parts.append("in none with " + ", ".join(never))
-            mixed = [f"{a}={v} {k}/{n}" for (a, v), (k, n) in varied.items() if 0 < k < n]
+                parts.append("in none with " + " or ".join(never))
+            # Only axes whose values differ in how often the claim holds say where it flips.
+            rates: dict[str, set[float]] = {}
+            for (a, _), (k, n) in varied.items():
+                rates.setdefault(a, set()).add(k / n if n else 0.0)
+            mixed = [f"{a}={v} {k}/{n}" for (a, v), (k, n) in varied.items()
+                     if 0 < k < n and len(rates[a]) > 1]
             if mixed:
                 parts.append("by choice: " + ", ".join(mixed))
             text += "; supported " + "; ".join(parts)
         return text + "."
 
 
+def spec_verdicts(results: pd.DataFrame, cell_rows: pd.DataFrame, *,
+                  confidence: float = 0.95) -> list[Any]:
+    """The verdicts of one specification group's rows (one cell, or one classifier pair), each
+    claim read at its sweep family's size (:func:`dimple_stats.sweep.family_size`)."""
+    out = []
+    cell = int(cell_rows[CELL].iloc[0])
+    for claim, g in cell_rows.groupby("claim", sort=False):
+        out += verdicts(g, confidence=confidence,
+                        family=family_size(results, str(claim), cell))
+    return out
+
+
 def robustness(results: pd.DataFrame, *, confidence: float = 0.95) -> list[Robustness]:
     """One :class:`Robustness` per claim of a sweep's results: each (cell, autoencoder)'s verdict
-    (:func:`dimple_stats.report.verdicts.verdicts` on the cell's rows), counted."""
+    (:func:`dimple_stats.report.verdicts.verdicts` on the cell's rows, at the sweep family's
+    size), counted; supported two-sided claims also by the sign of their deciding estimate."""
     axes = swept_paths(results)
     found: dict[str, Robustness] = {}
-    # A cell's own rows and the rows of a classifier pair (which carry the standard cell's
-    # index) differ in their specification label.
+    # A cell's own rows and each classifier pair's rows differ in their specification label.
     for (_, spec), g in results.groupby([CELL, SPECIFICATION], sort=False):
         choices = labelled_choices({a: g[a].iloc[0] for a in axes}, axes)
-        for v in verdicts(g, confidence=confidence):
+        for v in spec_verdicts(results, g, confidence=confidence):
             rob = found.setdefault(v.claim, Robustness(v.claim, v.hypothesis, 0,
                                                        {c: 0 for c in CATEGORIES}))
             rob.total += 1
             rob.counts[v.category] = rob.counts.get(v.category, 0) + 1
             rob.specs.append((str(spec), v.autoencoder, v.category))
+            if v.category == "supported":
+                decide = deciding_rows(g[(g["claim"] == v.claim)
+                                         & (g["autoencoder"] == v.autoencoder)])
+                if len(decide) and (decide["alternative"].astype(str) == "two-sided").all():
+                    sign = "> 0" if float(decide["estimate"].iloc[0]) > float(
+                        decide["null_value"].iloc[0]) else "< 0"
+                    rob.directions[sign] = rob.directions.get(sign, 0) + 1
             for key in [*choices, ("autoencoder", v.autoencoder)]:
                 k, n = rob.by_choice.get(key, (0, 0))
                 rob.by_choice[key] = (k + (v.category == "supported"), n + 1)

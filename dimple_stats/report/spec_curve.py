@@ -47,18 +47,21 @@ def spec_points(results: pd.DataFrame, claim: str, *, confidence: float = 0.95
                 ) -> pd.DataFrame:
     """One row per specification of ``claim``: its choices, estimate, CI, null value, variant
     and verdict category, sorted by estimate (NaN last)."""
-    from dimple_stats.report.verdicts import deciding_rows, verdicts
+    from dimple_stats.report.robustness import spec_verdicts
+    from dimple_stats.report.verdicts import deciding_rows
     from dimple_stats.sweep import CELL, SPECIFICATION, swept_paths
 
     axes = swept_paths(results)
     rows = []
     of_claim = results[results["claim"] == claim]
     for (_, spec), g in of_claim.groupby([CELL, SPECIFICATION], sort=False):
-        found = {v.autoencoder: v.category for v in verdicts(g, confidence=confidence)}
+        found = {v.autoencoder: v.category
+                 for v in spec_verdicts(results, g, confidence=confidence)}
         for ae, h in g.groupby("autoencoder", sort=False):
             decide = deciding_rows(h)
-            if not len(decide):
-                continue
+            decide = decide[decide["test"].astype(str) != "descriptive"]
+            if not len(decide) or str(ae) not in found:
+                continue  # no verdict: not a specification the robustness line counts
             r = decide.iloc[0]  # the first deciding variant (the preferred null)
             chosen = [*labelled_choices({a: r[a] for a in axes}, axes), ("autoencoder", str(ae))]
             rows.append({SPECIFICATION: spec, "autoencoder": str(ae), "choices": tuple(chosen),

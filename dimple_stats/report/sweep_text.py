@@ -77,7 +77,8 @@ def _how(results: pd.DataFrame, protocol: Protocol | None) -> str:
             f"report would, with decisions at alpha = {alpha:g} on p_adj adjusted across the "
             f"sweep: {FAMILY_WORDS[_family(protocol)]} (correction: "
             f"{protocol.stats.correction if protocol is not None else 'holm'}); p_adj_cell in "
-            "results.csv keeps each cell's own adjustment. Rows of "
+            "results.csv keeps each cell's own adjustment (a classifier pair's rows: the "
+            "pair's). Rows of "
             "dmm.dimpled_or_robust compare two cells (standard vs adversarially trained "
             "classifier) paired per image.")
 

@@ -373,15 +373,19 @@ def _one(claim: str, autoencoder: str, rows: pd.DataFrame, ctx: _Context) -> Ver
                    n_seeds=int(main["n_seeds"].max()) if len(main) else 0)
 
 
-def verdicts(results: pd.DataFrame, *, confidence: float | None = None) -> list[Verdict]:
+def verdicts(results: pd.DataFrame, *, confidence: float | None = None,
+             family: int | None = None) -> list[Verdict]:
     """One :class:`Verdict` per (claim, autoencoder) with a tested row, in table order.
 
     ``confidence`` is the CI level the table was built with (``StatsConfig.confidence``); the
-    text names it ("95% CI"; ``None``: just "CI").
+    text names it ("95% CI"; ``None``: just "CI"). ``family`` is the number of tests the
+    p-values were adjusted over (the reverse test's Bonferroni divisor); by default the rows of
+    ``results`` with an adjusted p (a sweep passes its family's size for a cell's rows).
     """
     tested = results[results["test"].astype(str) != DESCRIPTIVE]
-    family = int(np.isfinite(results["p_adj"].to_numpy(dtype=float)).sum()) if len(results) \
-        else 0
+    if family is None:
+        family = int(np.isfinite(results["p_adj"].to_numpy(dtype=float)).sum()) \
+            if len(results) else 0
     alpha = float(results["alpha"].iloc[0]) if len(results) else 0.05
     seeds = tested[tested["seed"].astype(str) != POOLED]
     out = []

@@ -34,7 +34,7 @@ claims: [dmm.perpendicular]
 """
 
 
-def _load(sweep: str, claims: str = "") -> object:
+def _load(sweep: str, claims: str = ", dmm.off_succeeds_more") -> object:
     text = BASE.replace("claims: [dmm.perpendicular]", f"claims: [dmm.perpendicular{claims}]")
     return load_protocol_text(text + sweep, file="p.yaml")
 
@@ -63,10 +63,19 @@ def test_cells_cross_the_grid_and_zip_varies_together() -> None:
     ("sweep:\n  grid:\n    autoencoders.plain.latent_dim: [0, 4]\n",
      ("p.yaml:9", "latent_dim=0", "greater than or equal to 1")),
     ("sweep:\n  grid:\n    attack.norm: [l2, l3]\n", ("p.yaml:9", "attack.norm='l3'", "l2")),
-    ("sweep:\n  zip:\n    attack.norm: [l2, linf]\n    seeds: [[0]]\n", ("same length",)),
+    ("sweep:\n  zip:\n    attack.norm: [l2, linf]\n    attack.loss: [margin]\n", ("same length",)),
     ("sweep:\n  grid:\n    attack.norm: [l2, l2]\n", ("repeat",)),
     ("sweep:\n  grid: {}\n", ("at least one path",)),
     ("sweep:\n  grid:\n    attack.norm: [l2]\n  famly: claim\n", ("famly", "did you mean")),
+    # a path inside another: one cell would set both, the later silently winning
+    ("sweep:\n  grid:\n    classifier.adversarial: [null, {eps: 1.0}]\n"
+     "    classifier.adversarial.eps: [0.5, 2.0]\n", ("lies inside classifier.adversarial",)),
+    # fields whose cells would all be the same run
+    ("sweep:\n  grid:\n    stats.alpha: [0.05, 0.01]\n", ("cannot be swept", "statistics")),
+    ("sweep:\n  grid:\n    seeds: [[0], [1]]\n", ("cannot be swept", "replications")),
+    # the checks across sections run on every cell, not only on the base protocol
+    ("sweep:\n  grid:\n    attack.eps.on: [10.0, 12.0]\n",
+     ("attack.eps.on=12.0", "must be equal")),
 ])
 def test_bad_sweeps_name_file_line_and_path(sweep: str, needles: tuple[str, ...]) -> None:
     with pytest.raises(ProtocolError) as err:
@@ -99,6 +108,52 @@ def test_pair_claims_need_a_sweep_over_adversarial_training() -> None:
     # each setting pairs with the standard cell that agrees on every other choice
     assert classifier_pairs([c for c, _ in p.cell_protocols()]) == [(0, 1), (0, 2), (3, 4),
                                                                       (3, 5)]
+
+
+def test_a_classifier_pair_claim_needs_cells_that_pair() -> None:
+    p = _load("sweep:\n  zip:\n    attack.norm: [l2, linf]\n"
+              "    classifier.adversarial: [null, {eps: 1}]\n", claims=", dmm.dimpled_or_robust")
+    with pytest.raises(SweepError, match="no two cells differ only"):
+        check_sweep_claims(p)
+
+
+def test_cells_do_not_share_or_change_the_sweeps_values() -> None:
+    p = _load("sweep:\n  grid:\n    classifier.adversarial: [null, {eps: 1.0}]\n")
+    before = p.sweep.model_dump()
+    cells = p.cell_protocols()
+    assert p.sweep.model_dump() == before
+    assert cells[1][1].classifier.adversarial.eps == 1.0
+
+
+def test_a_pair_claim_makes_every_cell_measure() -> None:
+    p = _load("sweep:\n  grid:\n    classifier.adversarial: [null, {eps: 1.0}]\n",
+              claims=", dmm.dimpled_or_robust")
+    only_pairs = p.model_copy(update={"claims": tuple(
+        e for e in p.claims if e.id == "dmm.dimpled_or_robust")})
+    assert "measurements" in only_pairs.tables
+
+
+def test_seeds_rejecting_are_counted_per_specification_not_per_cell_index() -> None:
+    """Two classifier pairs' rows (different specifications) never add up their seeds."""
+    table = _table(np.random.default_rng(5), cells=1)
+    other = table.copy()
+    other[SPECIFICATION] = "k=0, adversarial=none vs eps=2"
+    both = pd.concat([table, other], ignore_index=True)
+    out = adjust_across_grid(both, StatsConfig(), "claim")
+    pooled = out[out["seed"].astype(str) == "pooled"]
+    assert (pooled["n_seeds_reject"] <= pooled["n_seeds"]).all()
+
+
+def test_the_contradiction_test_divides_by_the_sweeps_family() -> None:
+    from dimple_stats.sweep import FAMILY, family_size
+
+    table = _table(np.random.default_rng(3), cells=3)
+    table[FAMILY] = "claim"
+    assert family_size(table, "a.one", 0) == int((table["claim"] == "a.one").sum())
+    table[FAMILY] = "grid"
+    assert family_size(table, "a.one", 0) == len(table)
+    table[FAMILY] = "cell"
+    assert family_size(table, "a.one", 0) == int((table[CELL] == 0).sum())
 
 
 def test_a_sweep_is_part_of_the_protocol_hash() -> None:

@@ -75,6 +75,7 @@ def test_every_cell_and_seed_is_measured_and_each_model_trained_once(swept) -> N
     assert sum(r["model"] == "classifier" for r in models) == 4
     assert all(not r["loaded"] for r in models)
     # The cells' own runs loaded every model: nothing was trained twice.
+    assert sweep["cell_models_trained"] == 0
     assert set(outcome.manifest["timings"]) == {f"{c}/{s}" for c in range(4) for s in (0, 1)}
 
 
@@ -90,13 +91,12 @@ def test_grid_wide_holm_within_each_claim_matches_statsmodels(swept) -> None:
         expected = multipletests(g["p"].to_numpy(float), method="holm")[1]
         np.testing.assert_allclose(g["p_adj"].to_numpy(float), expected, rtol=1e-12)
         assert ((g["p_adj"] <= 0.05) == (g["decision"] == "reject H0")).all()
-        # the sweep's family is larger than any one cell's: never a smaller adjusted p
-        assert (g["p_adj"] >= g["p_adj_cell"] - 1e-15).all()
+
     # each cell's dmm.perpendicular rows and each pair's dimpled_or_robust rows are present
     perp = r[r["claim"] == "dmm.perpendicular"]
     assert perp[CELL].nunique() == 4
     pairs = r[r["claim"] == "dmm.dimpled_or_robust"]
-    assert sorted(pairs[CELL].unique()) == [0, 2]  # keyed by the standard cell of each pair
+    assert sorted(pairs[CELL].unique()) == [1, 3]  # keyed by the adversarial cell of each pair
     assert set(pairs["variant"]) == {"unchanged", "unchanged_vs_pca",
                                      "unchanged_vs_data_random"}
     assert pairs["classifier.adversarial"].str.startswith("none vs ").all()
@@ -112,8 +112,10 @@ def test_pairs_compare_the_same_images_under_both_classifiers(swept) -> None:
     std = m[(m[CELL] == 0) & (m["seed"] == 0)].set_index("sample")
     adv = m[(m[CELL] == 1) & (m["seed"] == 0)].set_index("sample")
     both = std.index.intersection(adv.index)
+    # the same sample index is the same image in both cells (same seed, same split)
+    assert (std.loc[both, "image_id"] == adv.loc[both, "image_id"]).all()
     d = adv.loc[both, "r_T"] - std.loc[both, "r_T"]
-    row = r[(r["claim"] == "dmm.dimpled_or_robust") & (r[CELL] == 0) & (r["seed"] == 0)
+    row = r[(r["claim"] == "dmm.dimpled_or_robust") & (r[CELL] == 1) & (r["seed"] == 0)
             & (r["variant"] == "unchanged")].iloc[0]
     assert row["n"] == len(both)
     assert row["estimate"] == pytest.approx(float(np.median(d)))
@@ -134,8 +136,8 @@ def test_report_rerenders_identically_with_spec_curves_in_html(swept, tmp_path: 
     after = {p.name: p.read_bytes() for p in report.iterdir() if p.is_file()}
     assert before == after
     html = (report / "report.html").read_text()
-    assert html.count('alt="spec_curve_') == 2 or html.count("spec_curve_") >= 2
     assert "Specification curve of dmm.perpendicular" in html
+    assert "Specification curve of dmm.dimpled_or_robust" in html
     summary = (report / "summary.md").read_text()
     assert "specifications" in summary and "dmm.dimpled_or_robust" in summary
 
