@@ -130,6 +130,17 @@ def write_report(results: pd.DataFrame, measurements: pd.DataFrame | None,
     # The verdicts in words are the report's front page, whatever the table formats.
     summary = sweep_renderers.get("summary", to_summary)
     written.append(write_text_atomic(out / SUMMARY_FILE, summary(results, title=title, **context)))
+    if sweep_renderers and measurements is not None and manifest and "sweep" in manifest:
+        from dimple_stats.report.attack_parity import (
+            ATTACKS_FILE,
+            attack_parity,
+            attack_parity_markdown,
+        )
+
+        parity = attack_parity(measurements, [c["choices"] for c in manifest["sweep"]["cells"]])
+        if len(parity):
+            written.append(write_text_atomic(out / ATTACKS_FILE,
+                                             attack_parity_markdown(parity, title)))
     drawn = _write_figures(results, measurements, out / "figures", tables,
                            confidence=context["confidence"] or 0.95) if figures else []
     written += drawn

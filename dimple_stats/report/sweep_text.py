@@ -96,8 +96,12 @@ def sweep_summary(results: pd.DataFrame, *, title: str = "dimple-stats results",
     lines += ["## Robustness across specifications", ""]
     lines += robustness_lines(results, confidence) or ["No tested claim."]
     if len(results):
+        from dimple_stats.sweep import swept_paths
+
+        attacks = (" How the swept attacks' minimal norms compare image by image: attacks.md."
+                   if "attack.method" in swept_paths(results) else "")
         lines += ["", _how(results, protocol) + " Every specification's numbers: results.md; "
-                  "every column: results.csv; the specification curves: figures/."]
+                  "every column: results.csv; the specification curves: figures/." + attacks]
     return "\n".join(lines) + "\n"
 
 

@@ -25,7 +25,7 @@ MULTIVERSE = Path(__file__).resolve().parents[2] / "protocols" / "multiverse_dig
 
 #: Reduced so that both executors fit in a few minutes: every cell, model and seed of the
 #: protocol, with fewer evaluation images (the full run's share of work in each stage stays).
-_LIMIT, _QUICK_LIMIT = 8, 2
+_LIMIT, _QUICK_LIMIT = 16, 2
 _QUICK_OVERRIDES = ["seeds=[0, 1]", "classifier.epochs=2", "autoencoders.plain.epochs=10",
                     "autoencoders.isometric.epochs=10",
                     "sweep.zip={autoencoders.plain.latent_dim: [4], "

@@ -229,3 +229,44 @@ def test_robustness_counts_specifications_and_says_where_a_claim_flips() -> None
 def test_sweep_config_refuses_more_cells_than_the_limit() -> None:
     with pytest.raises(ValueError, match="cells"):
         SweepConfig(grid={"a.b": tuple(range(40)), "c.d": tuple(range(40))})
+
+
+def test_a_non_default_test_keeps_the_pair_claims_deciding_variant(synthetic) -> None:
+    """dmm.dimpled_or_robust with the sign test: its verdict reads 'unchanged (sign)', not the
+    data-shaped variants beside it."""
+    from dimple_stats.api import test_claim
+    from dimple_stats.report.verdicts import deciding_rows
+
+    results = test_claim(synthetic.classifier_pairs(turn=0.05), "dmm.dimpled_or_robust",
+                         test="sign", stats={"bootstrap": 100})
+    for _, g in results.groupby("autoencoder"):
+        assert set(deciding_rows(g)["variant"]) == {"unchanged (sign)"}
+    # a real turn of +0.05 in r_T is found, towards the manifold
+    pooled = results[(results["seed"] == "pooled") & (results["variant"] == "unchanged (sign)")]
+    assert (pooled["decision"] == "reject H0").all() and (pooled["estimate"] > 0.03).all()
+
+
+def test_attack_parity_compares_the_same_images_across_attack_cells() -> None:
+    from dimple_stats.report.attack_parity import attack_parity
+
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame({"seed": 0, "autoencoder": "plain", "sample": range(40),
+                         "norm_plain": rng.uniform(1, 2, 40), "success_plain": True,
+                         "r_T": rng.uniform(0, 1, 40)})
+    cells = [{"attack.method": "pgd", "k": 2}, {"attack.method": "fmn", "k": 2},
+             {"attack.method": "pgd", "k": 4}, {"attack.method": "fmn", "k": 4}]
+    frames = []
+    for index, cell in enumerate(cells):
+        frame = base.assign(cell=index)
+        if cell["attack.method"] == "fmn":  # 10% nearer on every image; one failure
+            frame = frame.assign(norm_plain=frame["norm_plain"] * 0.9,
+                                 r_T=frame["r_T"] + 0.01)
+            frame.loc[0, "success_plain"] = False
+        frames.append(frame)
+    table = attack_parity(pd.concat(frames, ignore_index=True), cells)
+    assert list(table["setting"]) == ["k=2", "k=4"]
+    assert table["images"].tolist() == [39, 39]
+    np.testing.assert_allclose(table["median_ratio"], 0.9)
+    assert table["smaller_5pct"].tolist() == [1.0, 1.0]
+    assert table["censored_method"].tolist() == [1 / 40, 1 / 40]
+    np.testing.assert_allclose(table["median_abs_dr_T"], 0.01)
