@@ -8,6 +8,7 @@ and the README checked against it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,26 @@ def test_readme_quotes_the_mnist_summary_as_generated() -> None:
     quoted = readme.split(start)[1].split(end)[0].strip().splitlines()
     summary = (REPORTS / "mnist_offmanifold" / "summary.md").read_text().splitlines()
     assert quoted == [ln for ln in summary if ln.startswith("- **")]
+
+
+SWEEPS = [p for p in RUN_DIRS if "sweep" in json.loads((p / "manifest.json").read_text())]
+
+
+def test_the_multiverse_reports_are_committed() -> None:
+    assert {"multiverse_digits", "multiverse_mnist"} <= {p.name for p in SWEEPS}
+
+
+@pytest.mark.parametrize("run_dir", SWEEPS, ids=lambda p: p.name)
+def test_a_committed_sweep_shows_each_claims_specification_curve(run_dir: Path) -> None:
+    import pandas as pd
+
+    results = pd.read_csv(run_dir / "results.csv")
+    html = (run_dir / "report.html").read_text()
+    summary = (run_dir / "summary.md").read_text()
+    for claim in results.loc[results["decision"].isin(["reject H0", "retain H0"]), "claim"].unique():
+        assert (run_dir / "figures" / f"spec_curve_{claim.replace('.', '_')}.png").is_file()
+        assert f"Specification curve of {claim}" in html
+        assert f"**{claim}**: supported in " in summary
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    cells = manifest["sweep"]["cells"]
+    assert sorted(results["cell"].unique()) == [c["cell"] for c in cells]
