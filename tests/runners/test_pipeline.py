@@ -224,6 +224,8 @@ def test_every_catalogue_claim_has_a_producer() -> None:
     from runners.pipeline import check_supported
 
     text = TINY.replace("  - ae.validity\n", "".join(f"  - {c}\n" for c in CATALOGUE))
+    # dmm.dimpled_or_robust reads a sweep's classifier pairs
+    text += "sweep: {grid: {classifier.adversarial: [null, {eps: 0.5}]}}\n"
     check_supported(load_protocol_text(text))  # raises UnsupportedClaimError if one is refused
 
 
