@@ -107,14 +107,72 @@ def _splits(config: TorchvisionDataset, raw: _Raw, seed: int) -> DatasetSplits:
 # --------------------------------------------------------------------------- MNIST-style IDX files
 
 
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (LeCun's format: ``0x0000``, a type code, the rank, big-endian sizes, data),
+    gunzipped first when its name ends in ``.gz``.
+
+    Written here because torchvision's reader opens only uncompressed files, and Debian's
+    ``dataset-fashion-mnist`` ships the original gzipped ones; unsigned bytes are all MNIST-style
+    sets use.
+    """
+    import gzip
+
+    p = Path(path)
+    data = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise ValueError(f"{p}: not an IDX file of unsigned bytes")
+    rank = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank)
+    if body.size != int(np.prod(shape)):
+        raise ValueError(f"{p}: {body.size} bytes of data for shape {shape}")
+    return body.reshape(shape)
+
+
+def _flat_idx_files(root: Path) -> dict[str, Path]:
+    """The IDX files lying directly in ``root``, gzipped or not (Debian's
+    ``dataset-fashion-mnist`` installs the four ``*-idx?-ubyte.gz`` in one flat directory)."""
+    found = {}
+    for name in _IDX_FILES:
+        for candidate in (root / name, root / f"{name}.gz"):
+            if candidate.is_file():
+                found[name] = candidate
+                break
+    return found
+
+
+@dataclass(frozen=True)
+class _IdxSplit:
+    """One split read from flat IDX files, in the attributes torchvision's datasets have."""
+
+    data: torch.Tensor  # (n, 28, 28) uint8
+    targets: torch.Tensor  # (n,) int64
+
+
 def _read_idx_dataset(
     config: TorchvisionDataset, class_name: str, folder: str, url: str
 ) -> tuple[Any, Any]:
-    """torchvision's MNIST/FashionMNIST for both splits; missing files -> DatasetNotFoundError."""
+    """MNIST/FashionMNIST for both splits, from a flat directory of (gzipped) IDX files or
+    torchvision's ``<root>/<folder>/raw/``; missing files -> DatasetNotFoundError."""
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, class_name)
     root = _root(config)
+    flat = _flat_idx_files(root)
+    if len(flat) == len(_IDX_FILES):
+        def split(prefix: str) -> _IdxSplit:
+            images = read_idx(flat[f"{prefix}-images-idx3-ubyte"])
+            labels = read_idx(flat[f"{prefix}-labels-idx1-ubyte"])
+            return _IdxSplit(torch.from_numpy(images.copy()),
+                             torch.from_numpy(labels.astype(np.int64)))
+
+        return split("train"), split("t10k")
+    if flat:  # some of them here: the user meant this directory
+        raise DatasetNotFoundError(
+            config.name, str(root), _IDX_FILES, url,
+            missing=[n for n in _IDX_FILES if n not in flat],
+            how=f"put all four IDX files (gzipped or not) in {root}; Debian's "
+            "dataset-fashion-mnist installs Fashion-MNIST's in /usr/share/datasets/fashion-mnist")
     raw_dir = root / folder / "raw"
     try:
         # torchvision reads the raw IDX files by name (no md5 check), so hand-made subsets work.
@@ -151,7 +209,8 @@ def _idx_raw(train: Any, test: Any, names: tuple[str, ...]) -> _Raw:
 
 
 def load_mnist(config: TorchvisionDataset, seed: int = 0) -> DatasetSplits:
-    """MNIST from ``<root>/MNIST/raw/`` (the four uncompressed IDX files).
+    """MNIST from ``<root>/MNIST/raw/`` (the four uncompressed IDX files), or from ``<root>``
+    itself holding the four files, gzipped or not.
 
     Parameters
     ----------
@@ -170,7 +229,9 @@ def load_mnist(config: TorchvisionDataset, seed: int = 0) -> DatasetSplits:
 
 
 def load_fashion_mnist(config: TorchvisionDataset, seed: int = 0) -> DatasetSplits:
-    """Fashion-MNIST from ``<root>/FashionMNIST/raw/`` (same IDX layout and file names as MNIST).
+    """Fashion-MNIST from ``<root>/FashionMNIST/raw/`` (same IDX layout and file names as MNIST),
+    or from ``<root>`` itself holding the four files, gzipped or not: Debian's
+    ``apt-get install dataset-fashion-mnist`` puts them in ``/usr/share/datasets/fashion-mnist``.
 
     Parameters
     ----------

@@ -615,3 +615,61 @@ def test_split_validates_shapes() -> None:
     with pytest.raises(TypeError, match="int64"):
         Split(x=torch.zeros(2, 1, 2, 2), y=torch.zeros(3, dtype=torch.int64))
 
+
+
+def test_debian_flat_gzipped_layout_reads_the_same_images(tmp_path: Path) -> None:
+    """Debian's dataset-fashion-mnist: the four *-idx?-ubyte.gz directly in one directory."""
+    import gzip
+
+    nested = tmp_path / "torchvision"
+    files = write_mnist(nested, folder="FashionMNIST")
+    flat = tmp_path / "debian"
+    flat.mkdir()
+    for raw in (nested / "FashionMNIST" / "raw").iterdir():
+        (flat / f"{raw.name}.gz").write_bytes(gzip.compress(raw.read_bytes()))
+    cfg = dict(name="fashion_mnist", eval_samples=40, pixel_range=(-1, 1))
+    from_flat = load_dataset(TorchvisionDataset(root=str(flat), **cfg), seed=1)
+    from_tv = load_dataset(TorchvisionDataset(root=str(nested), **cfg), seed=1)
+    assert torch.equal(from_flat.train.x, from_tv.train.x)
+    assert torch.equal(from_flat.eval.x, from_tv.eval.x)
+    assert from_flat.eval.y.tolist() == from_tv.eval.y.tolist() == files["test_y"].tolist()
+    assert from_flat.fingerprint == from_tv.fingerprint  # the same data, the same store keys
+    # uncompressed files in a flat directory work too (MNIST as well)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for raw in (nested / "FashionMNIST" / "raw").iterdir():
+        (plain / raw.name).write_bytes(raw.read_bytes())
+    digits = load_dataset(TorchvisionDataset(name="mnist", root=str(plain), eval_samples=40), 0)
+    assert digits.eval.y.tolist() == files["test_y"].tolist()
+
+
+def test_a_flat_directory_missing_a_file_names_it(tmp_path: Path) -> None:
+    import gzip
+
+    from runners.datasets.base import DatasetNotFoundError
+
+    files = write_mnist(tmp_path / "tv", folder="FashionMNIST")
+    assert files
+    flat = tmp_path / "debian"
+    flat.mkdir()
+    for raw in (tmp_path / "tv" / "FashionMNIST" / "raw").iterdir():
+        if raw.name != "t10k-labels-idx1-ubyte":
+            (flat / f"{raw.name}.gz").write_bytes(gzip.compress(raw.read_bytes()))
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset(TorchvisionDataset(name="fashion_mnist", root=str(flat), eval_samples=4), 0)
+    message = str(err.value)
+    assert "t10k-labels-idx1-ubyte" in message and str(flat) in message
+    assert "train-images" not in message.split("missing")[-1]
+
+
+def test_read_idx_refuses_a_file_that_is_not_idx(tmp_path: Path) -> None:
+    from runners.datasets.torchvision_sets import read_idx
+
+    bad = tmp_path / "x-idx3-ubyte"
+    bad.write_bytes(b"\x00\x00\x09\x01" + b"\x00\x00\x00\x02" + b"ab")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(bad)
+    short = tmp_path / "y-idx1-ubyte"
+    short.write_bytes(b"\x00\x00\x08\x01" + b"\x00\x00\x00\x05" + b"abc")
+    with pytest.raises(ValueError, match="3 bytes of data"):
+        read_idx(short)
