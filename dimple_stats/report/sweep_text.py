@@ -161,8 +161,8 @@ def sweep_latex(results: pd.DataFrame, *, caption: str | None = None,
     parts = ["% dimple-stats sweep results: needs \\usepackage{booktabs,longtable,array}"]
     head = (r"specification & autoencoder & variant & n & cens. & estimate & CI & $p_{adj}$ & "
             r"decision \\")
-    spec = (r">{\raggedright\arraybackslash}p{5.2cm}>{\raggedright\arraybackslash}p{1.6cm}"
-            r">{\raggedright\arraybackslash}p{2.0cm}rrrrrl")
+    spec = (r">{\raggedright\arraybackslash}p{3.8cm}>{\raggedright\arraybackslash}p{1.65cm}"
+            r">{\raggedright\arraybackslash}p{1.9cm}rrrrrl")
     for claim, g in results.groupby("claim", sort=False):
         chosen = [deciding_rows(h) for _, h in g.groupby([CELL, SPECIFICATION, "autoencoder"],
                                                          sort=False)]

@@ -85,7 +85,8 @@ def test_latex_has_a_pooled_and_a_per_seed_table_escaped() -> None:
 AWKWARD = {"plain": "plain_v2% & <b>", "isometric": "iso|#~^\\{x}$"}
 
 
-@pytest.mark.parametrize("name", ["mnist_offmanifold", "isometric_defense", "awkward names"])
+@pytest.mark.parametrize("name", ["mnist_offmanifold", "isometric_defense", "awkward names",
+                                  "multiverse_mnist"])
 def test_latex_tables_compile_and_fit_the_page(name: str, tmp_path: Path) -> None:
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed: apt-get install texlive-latex-base "
@@ -95,7 +96,12 @@ def test_latex_tables_compile_and_fit_the_page(name: str, tmp_path: Path) -> Non
         results["autoencoder"] = results["autoencoder"].replace(AWKWARD)
     else:
         results = _committed(name)
-    (tmp_path / "results.tex").write_text(to_latex(results, caption=name))
+    if "cell" in results.columns:  # a sweep's tables: one per claim, a row per specification
+        from dimple_stats.report.sweep_text import sweep_latex
+
+        (tmp_path / "results.tex").write_text(sweep_latex(results, caption=name))
+    else:
+        (tmp_path / "results.tex").write_text(to_latex(results, caption=name))
     (tmp_path / "doc.tex").write_text(
         "\\documentclass{article}\n\\usepackage[margin=1in]{geometry}\n"
         "\\usepackage{booktabs,longtable,array}\n\\begin{document}\n"

@@ -22,6 +22,7 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -205,3 +206,19 @@ def test_the_load_check_sees_a_broken_image(tmp_path: Path) -> None:
     failed = failed_images(rendered)
     assert failed[0] == "broken.png: not loaded"
     assert len(failed) == 2 and failed[1].startswith("truncated.png: ")
+
+
+@pytest.mark.slow
+def test_a_committed_sweep_report_shows_its_specification_curves_in_chromium(
+        tmp_path: Path) -> None:
+    from dimple_stats.report.robustness import robustness
+
+    run = Path(__file__).resolve().parents[2] / "reports" / "multiverse_digits"
+    rendered = render_in_chromium(run / "report.html", tmp_path / "chromium")
+    curves = sorted(p.name for p in (run / "figures").glob("spec_curve_*.png"))
+    assert curves
+    assert {img["data-figure"] for img in rendered.images} >= set(curves)
+    assert failed_images(rendered) == []
+    results = pd.read_csv(run / "results.csv")
+    for r in robustness(results):
+        assert f"supported in {r.supported}/{r.total} specifications" in rendered.words("verdicts")
