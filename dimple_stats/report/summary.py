@@ -17,8 +17,8 @@ from dimple_stats.report.verdicts import CATEGORIES, Verdict, verdicts
 if TYPE_CHECKING:
     from dimple_stats.protocol.schema import Protocol
 
-__all__ = ["SUMMARY_FILE", "reduced_run", "reduced_run_notes", "verdict_lines", "tally",
-           "to_summary"]
+__all__ = ["SUMMARY_FILE", "reduced_run", "reduced_run_notes", "summary_head", "verdict_lines",
+           "tally", "to_summary"]
 
 SUMMARY_FILE = "summary.md"
 
@@ -78,18 +78,25 @@ def verdict_lines(found: Sequence[Verdict]) -> list[str]:
     return lines
 
 
-def to_summary(results: pd.DataFrame, *, title: str = "dimple-stats results",
-               manifest: Mapping[str, Any] | None = None, protocol: Protocol | None = None,
-               confidence: float | None = None) -> str:
-    """``summary.md``: the question, the reduced-run banner, the verdicts; no tables (a
-    sweep's is :func:`dimple_stats.report.sweep_text.sweep_summary`)."""
-    found = verdicts(results, confidence=confidence)
+def summary_head(title: str, manifest: Mapping[str, Any] | None,
+                 protocol: Protocol | None) -> list[str]:
+    """summary.md's first lines: the title, the reduced-run banner and the question."""
     lines = [f"# {title}", ""]
     banner = reduced_run(manifest, protocol)
     if banner:
         lines += [f"> **{banner}**", ""]
     if protocol is not None and protocol.description.strip():
         lines += [" ".join(protocol.description.split()), ""]
+    return lines
+
+
+def to_summary(results: pd.DataFrame, *, title: str = "dimple-stats results",
+               manifest: Mapping[str, Any] | None = None, protocol: Protocol | None = None,
+               confidence: float | None = None) -> str:
+    """``summary.md``: the question, the reduced-run banner, the verdicts; no tables (a
+    sweep's is :func:`dimple_stats.report.sweep_text.sweep_summary`)."""
+    found = verdicts(results, confidence=confidence)
+    lines = summary_head(title, manifest, protocol)
     lines += [f"## Verdicts ({tally(found)})", ""]
     lines += verdict_lines(found) or ["No tested claim."]
     if len(results):

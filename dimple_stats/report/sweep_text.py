@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from dimple_stats.report.summary import reduced_run
+from dimple_stats.report.summary import reduced_run, summary_head
 from dimple_stats.results import POOLED
 
 if TYPE_CHECKING:
@@ -87,12 +87,7 @@ def sweep_summary(results: pd.DataFrame, *, title: str = "dimple-stats results",
                   manifest: Mapping[str, Any] | None = None,
                   protocol: Protocol | None = None, confidence: float | None = None) -> str:
     """``summary.md`` of a sweep: the question, the banner, one robustness line per claim."""
-    lines = [f"# {title}", ""]
-    banner = reduced_run(manifest, protocol)
-    if banner:
-        lines += [f"> **{banner}**", ""]
-    if protocol is not None and protocol.description.strip():
-        lines += [" ".join(protocol.description.split()), ""]
+    lines = summary_head(title, manifest, protocol)
     lines += ["## Robustness across specifications", ""]
     lines += robustness_lines(results, confidence) or ["No tested claim."]
     if len(results):
@@ -122,7 +117,7 @@ def sweep_markdown(results: pd.DataFrame, *, title: str = "dimple-stats results"
                    confidence: float | None = None) -> str:
     """``results.md`` of a sweep: robustness lines, then per claim the pooled rows of every
     specification, the nulls and tests, and the notes."""
-    from dimple_stats.report.tables import _notes, _pipe_table
+    from dimple_stats.report.tables import _notes, _pipe_table, nulls_and_tests
 
     lines = [f"# {title}", ""]
     banner = reduced_run(manifest, protocol)
@@ -138,12 +133,7 @@ def sweep_markdown(results: pd.DataFrame, *, title: str = "dimple-stats results"
         lines += [f"## {claim}", "", _pipe_table(_spec_table(g), ("n", "n_censored", "estimate",
                                                                   "effect_size", "p", "p_adj")),
                   ""]
-    lines += ["## Nulls and tests", ""]
-    for (claim, variant), g in results.groupby(["claim", "variant"], sort=False):
-        r = g.iloc[0]
-        lines += [f"- **{claim}** / {variant}: H0: {r['null']}",
-                  f"  - test: {r['test']} (alternative: {r['alternative'] or 'n/a'})",
-                  f"  - estimate: {r['estimate_meaning']}"]
+    lines += nulls_and_tests(results)
     notes = _notes(results)
     if notes:
         lines += ["", "## Notes", "", *notes]

@@ -208,6 +208,19 @@ def _pooled_view(rows: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
+def nulls_and_tests(results: pd.DataFrame) -> list[str]:
+    """results.md's "Nulls and tests": each (claim, variant)'s null, test, estimate and effect."""
+    lines = ["## Nulls and tests", ""]
+    for (claim, variant), g in results.groupby(["claim", "variant"], sort=False):
+        r = g.iloc[0]
+        lines += [f"- **{claim}** / {variant}: H0: {r['null']}",
+                  f"  - test: {r['test']} (alternative: {r['alternative'] or 'n/a'})",
+                  f"  - estimate: {r['estimate_meaning']}"]
+        if r["effect_name"]:
+            lines.append(f"  - effect size: {r['effect_name']}")
+    return lines
+
+
 def _notes(results: pd.DataFrame) -> list[str]:
     """Each distinct note once, with the rows it applies to (claim / variant / autoencoder:
     seeds)."""
@@ -249,14 +262,7 @@ def to_markdown(results: pd.DataFrame, *, title: str = "dimple-stats results",
     if (~pooled_mask).any():
         lines += ["## Per seed", "", _pipe_table(summary_frame(results[~pooled_mask]), numeric),
                   ""]
-    lines += ["## Nulls and tests", ""]
-    for (claim, variant), g in results.groupby(["claim", "variant"], sort=False):
-        r = g.iloc[0]
-        lines += [f"- **{claim}** / {variant}: H0: {r['null']}",
-                  f"  - test: {r['test']} (alternative: {r['alternative'] or 'n/a'})",
-                  f"  - estimate: {r['estimate_meaning']}"]
-        if r["effect_name"]:
-            lines.append(f"  - effect size: {r['effect_name']}")
+    lines += nulls_and_tests(results)
     notes = _notes(results)
     if notes:
         lines += ["", "## Notes", "", *notes]
