@@ -114,6 +114,9 @@ def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
     run = read_run(run_dir)
     overrides = {k: v for k, v in (("correction", correction), ("alpha", alpha)) if v is not None}
     stats = StatsConfig.model_validate({**run.protocol.stats.model_dump(), **overrides})
+    # The report's prose names the correction and alpha it was adjusted with: it must read the
+    # overridden ones, not the protocol file's.
+    protocol = run.protocol.model_copy(update={"stats": stats})
     if run.protocol.sweep is not None:
         from dimple_stats.sweep import analyse_sweep
 
@@ -126,5 +129,5 @@ def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
         figures=run.protocol.report.figures if figures is None else figures,
         title=f"{run.protocol.name}: dimple-stats results", html=html,
         tables=run.tables if run.gallery is None else {**run.tables, GALLERY: run.gallery},
-        manifest=run.manifest, protocol=run.protocol)
+        manifest=run.manifest, protocol=protocol)
     return results, paths

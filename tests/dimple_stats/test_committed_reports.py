@@ -63,3 +63,25 @@ def test_a_committed_sweep_shows_each_claims_specification_curve(run_dir: Path) 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     cells = manifest["sweep"]["cells"]
     assert sorted(results["cell"].unique()) == [c["cell"] for c in cells]
+
+
+def test_a_rerendered_sweep_names_the_correction_it_was_adjusted_with(tmp_path: Path) -> None:
+    """`dimple-stats report --correction fdr_bh --alpha 0.1` re-adjusts the p-values, and the
+    prose that explains them says so (it once kept naming the protocol file's Holm)."""
+    import pandas as pd
+
+    run_dir = REPORTS / "multiverse_digits"
+    committed = (run_dir / "summary.md").read_text()
+    assert "(correction: holm)" in committed and "alpha = 0.05" in committed
+    results, _ = report_run(run_dir, tmp_path, correction="fdr_bh", alpha=0.1, figures=False,
+                            html=False)
+    for name in ("summary.md", "results.md"):
+        text = (tmp_path / name).read_text()
+        assert "(correction: fdr_bh)" in text and "alpha = 0.1" in text
+        assert "(correction: holm)" not in text
+    holm = pd.read_csv(run_dir / "results.csv")
+    tested = holm["p_adj"].notna().to_numpy()
+    assert (results["p_adj"].notna().to_numpy() == tested).all()
+    bh, hm = results["p_adj"].to_numpy()[tested], holm["p_adj"].to_numpy()[tested]
+    # BH never adjusts above Holm (m p_(i) / i <= (m - i + 1) p_(i)); here it is below somewhere
+    assert (bh <= hm + 1e-12).all() and (bh < hm - 1e-9).any()
