@@ -123,6 +123,12 @@ def _log_model(progress: bool | str, seed: int, what: str, result: TrainResult,
                seconds: float) -> None:
     how = "loaded from the store" if result.loaded else "trained"
     log_line(progress, f"seed {seed}: {what} {how} ({seconds:.1f}s)")
+    diverged = result.metrics.get("diverged_epoch")
+    if diverged is not None:
+        # Always said, progress or not: the kept weights are an early epoch's.
+        print(f"warning: seed {seed}: {what}: training diverged (non-finite loss) in epoch "
+              f"{diverged}; the weights of epoch {result.metrics.get('best_epoch')} are kept "
+              "(grad_clip or a smaller lr usually helps)", file=sys.stderr, flush=True)
 
 
 class NonFiniteOutputError(RunFailure):

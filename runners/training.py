@@ -159,11 +159,15 @@ def _save(store: ArtifactStore | None, key: ArtifactKey | None, model: nn.Module
 def config_identity(config: Any) -> Any:
     """A model config as it enters store keys.
 
-    A classifier's ``adversarial`` is left out while null, so that checkpoints keyed before
-    adversarial training existed keep their keys (a standard classifier is the same model).
+    Fields added after checkpoints were first keyed (a classifier's ``adversarial``, an
+    autoencoder's ``grad_clip``) are left out while null, so those checkpoints keep their keys
+    (a model trained without the option is the same model).
     """
-    exclude = {"adversarial"} if getattr(config, "adversarial", "absent") is None else None
-    return config.model_dump(mode="json", exclude=exclude)
+    exclude = {f for f in _LATE_FIELDS if getattr(config, f, "absent") is None}
+    return config.model_dump(mode="json", exclude=exclude or None)
+
+
+_LATE_FIELDS = ("adversarial", "grad_clip")
 
 
 def epoch_checkpoint_name(epoch: int) -> str:
@@ -326,6 +330,9 @@ def check_not_collapsed(name: str, seed: int, config: AutoencoderConfig,
         f"meaningless. Its weights stay in the store. Try a smaller {where}.lr (now "
         f"{config.lr:g}), narrower {where}.hidden (now {hidden}) or more "
         f"{where}.epochs (now {config.epochs}; best epoch {metrics.get('best_epoch', '?')})."
+        + (f" Its training diverged (non-finite loss) in epoch {metrics['diverged_epoch']}: "
+           f"set {where}.grad_clip (now {config.grad_clip}) or lower {where}.lr."
+           if metrics.get("diverged_epoch") is not None else "")
     )
 
 
@@ -415,6 +422,7 @@ def train_autoencoder(
     order, noise = _generator(seed, "batches"), _generator(seed, "regulariser")
     best = (math.inf, copy.deepcopy(ae.state_dict()), 0)
     history: list[dict[str, float]] = []
+    diverged: int | None = None
     start = time.perf_counter()
     with progress_bar(f"autoencoder {name} (seed {seed})", config.epochs, progress) as tick:
         for epoch in range(config.epochs):
@@ -425,11 +433,21 @@ def train_autoencoder(
                 z = ae.encode(xb)
                 recon = ((ae.decode(z) - xb) ** 2).mean()
                 reg = _regulariser_loss(config, ae, xb, z, noise)
+                loss = recon + reg
+                if not torch.isfinite(loss):
+                    # Adam cannot recover from a non-finite step (NaN weights stay NaN): stop
+                    # here, keep the best epoch's weights and say so in the metrics.
+                    diverged = epoch + 1
+                    break
                 optimiser.zero_grad(set_to_none=True)
-                (recon + reg).backward()
+                loss.backward()
+                if config.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(ae.parameters(), config.grad_clip)
                 optimiser.step()
                 sums[0] += float(recon.detach()) * len(idx)
                 sums[1] += float(reg.detach()) * len(idx)
+            if diverged is not None:
+                break
             val = _validation_objective(config, ae, x_val.to(device), seed)
             history.append({"epoch": epoch + 1, "recon": sums[0] / len(x_tr),
                             "regulariser": sums[1] / len(x_tr), "val_objective": val})
@@ -441,6 +459,8 @@ def train_autoencoder(
     ae.load_state_dict(best[1])
     ae.eval()
     metrics = autoencoder_metrics(ae, data)
+    if diverged is not None:
+        metrics["diverged_epoch"] = diverged
     metrics.update({"val_objective": best[0], "best_epoch": best[2], "epochs_run": len(history),
                     "regulariser": config.regulariser.kind,
                     "parameters": sum(p.numel() for p in ae.parameters()),

@@ -188,6 +188,11 @@ class AutoencoderConfig(Frozen):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     patience: int | None = Field(5, ge=1)
+    grad_clip: float | None = Field(
+        None, gt=0, description="Clip the gradient's global L2 norm to this before each Adam "
+        "step (null: no clipping). IRVAE's distortion ratio can spike and blow up an unclipped "
+        "step."
+    )
 
     @model_validator(mode="after")
     def _latent_required(self) -> AutoencoderConfig:

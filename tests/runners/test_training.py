@@ -263,3 +263,54 @@ def test_cli_train_then_load(tmp_path: Path) -> None:
                                      "latent_dim: 4, hidden: [32], epochs: 2"))
     collapsed = runner.invoke(app, args)
     assert collapsed.exit_code == 1 and "collapsed" in collapsed.output, collapsed.output
+
+
+# --------------------------------------------------------------------------- divergence, clipping
+
+def _irvae(lr: float, grad_clip: float | None = None, epochs: int = 3) -> AutoencoderConfig:
+    return AutoencoderConfig(arch="mlp", latent_dim=8, hidden=(64, 64), epochs=epochs,
+                             batch_size=64, lr=lr, patience=None, grad_clip=grad_clip,
+                             regulariser={"kind": "irvae", "weight": 1.0, "eta": 0.2})
+
+
+def test_a_diverging_training_stops_keeps_finite_weights_and_says_so(digits) -> None:
+    """IRVAE at Adam lr 0.1 on the digits reaches a non-finite loss in its first epoch (measured:
+    the distortion ratio's denominator vanishes). Training stops there instead of running its
+    remaining epochs on NaN weights, keeps the best (here: the initial) weights, records the
+    epoch, and the collapse check that follows names grad_clip."""
+    from runners.training import CollapsedAutoencoderError, check_not_collapsed
+
+    config = _irvae(0.1)
+    result = train_autoencoder(config, digits, data_config=DIGITS, seed=0)
+    m = result.metrics
+    assert m["diverged_epoch"] == 1 and m["epochs_run"] == 0 and m["best_epoch"] == 0
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    assert math.isfinite(m["recon_vs_mean"]) and m["recon_vs_mean"] > 0.9  # untrained
+    with pytest.raises(CollapsedAutoencoderError, match=r"diverged .* epoch 1: set "
+                       r"autoencoders\.irvae\.grad_clip \(now None\)"):
+        check_not_collapsed("irvae", 0, config, m)
+    # a stable run records no divergence
+    assert "diverged_epoch" not in train_autoencoder(_irvae(0.01), digits, data_config=DIGITS,
+                                                     seed=0).metrics
+
+
+def test_grad_clip_is_applied_to_each_step(digits) -> None:
+    """With the gradient's norm clipped to 1e-12, far below Adam's eps (1e-8), every update is
+    about lr * 1e-4 of its size, so the weights hardly move; unclipped they do."""
+    start = train_autoencoder(_irvae(1e-3, epochs=0), digits, data_config=DIGITS, seed=0).model
+    moved = {}
+    for clip in (None, 1e-12):
+        trained = train_autoencoder(_irvae(1e-3, clip, epochs=1), digits, data_config=DIGITS,
+                                    seed=0).model
+        moved[clip] = max(float((a - b).abs().max()) for a, b in
+                          zip(trained.parameters(), start.parameters()))
+    assert moved[None] > 1e-2 and moved[1e-12] < 1e-4
+
+
+def test_grad_clip_enters_store_keys_only_when_set() -> None:
+    """Checkpoints keyed before grad_clip existed keep their keys while it is null."""
+    from runners.training import config_identity
+
+    assert "grad_clip" not in config_identity(_irvae(1e-3))
+    assert config_identity(_irvae(1e-3, 1.0))["grad_clip"] == 1.0
+    assert config_identity(FAST_MLP).get("adversarial", "absent") == "absent"
