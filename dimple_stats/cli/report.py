@@ -69,3 +69,33 @@ def report(
     console = Console()
     target = run_dir if out is None else out
     console.print(f"wrote {len(paths)} file(s) to {target}", highlight=False, soft_wrap=True)
+
+
+@command
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="Run directories (each with results.csv and manifest.json); sweeps are skipped.",
+        show_default=False)],
+    out: Annotated[Path | None, typer.Option(
+        help="Write compare.md and compare.csv here (default: print the Markdown).")] = None,
+) -> None:
+    """One table across reports: each claim and null's reading per report and autoencoder,
+    then every report's numbers (no torch, no re-analysis)."""
+    from dimple_stats.report.compare import compare_markdown, compare_runs
+
+    for run_dir in run_dirs:
+        for name in ("results.csv", "manifest.json"):
+            if not (run_dir / name).is_file():
+                raise fail(f"dimple-stats compare: {run_dir}: not a report directory: {name} "
+                           "is missing")
+    table = compare_runs(run_dirs)
+    text = compare_markdown(table)
+    if out is None:
+        typer.echo(text)
+        return
+    from dimple_stats.atomic import write_text_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "compare.md", text)
+    write_text_atomic(out / "compare.csv", table.to_csv(index=False))
+    Console().print(f"wrote compare.md and compare.csv to {out}", highlight=False)

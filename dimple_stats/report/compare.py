@@ -1,0 +1,171 @@
+"""One table across runs: how each claim reads in every report and autoencoder.
+
+A verdict on one data set is a data point; the question a reader brings is whether it holds on
+the next one. :func:`compare_runs` reads the ``results.csv`` of several run directories (no
+re-analysis: each report's rows as committed) and gives one row per (report, autoencoder, claim,
+null) with the row's reading in the words of :mod:`dimple_stats.report.verdicts`;
+:func:`compare_markdown` lays it out as a matrix (claims and nulls down, report and autoencoder
+across) followed by one detail table per claim and null with the numbers. Sweeps are left out:
+their robustness lines already compare specifications (``summary.md`` of the sweep).
+
+Examples
+--------
+>>> from pathlib import Path
+>>> reports = Path(__file__).resolve().parents[2] / "reports"
+>>> table = compare_runs([reports / "quickstart"])  # doctest: +SKIP
+>>> sorted(table["reading"].unique())  # doctest: +SKIP
+['contradicted', 'not supported', 'supported']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from dimple_stats.report.verdicts import (
+    _Context,
+    _g,
+    _row_reading,
+    _variant_words,
+    deciding_rows,
+    quantity,
+    verdicts,
+)
+from dimple_stats.results import DESCRIPTIVE, POOLED
+
+__all__ = ["COMPARE_COLUMNS", "compare_runs", "compare_matrix", "compare_markdown"]
+
+#: Columns of :func:`compare_runs`' table, in order.
+COMPARE_COLUMNS = ("report", "autoencoder", "claim", "variant", "null", "deciding", "reading",
+                   "verdict", "quantity", "estimate", "ci_low", "ci_high", "p_adj", "seeds",
+                   "n", "n_censored")
+
+_SHORT = {"supported": "supported", "not supported": "not supported",
+          "contradicted": "contradicted", "uninformative": "uninformative"}
+
+
+def _read(run_dir: Path) -> tuple[pd.DataFrame, float | None]:
+    results = pd.read_csv(run_dir / "results.csv", dtype={"seed": str, "variant": str})
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    confidence = (manifest.get("protocol") or {}).get("stats", {}).get("confidence")
+    return results, confidence
+
+
+def _is_sweep(run_dir: Path) -> bool:
+    return "sweep" in json.loads((run_dir / "manifest.json").read_text())
+
+
+def compare_runs(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """The tested pooled rows of each run (per-seed rows where a run has no pooled ones), each
+    with its reading (supported / not supported / contradicted / uninformative, as
+    :func:`~dimple_stats.report.verdicts.verdicts` reads a row) and its claim's verdict.
+
+    ``report`` is the run directory's name; ``deciding`` marks the rows the verdict rests on
+    (the others, e.g. the data-shaped nulls of ``dmm.perpendicular``, are read beside them).
+    Sweep directories are skipped.
+    """
+    out = []
+    for run_dir in map(Path, run_dirs):
+        if _is_sweep(run_dir):
+            continue
+        results, confidence = _read(run_dir)
+        tested = results[results["test"].astype(str) != DESCRIPTIVE]
+        family = int(tested["p_adj"].notna().sum())
+        alpha = float(results["alpha"].iloc[0]) if len(results) else 0.05
+        seeds = tested[tested["seed"] != POOLED]
+        verdict_of = {(v.claim, v.autoencoder): v.category
+                      for v in verdicts(results, confidence=confidence)}
+        for (claim, autoencoder), g in tested.groupby(["claim", "autoencoder"], sort=False):
+            pooled = g[g["seed"] == POOLED]
+            rows = pooled if len(pooled) else g
+            decide = set(deciding_rows(g).index)
+            ctx = _Context(alpha, family, confidence,
+                           seeds[(seeds["claim"] == claim) & (seeds["autoencoder"] == autoencoder)])
+            for idx, r in rows.iterrows():
+                out.append({
+                    "report": run_dir.name, "autoencoder": str(autoencoder),
+                    "claim": str(claim), "variant": str(r["variant"]),
+                    "null": _variant_words(str(r["variant"])), "deciding": idx in decide,
+                    "reading": _row_reading(r, ctx),
+                    "verdict": verdict_of.get((claim, autoencoder), ""),
+                    "quantity": quantity(str(r["estimate_meaning"])),
+                    "estimate": float(r["estimate"]), "ci_low": float(r["ci_low"]),
+                    "ci_high": float(r["ci_high"]), "p_adj": float(r["p_adj"]),
+                    "seeds": (f"{int(r['n_seeds_reject'])}/{int(r['n_seeds'])}"
+                              if str(r["seed"]) == POOLED else f"seed {r['seed']}"),
+                    "n": int(r["n"]), "n_censored": int(r["n_censored"]),
+                })
+    return pd.DataFrame(out, columns=list(COMPARE_COLUMNS))
+
+
+def _number(r: pd.Series) -> str:
+    est = float(r["estimate"])
+    return _g(est) if math.isfinite(est) else ""
+
+
+def _row_order(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """(claim, variant) pairs: claims in order of first appearance, each claim's nulls together."""
+    claims = list(dict.fromkeys(table["claim"]))
+    pairs = list(dict.fromkeys(zip(table["claim"], table["variant"])))
+    return sorted(pairs, key=lambda cv: claims.index(cv[0]))
+
+
+def compare_matrix(table: pd.DataFrame) -> pd.DataFrame:
+    """Claims and nulls down, ``report: autoencoder`` across; each cell the row's reading and
+    its estimate ("supported -0.172"); empty where a report does not test that claim."""
+    if table.empty:
+        return pd.DataFrame()
+    cols = list(dict.fromkeys(f"{r}: {a}" for r, a in zip(table["report"], table["autoencoder"])))
+    rows = _row_order(table)
+    cells: dict[tuple[str, str], dict[str, str]] = {row: {} for row in rows}
+    for _, r in table.iterrows():
+        number = _number(r)
+        cells[(r["claim"], r["variant"])][f"{r['report']}: {r['autoencoder']}"] = (
+            _SHORT[r["reading"]] + (f" {number}" if number else ""))
+    matrix = pd.DataFrame([{"claim": c, "null": _variant_words(v),
+                            **{col: cells[(c, v)].get(col, "") for col in cols}}
+                           for c, v in rows])
+    return matrix
+
+
+def _pipe(frame: pd.DataFrame) -> list[str]:
+    def esc(x: object) -> str:
+        return str(x).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(c) for c in frame.columns) + " |",
+             "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(esc(x) for x in row) + " |"
+              for row in frame.itertuples(index=False)]
+    return lines
+
+
+def compare_markdown(table: pd.DataFrame, *, title: str = "Claims across reports") -> str:
+    """The matrix, then per claim and null a table of every report's numbers (estimate and CI,
+    adjusted p, seeds rejecting, n and censored)."""
+    lines = [f"# {title}", ""]
+    if table.empty:
+        return "\n".join(lines + ["No tested claim.", ""])
+    lines += ["Each cell: the row's reading (pooled over seeds where the report pools) and its "
+              "estimate; the verdict of a claim rests on its deciding nulls, the others are read "
+              "beside them. Reports: " + ", ".join(dict.fromkeys(table["report"])) + ".", ""]
+    lines += _pipe(compare_matrix(table)) + [""]
+    for claim, variant in _row_order(table):
+        g = table[(table["claim"] == claim) & (table["variant"] == variant)]
+        lines += [f"## {claim}: against {_variant_words(variant)}", "",
+                  f"Quantity: {g['quantity'].iloc[0]}"
+                  + ("" if g["deciding"].all() else " (read beside the deciding null)"), ""]
+        detail = pd.DataFrame({
+            "report": g["report"], "autoencoder": g["autoencoder"], "reading": g["reading"],
+            "estimate [CI]": [f"{_g(e)} [{_g(lo)}, {_g(hi)}]" if math.isfinite(e) else ""
+                              for e, lo, hi in zip(g["estimate"], g["ci_low"], g["ci_high"])],
+            "p_adj": [_g(p) if math.isfinite(p) else "" for p in g["p_adj"]],
+            "seeds rejecting": g["seeds"],
+            "n (censored)": [f"{n} ({c})" if c else str(n) for n, c in zip(g["n"],
+                                                                             g["n_censored"])],
+        })
+        lines += _pipe(detail) + [""]
+    return "\n".join(lines)

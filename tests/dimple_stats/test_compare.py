@@ -1,0 +1,79 @@
+"""`dimple-stats compare`: one table across the committed reports, checked against each
+report's own results.csv and summary.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dimple_stats.cli import app
+from dimple_stats.report.compare import compare_markdown, compare_matrix, compare_runs
+
+REPORTS = Path(__file__).resolve().parents[2] / "reports"
+SINGLE = [REPORTS / "quickstart", REPORTS / "synthetic_known_manifold"]
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return compare_runs([*SINGLE, REPORTS / "multiverse_digits"])
+
+
+def test_each_row_is_its_reports_pooled_row(table: pd.DataFrame) -> None:
+    assert set(table["report"]) == {"quickstart", "synthetic_known_manifold"}  # sweep skipped
+    for report, g in table.groupby("report"):
+        csv = pd.read_csv(REPORTS / report / "results.csv", dtype={"seed": str})
+        pooled = csv[(csv["seed"] == "pooled") & (csv["test"] != "descriptive")]
+        assert len(g) == len(pooled)
+        merged = g.merge(pooled, on=["claim", "variant", "autoencoder"], suffixes=("", "_csv"))
+        assert len(merged) == len(g)
+        assert (merged["estimate"] == merged["estimate_csv"]).all()
+        assert ((merged["reading"] == "supported") == (merged["decision"] == "reject H0")).all()
+        assert (merged["n_censored"] == merged["n_censored_csv"]).all()
+
+
+def test_verdicts_are_the_summaries(table: pd.DataFrame) -> None:
+    for (report, claim, ae), g in table.groupby(["report", "claim", "autoencoder"]):
+        summary = (REPORTS / report / "summary.md").read_text()
+        verdict = g["verdict"].iloc[0]
+        assert f"- **{verdict[:1].upper() + verdict[1:]}**: `{claim}` ({ae})" in summary
+
+
+def test_contradicted_needs_the_ci_on_the_other_side(table: pd.DataFrame) -> None:
+    contra = table[table["reading"] == "contradicted"]
+    assert len(contra)  # dmm.perpendicular against chance, on both reports
+    csv = pd.concat([pd.read_csv(p / "results.csv", dtype={"seed": str}).assign(report=p.name)
+                     for p in SINGLE])
+    m = contra.merge(csv[csv["seed"] == "pooled"],
+                     on=["report", "claim", "variant", "autoencoder"], suffixes=("", "_csv"))
+    below = (m["alternative"] == "less") & (m["ci_low_csv"] > m["null_value"])
+    above = (m["alternative"] == "greater") & (m["ci_high_csv"] < m["null_value"])
+    assert (below | above).all()
+
+
+def test_matrix_and_markdown(table: pd.DataFrame) -> None:
+    matrix = compare_matrix(table)
+    assert list(matrix.columns[:2]) == ["claim", "null"]
+    row = matrix[(matrix["claim"] == "zp.not_below_random")].iloc[0]
+    number = table[(table["report"] == "quickstart") & (table["autoencoder"] == "plain")
+                   & (table["claim"] == "zp.not_below_random")
+                   & (table["variant"] == "non_inferiority")]["estimate"].iloc[0]
+    assert row["quickstart: plain"] == f"supported {number:.3g}"
+    # a claim's nulls are adjacent rows
+    claims = list(matrix["claim"])
+    assert all(claims.index(c) + claims.count(c) - 1 == len(claims) - 1 - claims[::-1].index(c)
+               for c in set(claims))
+    text = compare_markdown(table)
+    assert "## dmm.perpendicular: against a random subspace of the same dimension" in text
+
+
+def test_cli_writes_both_files_and_refuses_a_non_report(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["compare", *map(str, SINGLE), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "compare.md").read_text().startswith("# Claims across reports")
+    assert len(pd.read_csv(tmp_path / "compare.csv")) == len(compare_runs(SINGLE))
+    res = runner.invoke(app, ["compare", str(tmp_path)])
+    assert res.exit_code == 2 and "results.csv is missing" in res.output
