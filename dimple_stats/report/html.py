@@ -156,8 +156,15 @@ def _adversarial(setting: Any) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(setting.items()) if v is not None)
 
 
-def _by_seed(table: Any) -> dict[str, Any]:
-    """``{seed: {key: value}}`` -> rows of keys, one column per seed."""
+def _run_label(key: str) -> str:
+    """A manifest's per-run key in words: ``"3"`` is seed 3, a sweep's ``"3/1"`` cell 3 seed 1."""
+    cell, sep, seed = str(key).partition("/")
+    return f"cell {cell}, seed {seed}" if sep else f"seed {key}"
+
+
+def _by_seed(table: Any, *, max_columns: int = 10) -> dict[str, Any]:
+    """``{seed: {key: value}}`` -> rows of keys, one column per seed; with more seeds (a
+    sweep's cell and seed pairs) than ``max_columns``, one row per seed instead."""
     if not isinstance(table, Mapping) or not table:
         return {"columns": [], "rows": []}
     seeds = list(table)
@@ -166,7 +173,11 @@ def _by_seed(table: Any) -> dict[str, Any]:
     def cell(v: Any) -> str:
         return f"{v:.2f}" if isinstance(v, float) else _fmt(v)
 
-    return {"columns": ["", *(f"seed {s}" for s in seeds)],
+    if len(seeds) > max_columns:
+        return {"columns": ["", *keys],
+                "rows": [[_run_label(s), *(cell((table[s] or {}).get(k)) for k in keys)]
+                         for s in seeds]}
+    return {"columns": ["", *(_run_label(s) for s in seeds)],
             "rows": [[k, *(cell((table[s] or {}).get(k)) for s in seeds)] for k in keys]}
 
 

@@ -185,3 +185,18 @@ def test_report_command_writes_the_page_unless_told_not_to(
     assert result.exit_code == 0, result.output
     text = (run / "report.html").read_text("utf-8")
     assert "Reduced run." in text and "evaluation images per seed" not in text  # seeds only
+
+
+def test_a_sweeps_timings_name_cell_and_seed(tmp_path) -> None:
+    """A sweep's manifest keys runs as "cell/seed": the page says "cell 3, seed 1" (not
+    "seed 3/1") and lists its 60 runs (20 cells x 3 seeds) as rows, not as 60 columns."""
+    from pathlib import Path
+
+    from dimple_stats.report.run import report_run
+
+    run_dir = Path(__file__).resolve().parents[2] / "reports" / "multiverse_digits"
+    report_run(run_dir, tmp_path, figures=False, formats=["csv"])
+    page = (tmp_path / "report.html").read_text()
+    timings = page.split("Timings (seconds per stage)")[1].split("</table>")[0]
+    assert "cell 3, seed 1" in timings and "seed 3/1" not in timings
+    assert timings.count("<tr") == 61 and timings.split("</tr>")[0].count("<th") < 20
