@@ -133,14 +133,9 @@ def compare_matrix(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pipe(frame: pd.DataFrame) -> list[str]:
-    def esc(x: object) -> str:
-        return str(x).replace("|", "\\|")
+    from dimple_stats.report.tables import _pipe_table
 
-    lines = ["| " + " | ".join(esc(c) for c in frame.columns) + " |",
-             "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(esc(x) for x in row) + " |"
-              for row in frame.itertuples(index=False)]
-    return lines
+    return _pipe_table(frame).splitlines()
 
 
 def compare_markdown(table: pd.DataFrame, *, title: str = "Claims across reports") -> str:
