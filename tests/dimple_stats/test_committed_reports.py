@@ -85,3 +85,108 @@ def test_a_rerendered_sweep_names_the_correction_it_was_adjusted_with(tmp_path: 
     bh, hm = results["p_adj"].to_numpy()[tested], holm["p_adj"].to_numpy()[tested]
     # BH never adjusts above Holm (m p_(i) / i <= (m - i + 1) p_(i)); here it is below somewhere
     assert (bh <= hm + 1e-12).all() and (bh < hm - 1e-9).any()
+
+
+def test_every_committed_run_names_one_clean_commit_of_this_history() -> None:
+    """A report is only reproducible from the commit its manifest names: that commit must be
+    clean (no uncommitted edits) and in main's history."""
+    import shutil
+    import subprocess
+
+    root = REPORTS.parent
+    git = shutil.which("git")
+    for run_dir in RUN_DIRS:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        commit = manifest["git_commit"]
+        assert manifest["git_dirty"] is False, f"{run_dir.name} ran from a dirty tree"
+        assert len(commit) == 40, f"{run_dir.name}: no commit recorded"
+        if git and (root / ".git").exists():
+            known = subprocess.run([git, "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"],
+                                   capture_output=True)
+            if known.returncode == 0:  # a shallow clone may lack old commits: nothing to check
+                ancestor = subprocess.run(
+                    [git, "-C", str(root), "merge-base", "--is-ancestor", commit, "HEAD"])
+                assert ancestor.returncode == 0, f"{run_dir.name}: {commit} is not in HEAD's history"
+
+
+def test_the_committed_comparison_is_the_reports_own() -> None:
+    """reports/compare/ is `dimple-stats compare` over the committed reports it names, as they
+    are now: a re-run report that changes a verdict or an estimate fails here until it is
+    regenerated."""
+    from dimple_stats.report.compare import compare_markdown, compare_runs
+
+    committed = (REPORTS / "compare" / "compare.md").read_text()
+    names = committed.split("Reports: ", 1)[1].split(".\n", 1)[0].split(", ")
+    assert {"mnist_offmanifold", "fashion_mnist_offmanifold", "plain_vs_isometric"} <= set(names)
+    assert compare_markdown(compare_runs([REPORTS / n for n in names])) == committed
+
+
+_DECIMAL = r"(?<![\w.])-?\d+\.\d+(?:e[-+]?\d+)?(?![\d.])"
+_TOKEN = r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+# Numbers README Results quotes from the literature, not from a run (REFERENCES.md: the
+# reproduction's published medians of on/plain, off/plain and on/off norm ratios on MNIST).
+_PUBLISHED = {"2.89", "1.10", "2.68"}
+
+
+def _report_numbers(run_dir: Path) -> tuple[set[str], list[float]]:
+    """What a README number may be: a number as written in the report's prose (summary,
+    attacks, the notes of results.md), or a rounding of a pooled row's estimate, CI, adjusted p
+    or effect size, a model's reconstruction error or accuracy, or the run's wall time."""
+    import csv
+    import re
+
+    written: set[str] = set()
+    for name in ("summary.md", "attacks.md"):
+        if (run_dir / name).is_file():
+            written |= set(re.findall(_TOKEN, (run_dir / name).read_text()))
+    notes = [ln for ln in (run_dir / "results.md").read_text().splitlines() if ln.startswith("- ")]
+    written |= set(re.findall(_TOKEN, "\n".join(notes)))
+    values: list[float] = []
+    with open(run_dir / "results.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["seed"] == "pooled":
+                for key in ("estimate", "ci_low", "ci_high", "p_adj", "effect_size"):
+                    if row.get(key) not in (None, ""):
+                        values.append(float(row[key]))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    values.append(float(manifest["total_seconds"]))
+    for model in manifest.get("models", []):
+        values += [float(model[k]) for k in ("recon_vs_mean", "test_accuracy") if k in model]
+    return written, values
+
+
+def _is_rounding_of(number: str, values: list[float]) -> bool:
+    mantissa, _, exponent = number.partition("e")
+    half = 0.5 * 10.0 ** (-len(mantissa.split(".")[1]) + (int(exponent) if exponent else 0))
+    x = float(number)
+    return any(abs(v - x) <= half * (1 + 1e-9) for v in values)
+
+
+def test_every_number_in_readme_results_is_in_the_reports_it_names() -> None:
+    """Each decimal number in README "Results" is found in a report its subsection names (any
+    single-run report where it names none): written there as is, or a rounding of a reported
+    value. Checked per subsection so a number cannot be matched by an unrelated report."""
+    import re
+
+    readme = (REPORTS.parent / "README.md").read_text()
+    results = readme.split("\n## Results\n", 1)[1].split("\n## ", 1)[0]
+    reports = {p.name: _report_numbers(p) for p in RUN_DIRS}
+    single = sorted(n for n in reports if n not in {p.name for p in SWEEPS})
+    missing = []
+    for section in results.split("\n### "):
+        named = [n for n in reports if re.search(rf"\b{n}\b", section)] or single
+        written = set().union(*(reports[n][0] for n in named))
+        values = [v for n in named for v in reports[n][1]]
+        for number in sorted(set(re.findall(_DECIMAL, section))):
+            if number in written or number in _PUBLISHED or _is_rounding_of(number, values):
+                continue
+            missing.append(f"{section.splitlines()[0][:40]!r}: {number}")
+    assert len(re.findall(_DECIMAL, results)) > 150  # the section quotes numbers at all
+    assert not missing, "README Results quotes numbers no named report holds:\n" + "\n".join(missing)
+
+
+def test_the_number_check_catches_a_number_no_report_holds() -> None:
+    written, values = _report_numbers(REPORTS / "mnist_offmanifold")
+    assert "4.01" in written  # the pooled chance ratio as the summary writes it
+    assert _is_rounding_of("3.048", values) and _is_rounding_of("3.05", values)
+    assert not _is_rounding_of("3.047", values) and "3.047" not in written
