@@ -51,7 +51,8 @@ def attack_parity(measurements: pd.DataFrame, cells: list[Mapping[str, Any]]) ->
             continue
         mine = measurements[measurements["cell"] == index].set_index(key)
         theirs = measurements[measurements["cell"] == twin].set_index(key)
-        both = mine.join(theirs, how="inner", lsuffix="_m", rsuffix="_r")
+        both = mine.merge(theirs, how="inner", left_index=True, right_index=True,
+                          suffixes=("_m", "_r"))
         ok = both["success_plain_m"].to_numpy(bool) & both["success_plain_r"].to_numpy(bool)
         ratio = both["norm_plain_m"].to_numpy(float)[ok] / both["norm_plain_r"].to_numpy(float)[ok]
         rows.append({
