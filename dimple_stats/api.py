@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from dimple_stats.claims.analysis import ClaimAnalysis, get_analysis
 from dimple_stats.claims.catalogue import get_claim
+from dimple_stats.claims.rows import join_notes
 from dimple_stats.measurements import MeasurementsError, TableKind, validate
 from dimple_stats.protocol.schema import Protocol
 from dimple_stats.results import ResultRow, finalise
@@ -54,7 +55,36 @@ def claim_rows(claim_id: str, table: pd.DataFrame, options: BaseModel | Mapping[
     opts = options if isinstance(options, definition.options) else \
         definition.options.model_validate(dict(options or {}))
     data = validate(table, analysis.table, require=analysis.columns(opts))
-    return analysis.run(data, opts, stats)
+    data, excluded = without_bad_base_points(data)
+    rows = analysis.run(data, opts, stats)
+    for row in rows:
+        count = excluded.get((row.autoencoder, row.seed), 0)
+        if count:
+            row.note = join_notes(row.note, f"{count} image(s) excluded: the classifier gets "
+                                  "their manifold point D(z*) wrong (base_ok False)")
+    return rows
+
+
+def without_bad_base_points(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, Any], int]]:
+    """``table`` without the rows whose attack base point is misclassified (``base_ok`` False:
+    attack.base manifold), and their count per (autoencoder, seed).
+
+    Such an image has no minimal perturbation from D(z*) (it is 0), so it belongs to no claim;
+    it is counted, never silently dropped.
+
+    >>> t = pd.DataFrame({"seed": [0, 0], "autoencoder": ["a", "a"], "base_ok": [True, False]})
+    >>> kept, excluded = without_bad_base_points(t)
+    >>> len(kept), excluded
+    (1, {('a', 0): 1})
+    """
+    if "base_ok" not in table.columns:
+        return table, {}
+    bad = ~table["base_ok"].astype(bool)
+    if not bool(bad.any()):
+        return table, {}
+    counts = table.loc[bad].groupby(["autoencoder", "seed"]).size()
+    excluded = {(str(ae), int(seed)): int(v) for (ae, seed), v in counts.items()}
+    return table.loc[~bad].reset_index(drop=True), excluded
 
 
 def test_claim(data: pd.DataFrame, claim_id: str, *,

@@ -91,11 +91,16 @@ SCHEMAS: dict[str, dict[str, Column]] = {
         "base_err": Column("float", "||x - D(z)||_2 at the tangent base point z (tangent.at: "
                            "encoder gives recon_err; nearest minimises it)"),
         "base_converged": Column("bool", "the base-point search converged (True for encoder)"),
+        "base_ok": Column("bool", "the classifier classifies the attacks' base point correctly "
+                          "(attack.base manifold: D(z*); always True for image); False rows are "
+                          "excluded from every claim and counted"),
         "norm_plain": Column("float", "||delta|| of the unrestricted minimal adversarial "
                              "perturbation (eps_plain when the attack failed)"),
         "success_plain": Column("bool", "the unrestricted attack succeeded within eps_plain"),
         "eps_plain": Column("float", "budget of the unrestricted attack (censoring point)"),
-        "norm_on": Column("float", "the same with every step projected onto T (eps_on if failed)"),
+        "norm_on": Column("float", "the same on the manifold (attack.on_manifold: latent, the "
+                          "chord ||D(z* + delta) - D(z*)||; tangent, steps in T) (eps_on if "
+                          "failed, NaN if not measurable)"),
         "success_on": Column("bool", "the on-manifold attack succeeded within eps_on"),
         "eps_on": Column("float", "budget of the on-manifold attack (censoring point)"),
         "norm_off": Column("float", "the same with every step projected onto T's orthogonal "
@@ -106,6 +111,13 @@ SCHEMAS: dict[str, dict[str, Column]] = {
                           "perturbation lies in T (attack.box strict), less under clip"),
         "in_T_off": Column("float", "||P_T d_off|| / ||d_off||: 0 when the off-manifold "
                            "perturbation lies in T-perp (attack.box strict)"),
+        "measurable_on": Column("bool", "the on-manifold norm exists: False where the strict "
+                                "tangent-plane set (x + T) ∩ box is {x} or reaches < 1% of eps "
+                                "(norm_on NaN; left out of the norm claims and counted)"),
+        "reach_on": Column("float", "certified lower bound on the reach of (x + T) ∩ box ∩ ball "
+                           "(strict tangent attack; NaN otherwise)"),
+        "path_on": Column("float", "length of the decoded curve of the latent on-manifold "
+                          "attack (attack.on_manifold latent; NaN otherwise or if it failed)"),
         "r_T": Column("float", "||P_T delta|| / ||delta|| for the unrestricted delta"),
         "r_R": Column("float", "||P_R delta|| / ||delta||, R a random k-dim subspace"),
         "r_Tother": Column("float", "||P_T' delta|| / ||delta||, T' the tangent space at another "

@@ -15,12 +15,24 @@ recon_err                 ``||x - D(E(x))||_2``
 base_err                  ``||x - D(z)||_2`` at the tangent base point ``z`` (``= recon_err``
                           for ``tangent.at: encoder``; for ``nearest`` ``z`` minimises it)
 base_converged            the base point search converged (always True for ``encoder``)
+base_ok                   the classifier classifies the attacks' base point correctly: always
+                          True under ``attack.base: image``; under ``manifold`` (attacks from
+                          ``x_m = D(z*)``) a False row is EXCLUDED from every claim (its norms
+                          are NaN: the minimal perturbation from a misclassified point is 0)
 norm_*, success_*, eps_*  minimal adversarial L2 (or Linf) norm, success, budget, for the
                           unrestricted (plain), on-manifold (on) and off-manifold (off) attack;
                           a failure keeps its row with ``success = False`` and ``norm = eps``
 in_T_on, in_T_off         ``||P_T d|| / ||d||`` of the on- and off-manifold perturbations: what
                           their names claim is checked on every run (1 and 0 under
                           ``attack.box: strict``; ``clip`` leaves T where pixels sit at a bound)
+measurable_on             the on-manifold norm exists: False only for the strict tangent-plane
+                          attack where ``(x + T) ∩ box`` is ``{x}`` or reaches less than
+                          :data:`MIN_REACH_SHARE` of eps (then ``norm_on`` is NaN, never
+                          imputed at eps, and the norm claims leave the row out and count it)
+reach_on                  a certified lower bound on how far ``(x + T) ∩ box ∩ ball`` reaches
+                          (strict tangent attack only; NaN otherwise)
+path_on                   the latent attack's path length along the decoded curve (NaN for the
+                          tangent attack and for failures)
 r_T                       ``||P_T d|| / ||d||`` for the plain perturbation ``d``, T the tangent
                           space at the base point (``tangent.at``; ``E(x)`` by default, as in
                           the reproduction)
@@ -59,6 +71,7 @@ from dimple_stats.measurements import SCHEMAS
 from dimple_stats.protocol.schema import MODES, AttackConfig, TangentConfig
 from runners.attacks.base import AttackResult, Bounds
 from runners.attacks.factory import attack_from_config
+from runners.attacks.latent import latent_attack, pullback_metric
 from runners.attacks.losses import input_gradient
 from runners.geometry.controls import (
     DataSubspaces,
@@ -66,6 +79,7 @@ from runners.geometry.controls import (
     random_subspace,
     random_subspace_ratio,
 )
+from runners.geometry.feasible_cone import tangent_reach
 from runners.geometry.spaces import (
     TANGENT_DTYPES,
     DenseSubspace,
@@ -109,12 +123,16 @@ class Measurement:
         the matrix-free path ``solver_iterations`` (mean CG/LSQR iterations per projection).
     method : str
         ``"dense"`` or ``"matrix_free"``.
+    base : Tensor or None
+        The attacks' base points ``(N, C, H, W)``: ``x_m = D(z*)`` under ``attack.base:
+        manifold``, None when they are the images themselves.
     """
 
     columns: dict[str, np.ndarray]
     delta: dict[str, Tensor]
     diagnostics: dict[str, np.ndarray] = field(default_factory=dict)
     method: str = "dense"
+    base: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.columns["sample"])
@@ -156,7 +174,7 @@ def _base_point(decode: Callable[[Tensor], Tensor], x: Tensor, z: Tensor,
     ``recon_err`` is ``||x - D(E(x))||`` when known; under ``encoder`` it is the base error (NaN
     where not given: the other image's base point, whose error is not a column).
     """
-    if tangent.at == "encoder":
+    if tangent.at in (None, "encoder"):
         err = (recon_err.clone() if recon_err is not None
                else torch.full((len(z),), float("nan"), dtype=torch.float64))
         return (z, err, torch.ones(len(z), dtype=torch.bool),
@@ -182,7 +200,7 @@ IN_T_ON_MIN = 0.999
 IN_T_OFF_MAX = 1e-3
 
 
-def check_membership(frame: pd.DataFrame, *, where: str) -> None:
+def check_membership(frame: pd.DataFrame, *, where: str, check_on: bool = True) -> None:
     """Raise :class:`MembershipError` when strict on/off perturbations left their subspace.
 
     Parameters
@@ -191,6 +209,9 @@ def check_membership(frame: pd.DataFrame, *, where: str) -> None:
         A measurement shard (columns ``in_T_on``, ``in_T_off``, ``success_on``, ``success_off``).
     where : str
         Names the shard in the message (seed, autoencoder, shard index, store key).
+    check_on : bool
+        Judge the on-manifold rows (False for ``attack.on_manifold: latent``, whose curved
+        perturbations are not meant to lie in the tangent plane).
 
     Examples
     --------
@@ -205,7 +226,7 @@ def check_membership(frame: pd.DataFrame, *, where: str) -> None:
     """
     problems = []
     on = frame.loc[frame["success_on"].astype(bool), "in_T_on"].dropna()
-    if len(on) and float(on.median()) < IN_T_ON_MIN:
+    if check_on and len(on) and float(on.median()) < IN_T_ON_MIN:
         problems.append(f"strict on-manifold perturbations left T: median in_T_on "
                         f"{float(on.median()):.4g} < {IN_T_ON_MIN} over {len(on)} successful rows")
     off = frame.loc[frame["success_off"].astype(bool), "in_T_off"].dropna()
@@ -216,6 +237,55 @@ def check_membership(frame: pd.DataFrame, *, where: str) -> None:
     if problems:
         raise MembershipError(f"{where}: " + "; ".join(problems)
                               + " (a bug in the feasible-set projection, not a finding)")
+
+
+#: A strict tangent-plane attack whose feasible set reaches less than this share of eps (a
+#: certified lower bound, :func:`runners.geometry.feasible_cone.tangent_reach`) cannot tell "the
+#: boundary is far along T" from "the pixel box forbids moving along T": not measurable.
+MIN_REACH_SHARE = 0.01
+
+
+def _attack_base(classifier: nn.Module, autoencoder: Autoencoder, x: Tensor, y: Tensor,
+                 z: Tensor, attack: AttackConfig) -> tuple[Tensor, Tensor]:
+    """``(base images, base_ok)``: ``x`` itself, or ``D(z*)`` and whether it is still ``y``."""
+    if attack.base == "image":
+        return x, torch.ones(len(x), dtype=torch.bool, device=x.device)
+    with torch.no_grad():
+        xb = autoencoder.decode(z.to(x.dtype)).reshape(x.shape)
+        ok = classifier(xb).argmax(dim=1) == y
+    return xb, ok
+
+
+def _on_manifold(classifier: nn.Module, autoencoder: Autoencoder, xb: Tensor, y: Tensor,
+                 z: Tensor, space: DenseSubspace | MatrixFreeTangent, *, attack: AttackConfig,
+                 tangent: TangentConfig, generator: torch.Generator, bounds: Bounds,
+                 cols: dict[str, Tensor]) -> AttackResult:
+    """The on-manifold attack ``attack.on_manifold`` asks for; fills measurable_on, reach_on
+    and path_on."""
+    nan = torch.full((len(xb),), float("nan"), dtype=torch.float64)
+    cols["reach_on"], cols["path_on"] = nan.clone(), nan.clone()
+    cols["measurable_on"] = torch.ones(len(xb), dtype=torch.bool)
+    if attack.on_manifold == "latent":
+        metric = None
+        # The pull-back metric needs the dense Jacobian: whenever it fits (the same rule as
+        # tangent.method auto, whatever method the tangent space itself used, so that dense and
+        # matrix-free runs of a small decoder take the same steps).
+        if xb[0].numel() * z.shape[1] <= tangent.matrix_free_threshold:
+            metric = pullback_metric(autoencoder.decode, z, dtype=TANGENT_DTYPES[tangent.dtype],
+                                     chunk_size=tangent.chunk_size)
+        res = latent_attack(classifier, autoencoder.decode, z.to(xb.dtype), y,
+                            eps=attack.eps["on"], step=attack.step["on"],
+                            steps=int(attack.steps["on"]), metric=metric, loss=attack.loss,
+                            refine=attack.refine, refine_steps=attack.refine_steps)
+        cols["path_on"] = res.path.cpu().to(torch.float64)
+        return res
+    if attack.box == "strict" and bounds is not None and isinstance(space, DenseSubspace):
+        reach = tangent_reach(space.basis, xb, bounds=bounds, eps=attack.eps["on"])
+        cols["reach_on"] = reach.reach.to(torch.float64)
+        cols["measurable_on"] = reach.reach > MIN_REACH_SHARE * attack.eps["on"]
+    res = attack_from_config(attack, "on", bounds=bounds)(
+        classifier, xb, y, project_gradient=space.on_manifold(), generator=generator)
+    return res
 
 
 def _measure_chunk(
@@ -231,15 +301,19 @@ def _measure_chunk(
     generator: torch.Generator,
     bounds: Bounds,
     controls: DataSubspaces | None,
-) -> tuple[dict[str, Tensor], dict[str, Tensor], str, float | None]:
+) -> tuple[dict[str, Tensor], dict[str, Tensor], str, float | None, Tensor]:
     dtype = TANGENT_DTYPES[tangent.dtype]
     decode = decoder_in_dtype(autoencoder, dtype)
+    # Under attack.base manifold the attacks start at x_m = D(z*): the tangent space is there.
+    tangent = tangent.model_copy(update={"at": tangent.base_point(attack.base)})
     with torch.no_grad():
         z = autoencoder.encode(x)
         recon_err = (x - autoencoder.decode(z)).flatten(1).norm(dim=1).to(torch.float64)
     cols: dict[str, Tensor] = {}
     z, cols["base_err"], cols["base_converged"], cols["base_iterations"] = _base_point(
         decode, x, z, recon_err, tangent)
+    xb, base_ok = _attack_base(classifier, autoencoder, x, y, z, attack)
+    cols["base_ok"] = base_ok.cpu()
     n = x[0].numel()
     space = tangent_space(decode, z, config=tangent, n=n)
     cols.update({"n": torch.full((len(x),), n, dtype=torch.int64),
@@ -247,12 +321,18 @@ def _measure_chunk(
     deltas: dict[str, Tensor] = {}
     projections = {"plain": None, "on": space.on_manifold(), "off": space.off_manifold()}
     for mode in MODES:
-        res: AttackResult = attack_from_config(attack, mode, bounds=bounds)(
-            classifier, x, y, project_gradient=projections[mode], generator=generator)
+        if mode == "on":
+            res = _on_manifold(classifier, autoencoder, xb, y, z, space, attack=attack,
+                               tangent=tangent, generator=generator, bounds=bounds, cols=cols)
+        else:
+            res = attack_from_config(attack, mode, bounds=bounds)(
+                classifier, xb, y, project_gradient=projections[mode], generator=generator)
         eps = torch.full((len(x),), res.eps, dtype=torch.float64)
-        success = res.success.cpu()
-        # Censored rows carry eps exactly (the float64 budget, not its float32 rounding).
-        cols[f"norm_{mode}"] = torch.where(success, res.norm.cpu().to(torch.float64), eps)
+        success = res.success.cpu() & cols["base_ok"]
+        # Censored rows carry eps exactly (the float64 budget, not its float32 rounding); a
+        # base point the classifier already gets wrong has no minimal norm at all.
+        norm = torch.where(success, res.norm.cpu().to(torch.float64), eps)
+        cols[f"norm_{mode}"] = torch.where(cols["base_ok"], norm, float("nan"))
         cols[f"success_{mode}"] = success
         cols[f"eps_{mode}"] = eps
         cols[f"steps_{mode}"] = res.steps
@@ -265,6 +345,9 @@ def _measure_chunk(
                 torch.zeros(len(x), dtype=torch.float64) if resid is None
                 else resid.to(torch.float64))
         deltas[mode] = res.delta
+    unmeasurable = ~cols["measurable_on"]
+    cols["norm_on"] = torch.where(unmeasurable, float("nan"), cols["norm_on"])
+    cols["success_on"] = cols["success_on"] & ~unmeasurable
     # What the on/off perturbations are called is checked, not assumed: their share in T.
     cols["in_T_on"] = space.ratio(deltas["on"]).to(torch.float64)
     cols["in_T_off"] = space.ratio(deltas["off"]).to(torch.float64)
@@ -285,7 +368,7 @@ def _measure_chunk(
                                                dtype=dtype).ratio(plain).cpu().to(torch.float64)
     else:
         cols["r_PCA"], cols["r_Rdata"] = nan.clone(), nan.clone()
-    grad = input_gradient(classifier, x, y, loss="margin")
+    grad = input_gradient(classifier, xb, y, loss="margin")
     cols["r_T_grad"] = space.ratio(grad).to(torch.float64)
     has_other = has_other.cpu()
     other_plain, other_grad = nan.clone(), nan.clone()
@@ -307,7 +390,7 @@ def _measure_chunk(
     # The table is assembled on the CPU whatever device the models ran on.
     cols = {name: t.detach().cpu() for name, t in cols.items()}
     deltas = {name: t.detach().cpu() for name, t in deltas.items()}
-    return cols, deltas, method, iters
+    return cols, deltas, method, iters, xb.detach().cpu()
 
 
 def measure(
@@ -387,17 +470,19 @@ def measure(
     other = other_same_class(y, generator=generator)
     chunks: list[dict[str, Tensor]] = []
     deltas: list[dict[str, Tensor]] = []
+    bases: list[Tensor] = []
     method, iters = "dense", []
     with _eval_mode(classifier, autoencoder):
         for start in range(0, len(x), attack.batch_size):
             sl = slice(start, start + attack.batch_size)
             has = other[sl] >= 0
-            cols, dl, method, it = _measure_chunk(
+            cols, dl, method, it, xb = _measure_chunk(
                 classifier, autoencoder, x[sl], y[sl], x[other[sl].clamp(min=0)], has,
                 attack=attack, tangent=tangent, generator=generator, bounds=bounds,
                 controls=controls)
             chunks.append(cols)
             deltas.append(dl)
+            bases.append(xb)
             if it is not None:
                 iters.append(it)
     cat = {name: torch.cat([c[name] for c in chunks]) for name in chunks[0]}
@@ -413,4 +498,5 @@ def measure(
         diagnostics["solver_iterations"] = np.asarray(iters)
     return Measurement(columns=columns,
                        delta={m: torch.cat([d[m] for d in deltas]) for m in MODES},
-                       diagnostics=diagnostics, method=method)
+                       diagnostics=diagnostics, method=method,
+                       base=None if attack.base == "image" else torch.cat(bases))

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from dimple_stats.attack_audit import attack_audit
 from dimple_stats.errors import BadInput
 from dimple_stats.protocol import Protocol
 from dimple_stats.report.run import MANIFEST, protocol_json
@@ -313,6 +314,7 @@ def run_protocol(
         **({"sweep": sweep} if sweep else {}),
         "artifacts": sorted({a for o in outputs for a in o.artifacts}),
         "tables": sorted(["measurements", *tables, *(["gallery"] if galleries else [])]),
+        "attacks": attack_audit(measurements),
     }
     with staged_report(out) as staging:  # replaces an earlier report at `out` as a whole
         write_measurements(measurements, staging / "measurements.parquet")

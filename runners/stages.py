@@ -30,7 +30,7 @@ __all__ = ["MEASURE_VERSION", "STAGES", "SeedContext", "TABLE_STAGE_VERSION",
            "shard_generator_seed"]
 
 # Part of every measurement shard's key: bump when a change here changes what is measured.
-MEASURE_VERSION = 3  # 3: seeds from derive_seed, attack.method in the key
+MEASURE_VERSION = 4  # 4: attack.base, attack.on_manifold; base_ok, measurable_on, reach_on, path_on
 # Part of the keys of the defense, training and adv_training stages (same rule).
 TABLE_STAGE_VERSION = 2  # 2: seeds from derive_seed
 
@@ -243,9 +243,12 @@ def measurement_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.Data
                         # Before publishing: a shard that fails this must not be resumed from.
                         check_membership(frame, where=(
                             f"seed {seed}, autoencoder {name!r}, measurement shard {index} "
-                            f"(store key {key})"))
+                            f"(store key {key})"),
+                            check_on=protocol.attack.on_manifold == "tangent")
+                    # The gallery shows what was attacked: D(z*) under attack.base manifold.
+                    base = images if result.base is None else result.base.to(device)
                     candidates.append(gallery_candidates(
-                        clf.model, ae.model, images, result, seed=seed, name=name,
+                        clf.model, ae.model, base, result, seed=seed, name=name,
                         pixel_range=ctx.data.pixel_range))
                     with store.writer(key) as writer:
                         writer.save_table("measurements.parquet", frame)

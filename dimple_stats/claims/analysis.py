@@ -27,9 +27,12 @@ from dimple_stats.stats_config import StatsConfig
 
 __all__ = ["AnalysisError", "ClaimAnalysis", "OPTIONAL_COLUMNS", "get_analysis"]
 
-#: Columns every analysis reads when the table has them, beyond those it requires: the image's
-#: index in its split (pooled rows then account for images the seeds share).
-OPTIONAL_COLUMNS: tuple[str, ...] = ("image_id",)
+#: Columns analyses read when the table has them, beyond those they require: the image's
+#: index in its split (pooled rows then account for images the seeds share); base_ok (rows
+#: whose attack base point is misclassified leave every claim, counted); measurable_on (rows
+#: without an on-manifold norm leave the norm claims, counted); r_T_grad (the first-order null
+#: of dmm.norm_asymmetry).
+OPTIONAL_COLUMNS: tuple[str, ...] = ("image_id", "base_ok", "measurable_on", "r_T_grad")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ failed attacks are right-censored norms (at least eps).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -22,6 +24,7 @@ from dimple_stats.claims.rows import (
     descriptive_row,
     groups_of,
     image_ids,
+    join_notes,
     location_row,
     mcnemar_row,
     needs,
@@ -35,6 +38,27 @@ from dimple_stats.stats.censored import (
 )
 from dimple_stats.stats.chance import chance_cdf_r2, chance_median_r2
 from dimple_stats.stats_config import StatsConfig
+
+
+def measurable(g: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows of ``g`` whose on-manifold norm exists, and a note counting the others.
+
+    A strict tangent-plane attack whose feasible set is ``{x}`` (``measurable_on`` False) has
+    no on-manifold norm at all: imputing eps would call "the pixel box forbids any move along
+    T" "the boundary is at least eps away along T". Such rows leave the norm claims, counted.
+
+    >>> g = pd.DataFrame({"measurable_on": [True, False, True]})
+    >>> kept, note = measurable(g)
+    >>> len(kept), note
+    (2, '1 image(s) not measurable on the manifold (strict tangent set is {x}): left out')
+    """
+    if "measurable_on" not in g.columns:
+        return g, ""
+    ok = g["measurable_on"].to_numpy(bool)
+    if ok.all():
+        return g, ""
+    return g.loc[ok], (f"{int((~ok).sum())} image(s) not measurable on the manifold (strict "
+                       "tangent set is {x}): left out")
 
 
 @needs(("seed", "autoencoder", "sample", "norm_on", "norm_off", "norm_plain", "success_on",
@@ -52,6 +76,11 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
     log(on/off) at 1/2 log((n-k)/k), the mean-based prediction, rejected 64-78% of tables drawn
     from this very model: the median of B lies below k/n.) Estimate: median of
     log(norm_on/norm_off) - log(chance median of on/off), 0 = chance.
+    Variant ``beyond_first_order`` (when ``r_T_grad`` is measured): the same one-sided test of
+    log(norm_on/norm_off) - log(||P_perp g|| / ||P_T g||) per image, the ratio the classifier's
+    own gradient predicts for a locally linear boundary (:func:`first_order_ratio`): the
+    dimpled-manifold reading is that the boundary curves so that the manifold's norm is larger
+    than that; censored ratios are bounded as for dimension counting.
     Variant ``naive``: median log(norm_on / norm_off) with its CI, reported beside it but NOT
     tested (it is positive under dimension counting alone, so a test of it would mistake
     geometry for evidence).
@@ -73,6 +102,11 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
     """
     rows: Rows = []
     for (ae, seed), g in groups_of(df, ["autoencoder", "seed"]):
+        g, unmeasured = measurable(g)
+        if len(g) == 0:
+            raise AnalysisError(f"{claim}: autoencoder {ae!r}, seed {seed}: {unmeasured}: "
+                                "every image; use attack.on_manifold latent or attack.base "
+                                "manifold")
         n, k = column_values(g, "n"), column_values(g, "k")
         on_ok, off_ok = g["success_on"].to_numpy(bool), g["success_off"].to_numpy(bool)
         m = chance_median_r2(n, k)
@@ -93,15 +127,22 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
             test=opts.test, alternative="greater",
             statistic_text="1/2 - F_Beta(k/2,(n-k)/2)(1/(1 + (norm_on/norm_off)^2))",
             null=null_text(claim, "dimension_counting"), stats=stats, null_value=0.0, ids=ids,
-            uninformative=uninformative))
+            uninformative=uninformative, note=unmeasured))
+        # New with the measurement that records base points (issue 30): tables written before
+        # it (no base_ok column) are analysed as they were published, so a committed report
+        # re-renders byte for byte.
+        if "r_T_grad" in g.columns and "base_ok" in g.columns:
+            rows.append(_beyond_first_order(g, claim=claim, ae=str(ae), seed=seed, opts=opts,
+                                            stats=stats, cens=cens, ids=ids,
+                                            uninformative=uninformative, note=unmeasured))
         rows.append(descriptive_row(
             claim=claim, variant="naive", autoencoder=str(ae), seed=seed, values=naive,
             estimate_meaning="median log(norm_on/norm_off), bootstrap CI (not tested: dimension "
             "counting alone predicts 0.5 log((n-k)/k))", n_censored=int(cens.sum()),
             null="(descriptive) the naive reading, without the dimension-counting baseline",
             stats=stats, ids=ids,
-            note=f"dimension counting predicts {float(np.median(predicted)):.4g} (chance "
-            "median)"))
+            note=join_notes(unmeasured, f"dimension counting predicts "
+                            f"{float(np.median(predicted)):.4g} (chance median)")))
         for top, bottom, prediction in (("on", "plain", 1 / m), ("off", "plain", 1 / (1 - m)),
                                         ("on", "off", (1 - m) / m)):
             ok_top = g[f"success_{top}"].to_numpy(bool)
@@ -114,9 +155,44 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
                 "bootstrap CI (the statistic the reproduction published)",
                 n_censored=int((~ok_top | ~ok_bottom).sum()),
                 null="(descriptive) beside the reproduction's median and dimension counting",
-                stats=stats, ids=ids, note=f"dimension counting predicts "
-                f"{float(np.median(np.sqrt(prediction))):.4g} (chance median)"))
+                stats=stats, ids=ids, note=join_notes(unmeasured, f"dimension counting predicts "
+                f"{float(np.median(np.sqrt(prediction))):.4g} (chance median)")))
     return rows
+
+
+def first_order_ratio(r_grad: np.ndarray) -> np.ndarray:
+    """The on/off norm ratio a locally linear classifier predicts from its own gradient:
+    ``||P_perp g|| / ||P_T g|| = sqrt(1 - r^2) / r``, ``r = r_T_grad``.
+
+    A linear classifier's minimal L2 perturbation restricted to a subspace S is
+    ``margin / ||P_S g||``, so on/off is this ratio exactly; a classifier whose boundary bends
+    away from the manifold ("dimples") makes the on-manifold norm larger than it.
+
+    >>> [round(float(v), 3) for v in first_order_ratio(np.array([0.6, 1 / np.sqrt(2)]))]
+    [1.333, 1.0]
+    """
+    r = np.clip(np.asarray(r_grad, dtype=float), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(1.0 - r**2) / r
+
+
+def _beyond_first_order(g: pd.DataFrame, *, claim: str, ae: str, seed: object,
+                        opts: NormAsymmetryOptions, stats: StatsConfig, cens: np.ndarray,
+                        ids: np.ndarray | None, uninformative: str, note: str) -> Any:
+    """The ``beyond_first_order`` variant of dmm.norm_asymmetry (see its docstring)."""
+    on_ok, off_ok = g["success_on"].to_numpy(bool), g["success_off"].to_numpy(bool)
+    predicted = np.log(first_order_ratio(column_values(g, "r_T_grad")))
+    d = ratio_bounds(column_values(g, "norm_on"), column_values(g, "norm_off"), on_ok, off_ok,
+                     f=lambda r: np.log(r) - predicted)
+    return location_row(
+        claim=claim, variant=variant_name("beyond_first_order", opts.test), autoencoder=ae,
+        seed=seed, d=d, estimate_values=d,
+        estimate_meaning="median log(norm_on/norm_off) - log(||P_perp g|| / ||P_T g||) per "
+        "image, bootstrap CI (0 = the classifier's own first-order prediction)",
+        censored=cens, test=opts.test, alternative="greater",
+        statistic_text="log(norm_on/norm_off) - log(sqrt(1 - r_T_grad^2) / r_T_grad)",
+        null=null_text(claim, "first_order"), stats=stats, null_value=0.0, ids=ids,
+        uninformative=uninformative, note=note)
 
 
 @needs(("seed", "autoencoder", "sample", "norm_off", "norm_plain", "success_off",
@@ -167,10 +243,11 @@ def off_succeeds_more(df: pd.DataFrame, opts: OffSucceedsMoreOptions,
                 f"{first['autoencoder']!r}: {first['eps_on']:g} vs {first['eps_off']:g}); "
                 "set attack.eps.on and attack.eps.off equal")
     for (ae, seed), g in groups_of(df, ["autoencoder", "seed"]):
+        g, unmeasured = measurable(g)
         on, off = g["success_on"].to_numpy(bool), g["success_off"].to_numpy(bool)
         rows.append(mcnemar_row(
             claim=claim, variant="equal_rates", autoencoder=str(ae), seed=seed, first=on,
             second=off, alternative="greater", names=("on", "off"),
             n_censored=int((~on | ~off).sum()), null=null_text(claim, "equal_rates"), stats=stats,
-            ids=image_ids(g)))
+            ids=image_ids(g), note=unmeasured))
     return rows

@@ -77,6 +77,7 @@ def claims(
                 # with the default options (e.g. dmm.perpendicular's null changes them)
                 "columns": list(c.required_columns()),
                 "optional_columns": list(OPTIONAL_COLUMNS), "censoring": c.censoring,
+                "measured_by": c.measured_by,
                 "options": c.options.model_json_schema(),
             }
             for c in chosen
@@ -91,6 +92,8 @@ def claims(
             console.print(f"  [cyan]{label}[/cyan]: {text}", highlight=False)
         for name, text in c.nulls.items():
             console.print(f"  [cyan]null {name}[/cyan]: {text}", highlight=False)
+        for name, text in c.measured_by.items():
+            console.print(f"  [cyan]measured by {name}[/cyan]: {text}", highlight=False)
         opts = ", ".join(f"{k}={f.default!r}" for k, f in c.options.model_fields.items())
         console.print(f"  [cyan]options[/cyan]: {opts or '(none)'}", highlight=False)
         return

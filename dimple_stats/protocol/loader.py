@@ -180,6 +180,15 @@ def _semantic_issues(protocol: Protocol) -> list[tuple[KeyPath, str]]:
             if extra:
                 found.append((("autoencoders", name, "train_classes"),
                               f"classes {extra} are not in dataset.classes {list(classes)}"))
+    if protocol.attack.base == "manifold" and protocol.tangent.at == "encoder":
+        found.append((("tangent", "at"),
+                      "attack.base manifold attacks from D(z*), so its tangent space is at z* "
+                      "(nearest); tangent.at encoder applies only with attack.base image"))
+    if protocol.attack.base == "image" and protocol.attack.on_manifold == "latent":
+        found.append((("attack", "on_manifold"),
+                      "the latent on-manifold attack starts at D(z*), so its norms compare with "
+                      "the others only when they start there too: set attack.base manifold, or "
+                      "attack.on_manifold tangent with attack.base image"))
     eps = protocol.attack.eps
     if "dmm.off_succeeds_more" in protocol.claim_ids and eps["on"] != eps["off"]:
         # Success rates compare only at one budget: otherwise the test measures the budgets.

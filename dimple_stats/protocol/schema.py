@@ -265,6 +265,22 @@ class AttackConfig(Frozen):
                            "projection stops (distance from T or T-perp over the step's norm).")
     box_max_iter: int = Field(200, ge=1, description="Projection (ADMM) iterations per "
                               "step at most; the residual is recorded and checked.")
+    base: Literal["manifold", "image"] = Field(
+        "manifold", description="Base point of every attack mode. manifold (default): the "
+        "nearest point of the decoder's image, x_m = D(z*), z* = argmin ||D(z) - x|| "
+        "(Levenberg-Marquardt from E(x), tangent.nearest_*); unrestricted, on- and off-manifold "
+        "norms then share one base point that lies ON the learned manifold, and the tangent "
+        "space is taken there. Images whose x_m the classifier gets wrong are excluded and "
+        "counted (column base_ok). image: the image x itself (the reproduction's), tangent at "
+        "tangent.at.")
+    on_manifold: Literal["latent", "tangent"] = Field(
+        "latent", description="The on-manifold attack. latent (default, Stutz et al. 2019): x' "
+        "= D(z* + delta), the minimal chord ||x' - D(z*)|| that flips the classifier (steepest "
+        "ascent in the decoder's pull-back metric, then bisection along the latent segment); "
+        "every x' is an image because the decoder's output is bounded; path_on records the "
+        "length of the decoded curve. tangent: steps projected onto the tangent plane T at the "
+        "base point, under attack.box (strict: exact k-coordinate search in (x + T) ∩ box ∩ "
+        "ball; images whose feasible set is {x} are not_measurable).")
 
     @model_validator(mode="after")
     def _step_below_eps(self) -> AttackConfig:
@@ -317,11 +333,23 @@ class TangentConfig(Frozen):
     solver: Literal["cg", "lsqr"] = "cg"
     tol: float = Field(1e-4, gt=0, description="Relative residual of the matrix-free solve.")
     max_iter: int = Field(200, ge=1)
-    at: Literal["encoder", "nearest"] = Field(
-        "encoder", description="Base point of the tangent space: the encoder's code z = E(x) "
-        "(the reproduction's), or the nearest point of the decoder's image, z* = argmin "
-        "||D(z) - x|| found by Levenberg-Marquardt started at E(x) (columns base_err and "
-        "base_converged record it).")
+    at: Literal["encoder", "nearest"] | None = Field(
+        None, description="Base point of the tangent space under attack.base: image (null means "
+        "encoder there): the encoder's code z = E(x) (the reproduction's), or the nearest point "
+        "of the decoder's image, z* = argmin ||D(z) - x|| found by Levenberg-Marquardt started "
+        "at E(x) (columns base_err and base_converged record it). Under attack.base: manifold "
+        "(null or nearest) the tangent is always at z*, where the attacks start; encoder is "
+        "then refused.")
+
+    def base_point(self, attack_base: str) -> Literal["encoder", "nearest"]:
+        """The tangent base point in effect under ``attack.base``.
+
+        >>> TangentConfig().base_point("manifold"), TangentConfig().base_point("image")
+        ('nearest', 'encoder')
+        """
+        if attack_base == "manifold":
+            return "nearest"
+        return self.at or "encoder"
     nearest_max_iter: int = Field(50, ge=1, description="Levenberg-Marquardt iterations at "
                                   "most for at: nearest.")
     nearest_tol: float = Field(1e-6, gt=0, description="Relative first-order optimality at "

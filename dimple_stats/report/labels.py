@@ -38,6 +38,8 @@ VARIANT_WORDS = {
     "greater": "share in the tangent space above that in a random subspace",
     "non_inferiority": "not below a random subspace by more than the margin",
     "beyond_dimension_counting": "on/off-manifold norm ratio beyond dimension counting",
+    "beyond_first_order": "on/off-manifold norm ratio beyond the gradient's first-order "
+    "prediction",
     "naive": "on/off-manifold norm ratio, log scale (not tested)",
     "tost": "off-manifold against unrestricted norms (equivalence test)",
     "equal_rates": "success rates of off- against on-manifold attacks",

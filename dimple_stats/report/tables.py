@@ -262,6 +262,8 @@ def to_markdown(results: pd.DataFrame, *, title: str = "dimple-stats results",
     if (~pooled_mask).any():
         lines += ["## Per seed", "", _pipe_table(summary_frame(results[~pooled_mask]), numeric),
                   ""]
+    from dimple_stats.attack_audit import audit_lines
+    lines += audit_lines(manifest)
     lines += nulls_and_tests(results)
     notes = _notes(results)
     if notes:

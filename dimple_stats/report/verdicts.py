@@ -82,6 +82,7 @@ VARIANT_WORDS: dict[str, str] = {
     "(non-inferiority test)",
     "greater": "r_T no larger than a random subspace's share (superiority test)",
     "beyond_dimension_counting": "the dimension-counting prediction",
+    "beyond_first_order": "the classifier's first-order prediction ||P_perp g|| / ||P_T g||",
     "tost": "a difference of the margin or more (equivalence test)",
     "equal_rates": "equal success rates",
     "no_change": "no change between the autoencoders",

@@ -64,6 +64,9 @@ def make_measurements(
     df.insert(3, "image_id", df["sample"].to_numpy())
     df["base_err"], df["base_converged"] = df["recon_err"], True
     df["in_T_on"], df["in_T_off"] = 1.0, 0.0
+    # attack.base image, strict tangent attack with room along T everywhere
+    df["base_ok"], df["measurable_on"] = True, True
+    df["reach_on"], df["path_on"] = df["eps_on"], np.nan
     for col in ("r_PCA", "r_Rdata", "r_T_grad_other"):
         df[col] = np.sqrt(extra.beta(a, b, len(df)))
     return df

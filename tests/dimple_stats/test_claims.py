@@ -66,7 +66,7 @@ VARIANTS += [("dmm.gradient_perpendicular", {"null": n}) for n in sorted(
 def test_required_columns_are_all_the_analysis_reads(claim_id: str, options: dict,
                                                      synthetic) -> None:
     # `dimple-stats claims --json` prints required_columns(); the analysis must need nothing
-    # else: on the table cut down to those columns (plus the optional image_id) every row is the
+    # else: on the table cut down to those columns (plus the optional ones) every row is the
     # same as on the full table, and without image_id it still runs.
     import dimple_stats as ds
     from dimple_stats.claims.analysis import OPTIONAL_COLUMNS, get_analysis
@@ -78,9 +78,14 @@ def test_required_columns_are_all_the_analysis_reads(claim_id: str, options: dic
     assert set(need) <= set(table.columns), set(need) - set(table.columns)
     stats = {"bootstrap": 100}
     full = ds.test_claim(table, claim_id, stats=stats, **options)
-    cut = table[need + [c for c in OPTIONAL_COLUMNS if c in table.columns]]
+    cut = table[need + [c for c in OPTIONAL_COLUMNS if c in table.columns and c not in need]]
     pd.testing.assert_frame_equal(ds.test_claim(cut, claim_id, stats=stats, **options), full)
-    assert len(ds.test_claim(table[need], claim_id, stats=stats, **options)) == len(full)
+    # Without the optional columns it still runs; only the variant that needs them goes (the
+    # first-order null of dmm.norm_asymmetry needs r_T_grad and base_ok).
+    bare = ds.test_claim(table[need], claim_id, stats=stats, **options)
+    optional_only = full["variant"].str.startswith("beyond_first_order")
+    assert len(bare) == int((~optional_only).sum())
+    assert set(bare["variant"]) == set(full.loc[~optional_only, "variant"])
     # and every required column is needed: without it the table is refused
     with pytest.raises(Exception, match=need[-1]):
         ds.test_claim(table.drop(columns=need[-1]), claim_id, stats=stats, **options)
@@ -97,7 +102,7 @@ def test_claims_json_prints_the_required_columns() -> None:
     assert out.exit_code == 0, out.output
     for entry in json.loads(out.output):
         assert entry["columns"] == list(get_claim(entry["id"]).required_columns()), entry["id"]
-        assert entry["optional_columns"] == ["image_id"]
+        assert entry["optional_columns"] == ["image_id", "base_ok", "measurable_on", "r_T_grad"]
     norm = next(e for e in json.loads(out.output) if e["id"] == "dmm.norm_asymmetry")
     assert {"norm_plain", "success_plain"} <= set(norm["columns"])  # the catalogue missed these
 

@@ -23,8 +23,9 @@ from dimple_stats.measurements import (
 def test_schema_lists_the_contract_columns() -> None:
     assert list(SCHEMAS["measurements"]) == [
         "seed", "autoencoder", "sample", "image_id", "label", "n", "k", "recon_err", "base_err",
-        "base_converged", "norm_plain", "success_plain", "eps_plain", "norm_on", "success_on",
-        "eps_on", "norm_off", "success_off", "eps_off", "in_T_on", "in_T_off", "r_T", "r_R",
+        "base_converged", "base_ok", "norm_plain", "success_plain", "eps_plain", "norm_on",
+        "success_on", "eps_on", "norm_off", "success_off", "eps_off", "in_T_on", "in_T_off",
+        "measurable_on", "reach_on", "path_on", "r_T", "r_R",
         "r_Tother", "r_PCA", "r_Rdata", "r_T_grad", "r_T_grad_other", "iso_cond"]
     assert list(SCHEMAS["defense"]) == ["seed", "defense", "eps", "sample", "robust_correct",
                                         "clean_correct"]

@@ -51,7 +51,10 @@ def test_reference_hyperparameters_in_mnist_protocol() -> None:
     # plain attacks on the MNIST sample (see the protocol's comment).
     p = load_protocol(ROOT / "protocols" / "mnist_offmanifold.yaml")
     assert (p.attack.eps.plain, p.attack.eps.on, p.attack.eps.off) == (10.0, 10.0, 10.0)
-    assert (p.attack.step.plain, p.attack.step.on, p.attack.step.off) == (0.02, 0.2, 0.02)
+    # The on step is the latent attack's (attack.on_manifold latent, the default): image-space
+    # steps of 0.02 like the others; the reproduction's 0.2 was for its tangent-plane attack.
+    assert p.attack.on_manifold == "latent" and p.attack.base == "manifold"
+    assert (p.attack.step.plain, p.attack.step.on, p.attack.step.off) == (0.02, 0.02, 0.02)
     assert (p.attack.steps.plain, p.attack.steps.on, p.attack.steps.off) == (1000, 1000, 1000)
     assert p.autoencoders["plain"].latent_dim == 16
     assert p.dataset.pixel_range == (-1.0, 1.0)

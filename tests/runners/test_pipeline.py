@@ -29,7 +29,7 @@ autoencoders:
   isometric:
     {arch: mlp, latent_dim: 8, hidden: [64], epochs: 10, regulariser: {kind: isometric, weight: 0.1}}
 attack:
-  eps: {plain: 4, on: 8, off: 8}  # strict on-manifold attacks: many fail (censored)
+  eps: {plain: 4, on: 8, off: 8}
   step: {plain: 0.1, on: 0.3, off: 0.1}
   steps: {plain: 40, on: 60, off: 60}
   batch_size: 16
@@ -94,9 +94,12 @@ def test_results_have_a_row_per_claim_autoencoder_seed_plus_pooled(local_run) ->
 def test_measurements_keep_censored_rows_and_pair_samples(local_run) -> None:
     _, outcome = local_run
     m = outcome.measurements
+    kept = m["base_ok"]
     for mode in ("plain", "on", "off"):
-        failed = m[~m[f"success_{mode}"]]
+        failed = m[~m[f"success_{mode}"] & kept]
         assert (failed[f"norm_{mode}"] == failed[f"eps_{mode}"]).all()
+        # a base point the classifier already gets wrong has no norm (excluded, not censored)
+        assert m.loc[~kept, f"norm_{mode}"].isna().all()
     # The same images are measured under every autoencoder (paired claims need it).
     by_ae = {ae: set(zip(g["seed"], g["sample"])) for ae, g in m.groupby("autoencoder")}
     assert by_ae["plain"] == by_ae["isometric"] and len(by_ae["plain"]) > 20
@@ -106,12 +109,17 @@ def test_measurements_say_what_on_and_off_are_and_carry_controls(local_run) -> N
     _, outcome = local_run
     m = outcome.measurements
     on, off = m[m["success_on"]], m[m["success_off"]]
-    assert len(off) > 20
-    assert (on["in_T_on"] >= 0.999).all() and (off["in_T_off"] <= 1e-3).all()
-    for col in ("r_PCA", "r_Rdata"):  # data-shaped controls measured for every row
-        assert m[col].between(0, 1).all(), col
+    assert len(off) > 20 and len(on) > 20
+    # attack.on_manifold latent (default): curved, mostly but not exactly in the tangent plane
+    # at D(z*); its decoded-curve length is at least its chord; the off attack strictly in T-perp
+    assert on["in_T_on"].between(0.3, 1.0 + 1e-9).all() and on["in_T_on"].median() > 0.9
+    assert (off["in_T_off"] <= 1e-3).all()
+    assert (on["path_on"] >= on["norm_on"] * (1 - 1e-5)).all() and m["measurable_on"].all()
+    for col in ("r_PCA", "r_Rdata"):  # data-shaped controls measured for every attacked row
+        assert m.loc[m["base_ok"], col].between(0, 1).all(), col
     assert m["r_T_grad_other"].notna().sum() > 20
-    assert (m["base_err"] == m["recon_err"]).all() and m["base_converged"].all()  # at: encoder
+    # attack.base manifold: z* is nearer to x than E(x)'s decoding
+    assert (m["base_err"] <= m["recon_err"] * (1 + 1e-6)).all() and m["base_converged"].any()
     # image_id: the index in scikit-learn's 1,797 digits (each seed draws its own eval set).
     ids = {seed: set(g["image_id"]) for seed, g in m.groupby("seed")}
     assert ids[0] != ids[1] and max(ids[0] | ids[1]) < 1797
@@ -129,7 +137,9 @@ def test_a_strict_shard_outside_its_subspace_stops_the_run(tmp_path: Path, monke
                                           "eps: {plain: 4, on: 20, off: 20}"))
     store = ArtifactStore(tmp_path / "store")
     result = CliRunner().invoke(app, ["run", str(protocol_file), "--store", str(store.root),
-                                      "--out", str(tmp_path / "report"), "--seeds", "0"])
+                                      "--out", str(tmp_path / "report"), "--seeds", "0",
+                                      "--set", "attack.on_manifold=tangent",
+                                      "--set", "attack.base=image"])
     assert result.exit_code == 1, result.output
     assert "seed 0, autoencoder 'plain', measurement shard 0" in result.output
     assert "median in_T_on" in result.output

@@ -1,0 +1,121 @@
+"""The curved on-manifold attack (``attack.on_manifold: latent``) against closed forms.
+
+Ground truth: a flat manifold with a linear classifier (minimal chord = the distance to the
+boundary within the plane), a circle (chord and arc length to the boundary in closed form),
+censoring at eps, and a trained digits autoencoder whose decoded adversarial images must stay
+in the pixel box with the recorded norm equal to their chord.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from runners.attacks.latent import latent_attack, pullback_metric
+
+
+def _linear_model(w: torch.Tensor, b: float = 0.0) -> nn.Module:
+    """Two logits (w.x + b, -(w.x + b)): class 0 where w.x + b > 0."""
+    model = nn.Linear(len(w), 2, dtype=w.dtype)
+    with torch.no_grad():
+        model.weight.copy_(torch.stack([w, -w]))
+        model.bias.copy_(torch.tensor([b, -b], dtype=w.dtype))
+    return model.eval()
+
+
+@pytest.mark.parametrize("use_metric", [True, False])
+def test_flat_manifold_minimal_chord_is_the_distance_within_the_plane(use_metric) -> None:
+    gen = torch.Generator().manual_seed(0)
+    n, k = 20, 3
+    basis, _ = torch.linalg.qr(torch.randn(n, k, generator=gen, dtype=torch.float64))
+    scale = torch.tensor([3.0, 0.5, 1.0], dtype=torch.float64)  # an anisotropic decoder
+    origin = 0.1 * torch.randn(n, generator=gen, dtype=torch.float64)
+
+    def decode(z):
+        return origin + (z * scale) @ basis.T
+
+    w = torch.randn(n, generator=gen, dtype=torch.float64)
+    z0 = 0.2 * torch.randn(4, k, generator=gen, dtype=torch.float64)
+    x0 = decode(z0)
+    margin = x0 @ w + 1.0  # all positive at these points: class 0
+    assert bool((margin > 0).all())
+    model = _linear_model(w, 1.0)
+    metric = pullback_metric(decode, z0, dtype=torch.float64) if use_metric else None
+    res = latent_attack(model, decode, z0, torch.zeros(4, dtype=torch.long), eps=50.0,
+                        step=0.01, steps=20000, metric=metric)
+    expected = margin / (basis.T @ w).norm()  # distance to {w.x = -1} within the plane
+    assert bool(res.success.all())
+    assert torch.allclose(res.norm, expected, rtol=1e-3)
+    # the recorded norm is the chord of the returned perturbation, which lies in the plane
+    assert torch.allclose(res.norm, res.delta.norm(dim=1), rtol=1e-12)
+    assert torch.allclose(res.delta @ basis @ basis.T, res.delta, atol=1e-10)
+    assert torch.allclose(res.path, res.norm, rtol=1e-9)  # a straight segment: path = chord
+
+
+def test_circle_chord_and_arc_to_the_boundary_in_closed_form() -> None:
+    def decode(z):  # the unit circle, angle z; inside the pixel box [-1, 1]^2
+        return torch.cat([torch.cos(z), torch.sin(z)], dim=1)
+
+    model = _linear_model(torch.tensor([0.0, -1.0], dtype=torch.float64), 0.5)  # class 0: y < 0.5
+    z0 = torch.zeros(1, 1, dtype=torch.float64)
+    metric = pullback_metric(decode, z0, dtype=torch.float64)
+    res = latent_attack(model, decode, z0, torch.zeros(1, dtype=torch.long), eps=1.0,
+                        step=0.001, steps=5000, metric=metric, refine_steps=30)
+    theta = math.pi / 6  # sin(theta) = 0.5
+    assert bool(res.success[0])
+    assert float(res.norm[0]) == pytest.approx(2 * math.sin(theta / 2), rel=1e-6)
+    assert float(res.path[0]) == pytest.approx(theta, rel=1e-3)  # 16 chords of the arc
+    assert float(res.path[0]) > float(res.norm[0])
+
+
+def test_failures_are_censored_at_eps_and_the_search_stops_at_the_budget() -> None:
+    def decode(z):
+        return torch.cat([torch.cos(z), torch.sin(z)], dim=1)
+
+    model = _linear_model(torch.tensor([0.0, -1.0], dtype=torch.float64), 0.5)
+    z0 = torch.zeros(2, 1, dtype=torch.float64)
+    res = latent_attack(model, decode, z0, torch.zeros(2, dtype=torch.long), eps=0.4,
+                        step=0.001, steps=100000)
+    assert not bool(res.success.any())
+    assert res.norm.tolist() == [0.4, 0.4]
+    assert bool(torch.isnan(res.path).all())
+    # stopped when the chord passed eps (about 0.4 / 0.001 steps), not after 100,000
+    assert int(res.steps.max()) < 500
+
+
+def test_decoded_adversarial_images_stay_in_the_pixel_box_on_a_trained_autoencoder() -> None:
+    from dimple_stats.protocol.schema import AutoencoderConfig, ClassifierConfig, DigitsDataset
+    from runners.datasets import load_dataset
+    from runners.measure import correctly_classified
+    from runners.training import train_autoencoder, train_classifier
+
+    torch.manual_seed(0)
+    config = DigitsDataset(name="digits", pixel_range=(-1.0, 1.0), eval_samples=60)
+    data = load_dataset(config, seed=0)
+    clf = train_classifier(ClassifierConfig(arch="mlp", hidden=(64,), epochs=5), data,
+                           data_config=config, seed=0).model.eval()
+    ae = train_autoencoder(AutoencoderConfig(arch="mlp", latent_dim=8, hidden=(64,), epochs=5),
+                           data, data_config=config, seed=0).model.eval()
+    with torch.no_grad():
+        z = ae.encode(data.eval.x)
+        xb = ae.decode(z)
+    ok = correctly_classified(clf, xb, data.eval.y)
+    z, y = z[ok][:20], data.eval.y[ok][:20]
+    metric = pullback_metric(ae.decode, z, dtype=torch.float64)
+    res = latent_attack(clf, ae.decode, z, y, eps=8.0, step=0.05, steps=400, metric=metric)
+    again = latent_attack(clf, ae.decode, z, y, eps=8.0, step=0.05, steps=400, metric=metric)
+    assert torch.equal(res.delta, again.delta) and torch.equal(res.norm, again.norm)
+    assert int(res.success.sum()) >= 10
+    with torch.no_grad():
+        base = ae.decode(z)
+        adv = base + res.delta
+        assert torch.allclose(adv, ae.decode(z + res.latent), atol=1e-6)
+        flipped = clf(adv).argmax(dim=1) != y
+    assert float(adv.min()) >= -1.0 and float(adv.max()) <= 1.0
+    s = res.success
+    assert bool(flipped[s].all())
+    assert torch.allclose(res.norm[s], res.delta[s].flatten(1).norm(dim=1))
+    assert bool((res.path[s] >= res.norm[s].double() * (1 - 1e-5)).all())
