@@ -74,7 +74,9 @@ def pullback_metric(decode: Callable[[Tensor], Tensor], z: Tensor, *, dtype: tor
     computed in ``dtype`` (a module's decoder is cast, the original untouched)."""
     from runners.geometry.spaces import decoder_in_dtype
 
-    jac = decoder_jacobian(decoder_in_dtype(decode, dtype), z.to(dtype), chunk_size=chunk_size)
+    with torch.no_grad():  # a decoder whose parameters require grad must not leak a graph
+        jac = decoder_jacobian(decoder_in_dtype(decode, dtype), z.to(dtype).detach(),
+                               chunk_size=chunk_size)
     _, s, vh = torch.linalg.svd(jac, full_matrices=False)
     cut = max(jac.shape[1], jac.shape[2]) * torch.finfo(dtype).eps * s[:, :1]
     inv = torch.where(s > cut, 1.0 / torch.where(s > 0, s, torch.ones_like(s)),
@@ -157,7 +159,7 @@ def latent_attack(
         if len(active) == 0:
             break
         last = t == steps
-        za = (z0[active] + latent[active]).requires_grad_(not last)
+        za = (z0[active] + latent[active]).detach().requires_grad_(not last)
         with torch.set_grad_enabled(not last):
             xa = decode(za)
             logits = model(xa)
@@ -179,7 +181,7 @@ def latent_attack(
         n_steps[rows] += 1
         latent[rows] = latent[rows] + _step(decode, z0[rows] + latent[rows], grad, step,
                                             None if metric is None
-                                            else (metric[0][rows], metric[1][rows]))
+                                            else (metric[0][rows], metric[1][rows])).detach()
     done_latent = torch.where(expand_like(success, latent), found, latent)
     if refine and bool(success.any()):
         idx = success.nonzero().squeeze(1)

@@ -119,3 +119,18 @@ def test_decoded_adversarial_images_stay_in_the_pixel_box_on_a_trained_autoencod
     assert bool(flipped[s].all())
     assert torch.allclose(res.norm[s], res.delta[s].flatten(1).norm(dim=1))
     assert bool((res.path[s] >= res.norm[s].double() * (1 - 1e-5)).all())
+
+
+def test_a_decoder_with_trainable_parameters_leaks_no_graph_into_the_search() -> None:
+    # Regression: with the pull-back metric of a decoder whose parameters require grad, the
+    # latent iterate joined the autograd graph and the last step (no gradient) crashed.
+    torch.manual_seed(0)
+    decoder = nn.Sequential(nn.Linear(3, 10), nn.Tanh())
+    classifier = nn.Linear(10, 2)
+    z = torch.randn(4, 3)
+    y = classifier(decoder(z)).argmax(dim=1)
+    metric = pullback_metric(decoder, z, dtype=torch.float64)
+    assert not metric[0].requires_grad
+    res = latent_attack(classifier, decoder, z, y, eps=1e-3, step=1e-5, steps=5, metric=metric)
+    assert not bool(res.success.any()) and int(res.steps.max()) == 5  # ran to its last step
+    assert not res.delta.requires_grad and not res.latent.requires_grad
