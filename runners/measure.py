@@ -73,6 +73,7 @@ from runners.attacks.base import AttackResult, Bounds
 from runners.attacks.factory import attack_from_config
 from runners.attacks.latent import latent_attack, pullback_metric
 from runners.attacks.losses import input_gradient
+from runners.attacks.tangent_strict import strict_tangent_attack
 from runners.geometry.controls import (
     DataSubspaces,
     other_same_class,
@@ -283,6 +284,14 @@ def _on_manifold(classifier: nn.Module, autoencoder: Autoencoder, xb: Tensor, y:
         reach = tangent_reach(space.basis, xb, bounds=bounds, eps=attack.eps["on"])
         cols["reach_on"] = reach.reach.to(torch.float64)
         cols["measurable_on"] = reach.reach > MIN_REACH_SHARE * attack.eps["on"]
+        if attack.norm == "l2":
+            # Exact in k coordinates (an active-set QP per step, FMN-style radius search over
+            # restarts): it finds the flips a 30-start SLSQP finds, which the pixel-space PGD
+            # with an ADMM projection missed on a third of the digits.
+            return strict_tangent_attack(
+                classifier, xb, y, space.basis, eps=attack.eps["on"], bounds=bounds,
+                steps=int(attack.steps["on"]), generator=generator, loss=attack.loss,
+                refine_steps=attack.refine_steps)
     res = attack_from_config(attack, "on", bounds=bounds)(
         classifier, xb, y, project_gradient=space.on_manifold(), generator=generator)
     return res

@@ -29,6 +29,7 @@ for _name, _target in [
     ("regulariser", "runners.bench.regulariser:bench_regulariser"),
     ("threads", "runners.bench.end_to_end:bench_threads"),
     ("feasible", "runners.bench.feasible:bench_feasible"),
+    ("strict_tangent", "runners.bench.strict_tangent:bench_strict_tangent"),
     ("store", "runners.bench.store:bench_store"),
     ("multiverse", "runners.bench.multiverse:bench_multiverse"),
 ]:

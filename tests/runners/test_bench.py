@@ -20,7 +20,7 @@ from runners.bench.tangent import functional_jacobian, per_pixel_jacobian
 from runners.geometry.jacobian import decoder_jacobian
 
 EXPECTED = {"tangent", "projection", "attacks", "end_to_end", "regulariser", "threads", "feasible",
-            "store", "multiverse"}
+            "store", "multiverse", "strict_tangent"}
 
 
 @pytest.fixture(scope="module")
