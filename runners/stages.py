@@ -174,6 +174,15 @@ def _gallery(candidates: list[pd.DataFrame | None], frames: list[pd.DataFrame], 
 
 
 @STAGES.register("measurements")
+def _on_attack_version(protocol: Protocol) -> dict[str, Any]:
+    """A key part that changes when the strict tangent-plane attack's algorithm changes, and
+    only then (the other attacks' shards keep their keys): 2 is the k-coordinate search."""
+    a = protocol.attack
+    if a.on_manifold == "tangent" and a.box == "strict" and a.norm == "l2":
+        return {"strict_tangent_attack": 2}
+    return {}
+
+
 def measurement_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.DataFrame:
     """Every autoencoder's measurements on the correctly classified eval images, in shards."""
     import torch
@@ -222,6 +231,7 @@ def measurement_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.Data
                     "tangent": protocol.tangent.model_dump(mode="json"),
                     "classifier": ctx.identity(clf, protocol.classifier),
                     "autoencoder_model": ctx.identity(ae, ae_config),
+                    **_on_attack_version(protocol),
                 })
                 if store.has(key):
                     frame = store.load_table(key, "measurements.parquet")

@@ -317,7 +317,9 @@ def _slsqp_minimal_norm(clf: nn.Module, x: torch.Tensor, y: int, u: torch.Tensor
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("autoencoder", ["plain", "isometric"])
+# The plain autoencoder is the case the review found weak (14/30 vs SLSQP's 20/30); the
+# isometric one (26/30 both, measured when this was written) is left out to keep CI short.
+@pytest.mark.parametrize("autoencoder", ["plain"])
 def test_digits_at_least_as_strong_as_slsqp(quickstart_seed0, autoencoder: str) -> None:
     from dimple_stats.protocol.schema import TangentConfig
     from runners.attacks.pgd import L2PGD
