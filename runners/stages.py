@@ -173,7 +173,6 @@ def _gallery(candidates: list[pd.DataFrame | None], frames: list[pd.DataFrame], 
                                 pd.concat(frames, ignore_index=True))]
 
 
-@STAGES.register("measurements")
 def _on_attack_version(protocol: Protocol) -> dict[str, Any]:
     """A key part that changes when the strict tangent-plane attack's algorithm changes, and
     only then (the other attacks' shards keep their keys): 2 is the k-coordinate search."""
@@ -183,6 +182,7 @@ def _on_attack_version(protocol: Protocol) -> dict[str, Any]:
     return {}
 
 
+@STAGES.register("measurements")
 def measurement_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.DataFrame:
     """Every autoencoder's measurements on the correctly classified eval images, in shards."""
     import torch
