@@ -34,3 +34,28 @@ def mnist_sample() -> Path:
     if not (root / "MNIST" / "raw").is_dir():
         pytest.skip(f"real MNIST sample not present at {root}")
     return root
+
+
+def _small_digits_models(*, eval_samples: int, classifier_epochs: int, latent_dim: int,
+                         autoencoder_epochs: int) -> tuple:
+    """``(data, classifier, autoencoder)``: an MLP classifier and MLP autoencoder (64 hidden)
+    trained on the 8x8 digits in [-1, 1] for seed 0, both in eval mode: the small real models
+    the measurement tests attack."""
+    from dimple_stats.protocol.schema import AutoencoderConfig, ClassifierConfig, DigitsDataset
+    from runners.datasets import load_dataset
+    from runners.training import train_autoencoder, train_classifier
+
+    config = DigitsDataset(name="digits", pixel_range=(-1.0, 1.0), eval_samples=eval_samples)
+    data = load_dataset(config, seed=0)
+    clf = train_classifier(ClassifierConfig(arch="mlp", hidden=(64,), epochs=classifier_epochs),
+                           data, data_config=config, seed=0).model.eval()
+    ae = train_autoencoder(AutoencoderConfig(arch="mlp", latent_dim=latent_dim, hidden=(64,),
+                                             epochs=autoencoder_epochs),
+                           data, data_config=config, seed=0).model.eval()
+    return data, clf, ae
+
+
+@pytest.fixture(scope="session")
+def small_digits_models():
+    """The builder of :func:`_small_digits_models` (keyword arguments as there)."""
+    return _small_digits_models

@@ -86,19 +86,13 @@ def test_failures_are_censored_at_eps_and_the_search_stops_at_the_budget() -> No
     assert int(res.steps.max()) < 500
 
 
-def test_decoded_adversarial_images_stay_in_the_pixel_box_on_a_trained_autoencoder() -> None:
-    from dimple_stats.protocol.schema import AutoencoderConfig, ClassifierConfig, DigitsDataset
-    from runners.datasets import load_dataset
+def test_decoded_adversarial_images_stay_in_the_pixel_box_on_a_trained_autoencoder(
+        small_digits_models) -> None:
     from runners.measure import correctly_classified
-    from runners.training import train_autoencoder, train_classifier
 
     torch.manual_seed(0)
-    config = DigitsDataset(name="digits", pixel_range=(-1.0, 1.0), eval_samples=60)
-    data = load_dataset(config, seed=0)
-    clf = train_classifier(ClassifierConfig(arch="mlp", hidden=(64,), epochs=5), data,
-                           data_config=config, seed=0).model.eval()
-    ae = train_autoencoder(AutoencoderConfig(arch="mlp", latent_dim=8, hidden=(64,), epochs=5),
-                           data, data_config=config, seed=0).model.eval()
+    data, clf, ae = small_digits_models(eval_samples=60, classifier_epochs=5, latent_dim=8,
+                                        autoencoder_epochs=5)
     with torch.no_grad():
         z = ae.encode(data.eval.x)
         xb = ae.decode(z)

@@ -11,16 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from dimple_stats.protocol.schema import (
-    AttackConfig,
-    AutoencoderConfig,
-    ClassifierConfig,
-    DigitsDataset,
-    TangentConfig,
-)
-from runners.datasets import load_dataset
+from dimple_stats.protocol.schema import AttackConfig, TangentConfig
 from runners.measure import correctly_classified, measure
-from runners.training import train_autoencoder, train_classifier
 
 ATTACK = AttackConfig(eps={"plain": 6.0, "on": 6.0, "off": 6.0},
                       step={"plain": 0.05, "on": 0.05, "off": 0.05},
@@ -28,14 +20,10 @@ ATTACK = AttackConfig(eps={"plain": 6.0, "on": 6.0, "off": 6.0},
 
 
 @pytest.fixture(scope="module")
-def measured():
+def measured(small_digits_models):
     torch.manual_seed(0)
-    config = DigitsDataset(name="digits", pixel_range=(-1.0, 1.0), eval_samples=80)
-    data = load_dataset(config, seed=0)
-    clf = train_classifier(ClassifierConfig(arch="mlp", hidden=(64,), epochs=8), data,
-                           data_config=config, seed=0).model.eval()
-    ae = train_autoencoder(AutoencoderConfig(arch="mlp", latent_dim=4, hidden=(64,), epochs=4),
-                           data, data_config=config, seed=0).model.eval()
+    data, clf, ae = small_digits_models(eval_samples=80, classifier_epochs=8, latent_dim=4,
+                                        autoencoder_epochs=4)
     ok = correctly_classified(clf, data.eval.x, data.eval.y)
     x, y = data.eval.x[ok][:40], data.eval.y[ok][:40]
     m = measure(clf, ae, x, y, attack=ATTACK, tangent=TangentConfig(dtype="float64"),
