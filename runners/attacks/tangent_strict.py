@@ -127,13 +127,25 @@ def _warm_start(normals: Tensor, offsets: Tensor, v: Tensor, slots: Tensor
     k = normals.shape[2]
     for _ in range(k + 1):
         active, b, gram, held = _active_rows(normals, offsets, slots)
-        mult = torch.linalg.solve(gram, b - torch.einsum("mik,mk->mi", active, v)) * held
+        mult = _solve(gram, b - torch.einsum("mik,mk->mi", active, v)) * held
         negative = held & (mult < 0)
         if not bool(negative.any()):
             break
         # Each round drops a row, so by round k + 1 the set is empty and the loop has ended.
         slots = torch.where(negative, torch.full_like(slots, -1), slots)
     return v + torch.einsum("mik,mi->mk", active, mult), slots.clone(), mult
+
+
+def _solve(gram: Tensor, rhs: Tensor) -> Tensor:
+    """``gram^-1 rhs`` per row; a Gram matrix that is singular to working precision (two active
+    pixels whose tangent rows are parallel, seen on MNIST conv decoders) gets the
+    pseudo-inverse, whose too-long or null step the caller then rejects as dependent."""
+    sol, info = torch.linalg.solve_ex(gram, rhs)
+    bad = (info != 0) | ~torch.isfinite(sol).all(dim=1)
+    if bool(bad.any()):
+        sol = sol.clone()
+        sol[bad] = (torch.linalg.pinv(gram[bad]) @ rhs[bad].unsqueeze(-1)).squeeze(-1)
+    return sol
 
 
 def _polytope(normals: Tensor, offsets: Tensor, v: Tensor, *, max_iter: int,
@@ -203,7 +215,7 @@ def _polytope(normals: Tensor, offsets: Tensor, v: Tensor, *, max_iter: int,
         active, _, gram, held = _active_rows(normals, offsets, slots[idx], idx)
         row = adding[idx]
         n_p = normals[idx, row]
-        dual_dir = torch.linalg.solve(gram, torch.einsum("mik,mk->mi", active, n_p)) * held
+        dual_dir = _solve(gram, torch.einsum("mik,mk->mi", active, n_p)) * held
         primal_dir = n_p - torch.einsum("mik,mi->mk", active, dual_dir)
         length = primal_dir.norm(dim=1)
         gap = (n_p * x[idx]).sum(dim=1) - offsets[idx, row]
@@ -339,8 +351,8 @@ def _scaled_search(normals: Tensor, offsets: Tensor, v: Tensor, radius: Tensor,
         live = (~settled).nonzero().squeeze(1)
         vl, r, lo_, hi_ = v[live], radius[live], low[live], high[live]
         active, b, gram, _ = _active_rows(normals, safe, slots[live], live)
-        least = torch.einsum("mik,mi->mk", active, torch.linalg.solve(gram, b))
-        free = vl - torch.einsum("mik,mi->mk", active, torch.linalg.solve(
+        least = torch.einsum("mik,mi->mk", active, _solve(gram, b))
+        free = vl - torch.einsum("mik,mi->mk", active, _solve(
             gram, torch.einsum("mik,mk->mi", active, vl)))
         room = r ** 2 - (least ** 2).sum(dim=1)
         speed = (free ** 2).sum(dim=1)
