@@ -80,9 +80,11 @@ def test_nearest_base_point_recovers_the_true_latent(synthetic_setup) -> None:
     x, y, z_true = data.eval.x[keep][:16], data.eval.y[keep][:16], data.eval.latent[keep][:16]
     auto = _ShiftedOracle(data.manifold, 0.15)
     auto.encode = lambda images: z_true + 0.15  # a biased encoder, as a trained one may be
+    # tangent.at chooses the tangent's base point for attacks at the image itself
     attack = AttackConfig(eps={"plain": 4.0, "on": 4.0, "off": 4.0},
                           step={"plain": 0.05, "on": 0.05, "off": 0.05},
-                          steps={"plain": 100, "on": 100, "off": 100})
+                          steps={"plain": 100, "on": 100, "off": 100},
+                          base="image", on_manifold="tangent")
     common = dict(attack=attack, generator=torch.Generator().manual_seed(0),
                   bounds=data.pixel_range)
     enc = measure(clf, auto, x, y, tangent=TangentConfig(dtype="float64"), **common).to_frame()
@@ -113,7 +115,7 @@ def test_gradient_control_uses_the_gradient_and_data_controls_are_filled() -> No
                              data, data_config=config, seed=0).model.eval()
     keep = correctly_classified(clf, data.eval.x, data.eval.y)
     x, y = data.eval.x[keep][:32], data.eval.y[keep][:32]
-    attack = AttackConfig(eps=4.0, step=0.1, steps=60)
+    attack = AttackConfig(eps=4.0, step=0.1, steps=60, base="image", on_manifold="tangent")
     m = measure(clf, auto, x, y, attack=attack, tangent=TangentConfig(dtype="float64"),
                 generator=torch.Generator().manual_seed(0), bounds=data.pixel_range,
                 controls=DataSubspaces.from_images(data.train.x),
