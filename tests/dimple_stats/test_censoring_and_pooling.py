@@ -38,8 +38,10 @@ def test_a_fully_censored_table_is_uninformative_everywhere(synthetic: SimpleNam
     assert (tested["decision"] == "uninformative").all() and len(tested) == 8
     assert tested["p_adj"].isna().all()
     assert tested["note"].str.contains("100% of pairs").all()
+    first_order = res[res["variant"] == "beyond_first_order"]
+    assert (first_order["decision"] == "uninformative").all() and len(first_order) == 8
     md = to_markdown(res)
-    assert md.count("| uninformative |") == 8
+    assert md.count("| uninformative |") == 16
     # the console summary of `dimple-stats run` says so too, and warns
     from dimple_stats.cli.display import print_summary as _print_summary
 

@@ -29,6 +29,8 @@ classifier: {arch: mlp, hidden: [32], epochs: 3}
 autoencoders:
   plain: {arch: mlp, latent_dim: 3, hidden: [32], epochs: 40, lr: 0.003, patience: null}
 attack:
+  base: image  # this test is about attacks at the image itself
+  on_manifold: tangent
   eps: {plain: 4, on: 6, off: 6}
   step: {plain: 0.1, on: 0.2, off: 0.1}
   steps: {plain: 40, on: 40, off: 60}

@@ -30,6 +30,8 @@ classifier: {arch: mlp, hidden: [64], epochs: 4}
 autoencoders:
   plain: {arch: mlp, latent_dim: 8, hidden: [64], epochs: 6}
 attack:
+  base: image  # this test is about attacks at the image itself
+  on_manifold: tangent
   eps: {plain: 4, on: 8, off: 8}
   step: {plain: 0.2, on: 0.4, off: 0.2}
   steps: {plain: 30, on: 30, off: 30}
