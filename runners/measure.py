@@ -277,7 +277,8 @@ def _on_manifold(classifier: nn.Module, autoencoder: Autoencoder, xb: Tensor, y:
         res = latent_attack(classifier, autoencoder.decode, z.to(xb.dtype), y,
                             eps=attack.eps["on"], step=attack.step["on"],
                             steps=int(attack.steps["on"]), metric=metric, loss=attack.loss,
-                            refine=attack.refine, refine_steps=attack.refine_steps)
+                            refine=attack.refine, refine_steps=attack.refine_steps,
+                            chunk_size=tangent.chunk_size)
         cols["path_on"] = res.path.cpu().to(torch.float64)
         return res
     if attack.box == "strict" and bounds is not None and isinstance(space, DenseSubspace):

@@ -174,11 +174,14 @@ def _gallery(candidates: list[pd.DataFrame | None], frames: list[pd.DataFrame], 
 
 
 def _on_attack_version(protocol: Protocol) -> dict[str, Any]:
-    """A key part that changes when the strict tangent-plane attack's algorithm changes, and
-    only then (the other attacks' shards keep their keys): 2 is the k-coordinate search."""
+    """A key part that changes when an on-manifold attack's algorithm changes, and only then
+    (the other attacks' shards keep their keys): strict tangent 2 is the k-coordinate search,
+    latent 3 the Gauss-Newton SQP minimal-chord searches."""
     a = protocol.attack
     if a.on_manifold == "tangent" and a.box == "strict" and a.norm == "l2":
         return {"strict_tangent_attack": 2}
+    if a.on_manifold == "latent":
+        return {"latent_attack": 3}
     return {}
 
 

@@ -33,6 +33,7 @@ attack returns: one entry per sample, failures kept and censored.
 from __future__ import annotations
 
 import inspect
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from runners.attacks.feasible import admm
 from runners.attacks.losses import LOSSES, LossName
 
 __all__ = ["Attack", "AttackResult", "BoxMode", "Bounds", "GradientProjection", "MinimalNormAttack",
-           "Model", "Schedule", "batch_norm", "bisect_to_boundary", "expand_like"]
+           "Model", "Schedule", "batch_norm", "bisect_to_boundary", "cosine_anneal", "expand_like"]
 
 #: ``(g, idx) -> projected g``; ``g`` is ``(m, ...)`` and ``idx`` the ``(m,)`` batch indices of its rows.
 GradientProjection = Callable[[Tensor, Tensor], Tensor]
@@ -142,6 +143,16 @@ def batch_norm(v: Tensor, p: str) -> Tensor:
 def expand_like(t: Tensor, like: Tensor) -> Tensor:
     """``(B,)`` reshaped to broadcast against ``like`` ``(B, ...)``."""
     return t.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def cosine_anneal(t: int, steps: int, start: float, end: float) -> float:
+    """Half-cosine annealing from ``start`` (``t = 0``) to ``end`` (``t = steps - 1``), FMN's
+    schedule for its radius factor and step length.
+
+    >>> [round(cosine_anneal(t, 3, 1.0, 0.0), 2) for t in range(3)]
+    [1.0, 0.5, 0.0]
+    """
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t / max(steps - 1, 1)))
 
 
 def bisect_to_boundary(

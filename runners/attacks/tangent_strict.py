@@ -46,13 +46,12 @@ A linear classifier whose boundary is at distance 0.3 along ``e1``, a 2-D tangen
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from runners.attacks.base import AttackResult, Bounds, Model, batch_norm, bisect_to_boundary
+from runners.attacks.base import AttackResult, Bounds, Model, batch_norm, bisect_to_boundary, cosine_anneal
 from runners.attacks.losses import LOSSES, margin_loss
 
 __all__ = ["TangentProjection", "project_tangent_box", "strict_tangent_attack"]
@@ -91,11 +90,6 @@ class TangentProjection:
     iterations: Tensor
     violation: Tensor
     active: Tensor
-
-
-def _cosine(t: int, steps: int, start: float, end: float) -> float:
-    # Half-cosine annealing from start (t = 0) to end (t = steps - 1), as FMN anneals.
-    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t / max(steps - 1, 1)))
 
 
 def _violation(basis: Tensor, c: Tensor, lower: Tensor, upper: Tensor, radius: Tensor) -> Tensor:
@@ -525,14 +519,14 @@ def strict_tangent_attack(
         (g_x,) = torch.autograd.grad(objective.sum(), xa)
         # The gradient in tangent coordinates: d loss / d c = U^T d loss / d x.
         g_c = torch.einsum("mnk,mn->mk", U, g_x.reshape(rows, n).to(dt))
-        gamma = _cosine(t, steps, *GAMMA)
+        gamma = cosine_anneal(t, steps, *GAMMA)
         radius = torch.where(adv, torch.minimum(radius * (1 - gamma), best_norm),
                              torch.where(found, radius * (1 + gamma), eps_t))
         radius = torch.minimum(radius, eps_t)
         g_norm = g_c.norm(dim=1, keepdim=True)
         # A zero gradient (saturated model, or none left in T) gives no step.
         unit = torch.where(g_norm > 0, g_c / g_norm.clamp_min(1e-300), torch.zeros_like(g_c))
-        length = _cosine(t, steps, *STEP) * radius
+        length = cosine_anneal(t, steps, *STEP) * radius
         # Each row's polytope is fixed (its image and box): the last active set warm-starts
         # the next projection, which then typically takes one or two active-set steps.
         c, iters, active = _scaled_search(normals, offsets, c + length.unsqueeze(1) * unit,

@@ -82,8 +82,10 @@ def test_failures_are_censored_at_eps_and_the_search_stops_at_the_budget() -> No
     assert not bool(res.success.any())
     assert res.norm.tolist() == [0.4, 0.4]
     assert bool(torch.isnan(res.path).all())
-    # stopped when the chord passed eps (about 0.4 / 0.001 steps), not after 100,000
-    assert int(res.steps.max()) < 500
+    # each of the two searches (untargeted, and targeted at the only other class) stopped
+    # when the chord passed eps (about 0.4 / 0.001 steps), not after 100,000; then 100 steps of
+    # the minimal-chord search each
+    assert int(res.steps.max()) < 2 * (500 + 100)
 
 
 def test_decoded_adversarial_images_stay_in_the_pixel_box_on_a_trained_autoencoder(
@@ -126,5 +128,69 @@ def test_a_decoder_with_trainable_parameters_leaks_no_graph_into_the_search() ->
     metric = pullback_metric(decoder, z, dtype=torch.float64)
     assert not metric[0].requires_grad
     res = latent_attack(classifier, decoder, z, y, eps=1e-3, step=1e-5, steps=5, metric=metric)
-    assert not bool(res.success.any()) and int(res.steps.max()) == 5  # ran to its last step
+    # the path ran to its last step, then the minimal-chord search to its own
+    assert not bool(res.success.any()) and int(res.steps.min()) >= 5 + 100
     assert not res.delta.requires_grad and not res.latent.requires_grad
+
+
+def _plane(n: int = 5, seed: int = 1):
+    """An isometric flat manifold: ``z -> origin + basis z``, ``basis`` (n, 2) orthonormal."""
+    gen = torch.Generator().manual_seed(seed)
+    basis, _ = torch.linalg.qr(torch.randn(n, 2, generator=gen, dtype=torch.float64))
+    return basis, (lambda z: z @ basis.T)
+
+
+class _Bent(nn.Module):
+    """Class 1 beyond the line ``u.x = 1`` (in plane coordinates); the logit gap
+    ``(u.x - 1) exp(v.x)`` vanishes on that line only, but its gradient off the line is not the
+    line's normal, so steepest ascent crosses the line away from the foot of the perpendicular."""
+
+    def __init__(self, basis: torch.Tensor, u: list[float], v: list[float]) -> None:
+        super().__init__()
+        self.basis = basis
+        self.u = torch.tensor(u, dtype=torch.float64)
+        self.v = torch.tensor(v, dtype=torch.float64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = x @ self.basis  # plane coordinates
+        gap = (p @ self.u - 1.0) * torch.exp(p @ self.v)
+        return torch.stack([-gap, gap], dim=1)
+
+
+def test_the_search_finds_the_boundary_point_nearest_the_base_not_where_the_path_crosses() -> None:
+    basis, decode = _plane()
+    model = _Bent(basis, [1.0, 0.0], [0.0, 3.0])
+    z0 = torch.zeros(1, 2, dtype=torch.float64)
+    y = torch.zeros(1, dtype=torch.long)
+    metric = pullback_metric(decode, z0, dtype=torch.float64)
+    kwargs = dict(eps=5.0, step=0.001, steps=20000, metric=metric, refine_steps=30)
+    path_only = latent_attack(model, decode, z0, y, restarts=1, search_steps=0, **kwargs)
+    res = latent_attack(model, decode, z0, y, **kwargs)
+    # the distance from the origin to the line x1 = 1 is 1; the gradient path crosses it well
+    # away from (1, 0)
+    assert bool(path_only.success[0]) and float(path_only.norm[0]) > 1.05
+    assert bool(res.success[0])
+    assert float(res.norm[0]) == pytest.approx(1.0, rel=2e-3)
+    assert float(res.norm[0]) >= 1.0 - 1e-9  # a chord below the distance would be a bug
+
+
+def test_a_nearer_boundary_of_a_class_the_margin_does_not_point_at_is_found() -> None:
+    # Three classes on a plane: class 1 is the runner-up (logit gap 1) with its boundary 1 away;
+    # class 2's logit is further below (gap 2) but its boundary is 0.5 away. The margin's
+    # gradient ascends toward class 1 only; the targeted restart finds class 2's boundary.
+    basis, decode = _plane(6, seed=2)
+    weight = torch.zeros(3, 6, dtype=torch.float64)
+    weight[1], weight[2] = basis[:, 0], 4.0 * basis[:, 1]
+    model = nn.Linear(6, 3, dtype=torch.float64)
+    with torch.no_grad():
+        model.weight.copy_(weight)
+        model.bias.copy_(torch.tensor([0.0, -1.0, -2.0], dtype=torch.float64))
+    z0 = torch.zeros(1, 2, dtype=torch.float64)
+    y = torch.zeros(1, dtype=torch.long)
+    metric = pullback_metric(decode, z0, dtype=torch.float64)
+    kwargs = dict(eps=5.0, step=0.001, steps=5000, metric=metric, refine_steps=30)
+    single = latent_attack(model, decode, z0, y, restarts=1, **kwargs)
+    res = latent_attack(model, decode, z0, y, **kwargs)
+    assert float(single.norm[0]) == pytest.approx(1.0, rel=1e-3)
+    assert float(res.norm[0]) == pytest.approx(0.5, rel=1e-3)
+    assert int(model(decode(z0) + res.delta).argmax(dim=1)[0]) == 2
