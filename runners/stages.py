@@ -174,15 +174,17 @@ def _gallery(candidates: list[pd.DataFrame | None], frames: list[pd.DataFrame], 
 
 
 def _on_attack_version(protocol: Protocol) -> dict[str, Any]:
-    """A key part that changes when an on-manifold attack's algorithm changes, and only then
-    (the other attacks' shards keep their keys): strict tangent 2 is the k-coordinate search,
-    latent 3 the Gauss-Newton SQP minimal-chord searches."""
+    """A key part that changes when an attack's algorithm changes: strict tangent 2 is the
+    k-coordinate search, latent 3 the Gauss-Newton SQP minimal-chord searches, and
+    minimal_norm_search 2 the FMN searches (one untargeted, two targeted) after each success
+    of the PGD attacks."""
     a = protocol.attack
+    key: dict[str, Any] = {"minimal_norm_search": 2}
     if a.on_manifold == "tangent" and a.box == "strict" and a.norm == "l2":
-        return {"strict_tangent_attack": 2}
+        key["strict_tangent_attack"] = 2
     if a.on_manifold == "latent":
-        return {"latent_attack": 3}
-    return {}
+        key["latent_attack"] = 3
+    return key
 
 
 @STAGES.register("measurements")

@@ -31,6 +31,11 @@ def make_attack(method: str, norm: Literal["l2", "linf"], **options: Any) -> Att
     return attack
 
 
+#: Steps of the minimal-norm search (FMN's radius schedule) that follows each success of our
+#: own attacks when they stop early (:meth:`~runners.attacks.base.MinimalNormAttack._minimise`).
+SEARCH_STEPS = 100
+
+
 def attack_from_config(config: AttackConfig, mode: Mode, *,
                        bounds: Bounds = (0.0, 1.0)) -> Attack:
     """The attack an :class:`~dimple_stats.protocol.schema.AttackConfig` describes for ``mode``.
@@ -56,4 +61,6 @@ def attack_from_config(config: AttackConfig, mode: Mode, *,
         refine_steps=c.refine_steps, bounds=bounds, box=c.box, box_tol=c.box_tol,
         box_max_iter=c.box_max_iter)
     method = "pgd" if mode != "plain" and c.method in LIBRARY_ATTACK_METHODS else c.method
+    if method not in LIBRARY_ATTACK_METHODS and c.early_stop:
+        options["search_steps"] = SEARCH_STEPS
     return make_attack(method, c.norm, **options)

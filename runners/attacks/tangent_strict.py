@@ -51,7 +51,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from runners.attacks.base import AttackResult, Bounds, Model, batch_norm, bisect_to_boundary, cosine_anneal
+from runners.attacks.base import (
+    FMN_GAMMA,
+    FMN_STEP,
+    AttackResult,
+    Bounds,
+    Model,
+    batch_norm,
+    bisect_to_boundary,
+    cosine_anneal,
+)
 from runners.attacks.losses import LOSSES, margin_loss
 
 __all__ = ["TangentProjection", "project_tangent_box", "strict_tangent_attack"]
@@ -59,11 +68,8 @@ __all__ = ["TangentProjection", "project_tangent_box", "strict_tangent_attack"]
 #: A row of the polytope counts as met when violated by at most this times
 #: ``1 + |bound| + ||v||`` (the scale of the rounding in a solve from ``v``).
 FEASIBILITY_TOL = 1e-11
-#: Radius factor ``1 -/+ gamma``, annealed from ``GAMMA[0]`` to ``GAMMA[1]`` (FMN's defaults).
-GAMMA = (0.05, 0.001)
-#: Step length as a fraction of the current radius, annealed from ``STEP[0]`` to ``STEP[1]``:
-#: relative rather than FMN's absolute length, so one setting serves budgets of 1 and of 10.
-STEP = (0.5, 0.005)
+#: FMN's radius factor and relative step schedules (:mod:`runners.attacks.base`).
+GAMMA, STEP = FMN_GAMMA, FMN_STEP
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,6 +23,7 @@ from runners.attacks import (
     margin_loss,
     pgd,
 )
+from runners.attacks.factory import SEARCH_STEPS
 from runners.datasets import load_dataset
 from runners.geometry import DenseSubspace
 from runners.models.classifiers import LinearClassifier, MLPClassifier, freeze
@@ -219,7 +220,9 @@ def test_functional_and_config_front_doors() -> None:
     model = _binary_linear(20, seed=17)
     x = torch.randn(8, 1, 1, 20, generator=torch.Generator().manual_seed(18))
     y, _ = _binary_distance(model, x)
-    a = pgd(model, x, y, eps=5.0, step=0.1, steps=100, refine=True, bounds=None)
+    # the config's attack follows each success with the minimal-norm search
+    a = pgd(model, x, y, eps=5.0, step=0.1, steps=100, refine=True, bounds=None,
+            search_steps=SEARCH_STEPS)
     cfg = AttackConfig(eps=5.0, step=0.1, steps=100)  # refine defaults to True
     b = attack_from_config(cfg, "plain", bounds=None)(model, x, y)
     assert torch.equal(a.norm, b.norm) and torch.equal(a.success, b.success)
@@ -229,6 +232,40 @@ def test_functional_and_config_front_doors() -> None:
     assert torch.allclose(g.flatten(1), w[other] - w[y])  # d margin / dx = w_other - w_y
     logits = model(x)
     assert torch.allclose(margin_loss(logits, y), logits[torch.arange(8), other] - logits[torch.arange(8), y])
+
+
+@pytest.mark.parametrize("subspace", [False, True])
+def test_the_minimal_norm_search_finds_a_nearer_class_than_the_runner_up(subspace) -> None:
+    # Three classes: class 1 is the runner-up (logit gap 1) with its boundary 1 away, class 2
+    # further below (gap 2) but with its boundary 0.5 away. The path ascends the margin toward
+    # class 1 only; the targeted search finds class 2. With a gradient projection P onto a
+    # subspace (the off-manifold attack) the distances are gap / ||P w||.
+    n = 12
+    gen = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    weight = torch.zeros(3, n, dtype=torch.float64)
+    weight[1], weight[2] = q[:, 0], 4.0 * q[:, 1]
+    model = nn.Linear(n, 3, dtype=torch.float64)
+    with torch.no_grad():
+        model.weight.copy_(weight)
+        model.bias.copy_(torch.tensor([0.0, -1.0, -2.0], dtype=torch.float64))
+    x = torch.zeros(1, n, dtype=torch.float64)
+    y = torch.zeros(1, dtype=torch.long)
+    project, shrink = None, 1.0
+    if subspace:
+        # ||P w|| = ||w|| / sqrt(2) for both normals: every distance grows by sqrt(2)
+        u = torch.stack([q[:, 0] + q[:, 2], q[:, 1] + q[:, 3]], dim=1) / 2 ** 0.5
+        space = DenseSubspace(u.unsqueeze(0))
+        project, shrink = space.on_manifold(), 2.0 ** 0.5
+    kwargs = dict(eps=5.0, step=0.01, steps=2000, refine=True, bounds=None)
+    path = pgd(model, x, y, project_gradient=project, search_steps=0, **kwargs)
+    res = pgd(model, x, y, project_gradient=project, search_steps=SEARCH_STEPS, **kwargs)
+    assert float(path.norm[0]) == pytest.approx(1.0 * shrink, rel=1e-3)
+    assert float(res.norm[0]) == pytest.approx(0.5 * shrink, rel=2e-3)
+    assert int(model(x + res.delta).argmax(dim=1)[0]) == 2
+    if subspace:  # the perturbation stays in the subspace
+        assert torch.allclose(space.on_manifold()(res.delta, torch.tensor([0])), res.delta,
+                              atol=1e-9)
 
 
 # ----------------------------------------------------------------- reference implementation
