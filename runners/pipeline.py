@@ -316,7 +316,8 @@ def run_protocol(
         "tables": sorted(["measurements", *tables, *(["gallery"] if galleries else [])]),
         "attacks": attack_audit(measurements),
     }
-    with staged_report(out) as staging:  # replaces an earlier report at `out` as a whole
+    # Replaces an earlier report at `out` as a whole; the store is checked again at the end.
+    with staged_report(out, keep=store.root) as staging:
         write_measurements(measurements, staging / "measurements.parquet")
         for kind, table in tables.items():
             write_measurements(table, staging / TABLE_FILES[kind], kind=kind)  # type: ignore[arg-type]

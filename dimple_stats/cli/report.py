@@ -38,7 +38,7 @@ def report(
     from pydantic import ValidationError
 
     from dimple_stats.report import FORMATS
-    from dimple_stats.report.destination import check_destination
+    from dimple_stats.report.destination import MARKER, check_destination, mark_rendered
     from dimple_stats.report.run import report_run
     from dimple_stats.stats_config import CORRECTIONS
     from dimple_stats.suggest import did_you_mean
@@ -62,6 +62,8 @@ def report(
                                     alpha=alpha, figures=figures, html=html)
     except (BadInput, ValidationError) as exc:
         raise fail(f"dimple-stats report: {exc}") from None
+    if out is not None and not (out / MARKER).is_file():
+        paths.append(mark_rendered(out, run_dir))
     from dimple_stats.cli.display import print_summary
     from dimple_stats.report.run import read_run
 

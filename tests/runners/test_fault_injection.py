@@ -174,6 +174,53 @@ def test_out_refuses_files_and_foreign_folders_before_compute(work: Path) -> Non
     assert (work / "report" / "manifest.json").is_file()
 
 
+def test_out_refuses_folders_that_only_look_like_reports(work: Path) -> None:
+    # Someone else's manifest.json (a browser extension's) beside their own files.
+    ext = work / "extension"
+    ext.mkdir()
+    (ext / "manifest.json").write_text('{"manifest_version": 3, "name": "x"}')
+    (ext / "background.js").write_text("keep me")
+    # A folder with only the user's own results.csv: names a report writes, no marker.
+    own = work / "own"
+    own.mkdir()
+    (own / "results.csv").write_text("my,own\n1,2\n")
+    # A manifest.json that is not ours, and nothing else.
+    alone = work / "alone"
+    alone.mkdir()
+    (alone / "manifest.json").write_text('{"name": "not ours"}')
+    for target, needle in [("extension", "background.js, which no report writes"),
+                           ("own", "no manifest.json or rendered.json"),
+                           ("alone", "its manifest.json was not written by dimple-stats")]:
+        result = cli("run", "tiny.yaml", "--store", "store", "--out", target, cwd=work)
+        one_line_error(result, 2, "--out", "not a dimple-stats report", needle)
+    assert (ext / "background.js").read_text() == "keep me"
+    assert (own / "results.csv").read_text() == "my,own\n1,2\n"
+    assert (alone / "manifest.json").read_text() == '{"name": "not ours"}'
+
+
+def test_a_store_linked_into_the_report_is_refused_not_deleted(work: Path) -> None:
+    # --store names a symbolic link to a folder inside the report that --out would replace.
+    (work / "report" / "figures").mkdir(exist_ok=True)
+    shutil.copytree(work / "store", work / "report" / "figures" / "store")
+    (work / "storelink").symlink_to(work / "report" / "figures" / "store")
+    before = stored(work / "storelink")
+    result = cli("run", "tiny.yaml", "--store", "storelink", "--out", "report", cwd=work)
+    one_line_error(result, 2, "--out", "holds the artifact store")
+    assert stored(work / "storelink") == before and before
+
+
+def test_report_out_marks_its_folder_and_replaces_only_its_own(work: Path) -> None:
+    result = cli("report", "report", "--out", "rendered", cwd=work)
+    assert result.returncode == 0, result.stderr
+    marker = json.loads((work / "rendered" / "rendered.json").read_text())
+    assert "dimple-stats" in marker["versions"]
+    again = cli("report", "report", "--out", "rendered", cwd=work)  # its own folder: fine
+    assert again.returncode == 0, again.stderr
+    (work / "rendered" / "rendered.json").unlink()  # now just files with a report's names
+    refused = cli("report", "report", "--out", "rendered", cwd=work)
+    one_line_error(refused, 2, "not a dimple-stats report")
+
+
 def test_out_replaces_an_earlier_report_as_a_whole(work: Path) -> None:
     stale = work / "report" / "figures" / "from_an_older_version.png"
     stale.parent.mkdir(exist_ok=True)
