@@ -9,6 +9,7 @@ The models import nothing heavy (no torch), so protocols validate on any machine
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Literal, get_args
 
@@ -19,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from dimple_stats.claims.entry import ClaimItem
+from dimple_stats.claims.entry import ClaimEntry, ClaimItem
 from dimple_stats.protocol.datasets import (
     DatasetCommon,
     DatasetConfig,
@@ -76,7 +77,7 @@ __all__ = [
 ]
 
 
-_TORCHVISION_ARCH = re.compile(r"^torchvision:[A-Za-z_][A-Za-z0-9_]*$")
+_TORCHVISION_ARCH = re.compile(r"^torchvision:[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class AdversarialTrainingConfig(Frozen):
@@ -401,8 +402,9 @@ class DefenseConfig(Frozen):
         return float(self.step) if self.step is not None else 2.5 / self.steps
 
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+#: Names become folder names: ``\Z``, not ``$`` (which also matches before a final newline).
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}\Z")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)\Z")
 
 
 class Protocol(Frozen):
@@ -467,7 +469,8 @@ class Protocol(Frozen):
     @classmethod
     def _identifier(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError(f"name must be letters, digits, '_' or '-', got {v!r}")
+            raise ValueError("name must be letters, digits, '_' or '-' (at most 100, starting "
+                             f"with a letter or '_'), got {v[:60]!r}{'...' if len(v) > 60 else ''}")
         return v
 
     @field_validator("device")
@@ -485,12 +488,26 @@ class Protocol(Frozen):
             raise ValueError(f"seeds must be distinct; repeated: {dupes}")
         return v
 
+    @field_validator("claims")
+    @classmethod
+    def _unique_claims(cls, v: tuple[ClaimEntry, ...]) -> tuple[ClaimEntry, ...]:
+        seen: dict[str, int] = {}
+        for i, item in enumerate(v):
+            key = json.dumps(item.model_dump(mode="json", by_alias=True, exclude_none=True),
+                             sort_keys=True)
+            if key in seen:
+                raise ValueError(f"claim {item.id} is listed twice with the same options (items "
+                                 f"{seen[key] + 1} and {i + 1}); remove one")
+            seen[key] = i
+        return v
+
     @field_validator("autoencoders")
     @classmethod
     def _ae_names(cls, v: dict[str, AutoencoderConfig]) -> dict[str, AutoencoderConfig]:
         for key in v:
             if not _NAME.match(key):
-                raise ValueError(f"autoencoder name must be an identifier, got {key!r}")
+                raise ValueError("autoencoder name must be an identifier (at most 100 "
+                                 f"characters), got {key[:60]!r}")
         return v
 
     @property

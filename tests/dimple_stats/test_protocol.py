@@ -246,3 +246,31 @@ def test_data_shaped_nulls_of_the_gradient_claim_are_refused_at_their_key() -> N
                                          "dmm.gradient_perpendicular: {null: pca}"))
     assert issue.path == "claims.0.dmm.gradient_perpendicular.null"
     assert "attack perturbation only" in issue.message
+
+
+@pytest.mark.parametrize("override, key", [
+    ("dataset.eval_samples=true", "eval_samples"),        # lax pydantic read it as 1 image
+    ("autoencoders.plain.hidden=[64, false]", "hidden"),  # a zero-width layer
+    ("seeds=[true]", "seeds"),
+])
+def test_a_boolean_where_a_number_belongs_is_refused(override: str, key: str) -> None:
+    (issue,) = issues_of(MINIMAL, overrides=(override,))
+    assert "a boolean" in issue.message and key in issue.message
+    # where a boolean belongs it is still read
+    assert load_protocol_text(MINIMAL, overrides=("attack.early_stop=false",)).attack.early_stop \
+        is False
+
+
+@pytest.mark.parametrize("name", ["x\n", "a" * 101, "a/b", "../up"])
+def test_names_that_are_not_folder_safe_identifiers_are_refused(name: str) -> None:
+    (issue,) = issues_of(MINIMAL.replace("name: t", f"name: {name!r}".replace("'", '"')
+                                         .replace("\n", "\\n")))
+    assert issue.line == 1 and "name must be" in issue.message
+    load_protocol_text(MINIMAL.replace("name: t", "name: " + "a" * 100))  # 100 is fine
+
+
+def test_a_claim_listed_twice_is_an_error_not_deduplicated() -> None:
+    (issue,) = issues_of(MINIMAL + "  - dmm.norm_asymmetry\n  - dmm.perpendicular: {null: beta}\n")
+    assert "listed twice" in issue.message and "items 1 and 3" in issue.message
+    # the same claim against another null is another test
+    load_protocol_text(MINIMAL + "  - dmm.perpendicular: {null: random_subspace}\n")
