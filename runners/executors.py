@@ -64,11 +64,21 @@ def run_processes(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
              for t in tasks]
     outputs = []
     # spawn, not fork: a forked child inherits the parent's torch thread pools in a broken state.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    try:
         for future in as_completed([pool.submit(fn, t) for t in tasks]):
             outputs.append(future.result())
             if on_result:
                 on_result(outputs[-1])
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM, a failed task): stop the workers now. The pool's own
+        # exit would wait for every running task, and a killed parent leaves them computing.
+        # `_processes` is private, but Python 3.11 has no public way (3.14: terminate_workers).
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return outputs
 
 

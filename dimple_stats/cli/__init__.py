@@ -21,5 +21,17 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    SIGTERM (a job scheduler's stop, ``kill``) becomes ``SystemExit(143)`` in the main thread,
+    as Ctrl-C becomes KeyboardInterrupt: the ``finally`` and ``except BaseException`` blocks
+    then run, so a report being staged is removed and a process pool's workers are stopped
+    instead of being left computing on their own. The store's writes are atomic either way.
+    """
+    import signal
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
     app(prog_name="dimple-stats")

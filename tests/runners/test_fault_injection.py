@@ -402,3 +402,58 @@ def test_set_reads_on_off_keys_as_the_file_loader_does(tmp_path: Path) -> None:
     result = cli("validate", "p.yaml", "--set", "attack.eps={plain: 1, on: 2, off: 3}",
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc: no psutil dependency)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_sigterm_stops_the_process_pool_workers_and_leaves_no_staging(work: Path) -> None:
+    import signal
+    import time
+
+    shutil.rmtree(work / "store")
+    proc = subprocess.Popen([sys.executable, "-m", "dimple_stats", "run", "tiny.yaml",
+                             "--seeds", "0,1", "--executor", "processes", "--store", "store",
+                             "--out", "report", "-q"], cwd=work, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    workers: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        # the spawned workers (the resource tracker is a child too, and stops by itself)
+        workers = [p for p in _children(proc.pid)
+                   if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        if workers and (work / "store").is_dir():
+            break
+        time.sleep(0.2)
+    assert workers, "no pool worker started"
+    time.sleep(2)  # let them start computing
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    time.sleep(1)
+    assert not [p for p in workers if _alive(p)], "pool workers kept computing after SIGTERM"
+    assert not [p for p in work.iterdir() if p.name.startswith(".report.")]
+    again = cli("run", "tiny.yaml", "--seeds", "0,1", "--store", "store", "--out", "report",
+                cwd=work)
+    assert again.returncode == 0, again.stderr
