@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from dimple_stats.errors import BadInput
@@ -68,10 +69,17 @@ DType = Literal["int", "float", "bool", "str"]
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a measurement table: its dtype and what it means."""
+    """One column of a measurement table: its dtype, what it means and, for numbers, the
+    closed range its finite values must lie in (NaN stays allowed: "not measured")."""
 
     dtype: DType
     meaning: str
+    lo: float | None = None
+    hi: float | None = None
+
+
+#: Slack on a range's ends: a share computed in float32 can exceed 1 by rounding.
+RANGE_SLACK = 1e-5
 
 
 _SEED = Column("int", "replication seed")
@@ -87,55 +95,55 @@ SCHEMAS: dict[str, dict[str, Column]] = {
         "label": Column("int", "true class of the image"),
         "n": Column("int", "input dimension"),
         "k": Column("int", "tangent dimension (numerical rank of the decoder Jacobian)"),
-        "recon_err": Column("float", "||x - D(E(x))||_2"),
+        "recon_err": Column("float", "||x - D(E(x))||_2", lo=0.0),
         "base_err": Column("float", "||x - D(z)||_2 at the tangent base point z (tangent.at: "
-                           "encoder gives recon_err; nearest minimises it)"),
+                           "encoder gives recon_err; nearest minimises it)", lo=0.0),
         "base_converged": Column("bool", "the base-point search converged (True for encoder)"),
         "base_ok": Column("bool", "the classifier classifies the attacks' base point correctly "
                           "(attack.base manifold: D(z*); always True for image); False rows are "
                           "excluded from every claim and counted"),
         "norm_plain": Column("float", "||delta|| of the unrestricted minimal adversarial "
-                             "perturbation (eps_plain when the attack failed)"),
+                             "perturbation (eps_plain when the attack failed)", lo=0.0),
         "success_plain": Column("bool", "the unrestricted attack succeeded within eps_plain"),
-        "eps_plain": Column("float", "budget of the unrestricted attack (censoring point)"),
+        "eps_plain": Column("float", "budget of the unrestricted attack (censoring point)", lo=0.0),
         "norm_on": Column("float", "the same on the manifold (attack.on_manifold: latent, the "
                           "chord ||D(z* + delta) - D(z*)||; tangent, steps in T) (eps_on if "
-                          "failed, NaN if not measurable)"),
+                          "failed, NaN if not measurable)", lo=0.0),
         "success_on": Column("bool", "the on-manifold attack succeeded within eps_on"),
-        "eps_on": Column("float", "budget of the on-manifold attack (censoring point)"),
+        "eps_on": Column("float", "budget of the on-manifold attack (censoring point)", lo=0.0),
         "norm_off": Column("float", "the same with every step projected onto T's orthogonal "
-                           "complement (eps_off if failed)"),
+                           "complement (eps_off if failed)", lo=0.0),
         "success_off": Column("bool", "the off-manifold attack succeeded within eps_off"),
-        "eps_off": Column("float", "budget of the off-manifold attack (censoring point)"),
+        "eps_off": Column("float", "budget of the off-manifold attack (censoring point)", lo=0.0),
         "in_T_on": Column("float", "||P_T d_on|| / ||d_on||: 1 when the on-manifold "
-                          "perturbation lies in T (attack.box strict), less under clip"),
+                          "perturbation lies in T (attack.box strict), less under clip", lo=0.0, hi=1.0),
         "in_T_off": Column("float", "||P_T d_off|| / ||d_off||: 0 when the off-manifold "
-                           "perturbation lies in T-perp (attack.box strict)"),
+                           "perturbation lies in T-perp (attack.box strict)", lo=0.0, hi=1.0),
         "measurable_on": Column("bool", "the on-manifold norm exists: False where the strict "
                                 "tangent-plane set (x + T) ∩ box is {x} or reaches < 1% of eps "
                                 "(norm_on NaN; left out of the norm claims and counted)"),
         "reach_on": Column("float", "certified lower bound on the reach of (x + T) ∩ box ∩ ball "
-                           "(strict tangent attack; NaN otherwise)"),
+                           "(strict tangent attack; NaN otherwise)", lo=0.0),
         "path_on": Column("float", "length of the decoded curve of the latent on-manifold "
-                          "attack (attack.on_manifold latent; NaN otherwise or if it failed)"),
-        "r_T": Column("float", "||P_T delta|| / ||delta|| for the unrestricted delta"),
-        "r_R": Column("float", "||P_R delta|| / ||delta||, R a random k-dim subspace"),
+                          "attack (attack.on_manifold latent; NaN otherwise or if it failed)", lo=0.0),
+        "r_T": Column("float", "||P_T delta|| / ||delta|| for the unrestricted delta", lo=0.0, hi=1.0),
+        "r_R": Column("float", "||P_R delta|| / ||delta||, R a random k-dim subspace", lo=0.0, hi=1.0),
         "r_Tother": Column("float", "||P_T' delta|| / ||delta||, T' the tangent space at another "
-                           "image of the same class"),
+                           "image of the same class", lo=0.0, hi=1.0),
         "r_PCA": Column("float", "||P delta|| / ||delta||, P onto the top-k principal subspace "
-                        "of the training images"),
+                        "of the training images", lo=0.0, hi=1.0),
         "r_Rdata": Column("float", "||P delta|| / ||delta||, P onto a random k-subspace drawn "
-                          "with the training-data covariance"),
-        "r_T_grad": Column("float", "||P_T g|| / ||g||, g the input gradient of the margin"),
+                          "with the training-data covariance", lo=0.0, hi=1.0),
+        "r_T_grad": Column("float", "||P_T g|| / ||g||, g the input gradient of the margin", lo=0.0, hi=1.0),
         "r_T_grad_other": Column("float", "||P_T' g|| / ||g||, T' the tangent space at the "
-                                 "other image of r_Tother"),
+                                 "other image of r_Tother", lo=0.0, hi=1.0),
         "iso_cond": Column("float", "condition number of J^T J at E(x)"),
     },
     "defense": {
         "seed": _SEED,
         "defense": Column("str", "'none', or the autoencoder whose projection precedes the "
                           "classifier"),
-        "eps": Column("float", "attack budget"),
+        "eps": Column("float", "attack budget", lo=0.0),
         "sample": _SAMPLE,
         "robust_correct": Column("bool", "still correctly classified under the adaptive attack"),
         "clean_correct": Column("bool", "correctly classified without attack"),
@@ -144,10 +152,10 @@ SCHEMAS: dict[str, dict[str, Column]] = {
         "seed": _SEED,
         "epoch": Column("int", "classifier training epoch at which the sample was measured"),
         "sample": _SAMPLE,
-        "norm_plain": Column("float", "unrestricted minimal adversarial norm (eps if failed)"),
+        "norm_plain": Column("float", "unrestricted minimal adversarial norm (eps if failed)", lo=0.0),
         "success_plain": Column("bool", "the attack succeeded within eps"),
-        "r_T": Column("float", "||P_T delta|| / ||delta||"),
-        "r_R": Column("float", "||P_R delta|| / ||delta||, R a random k-dim subspace"),
+        "r_T": Column("float", "||P_T delta|| / ||delta||", lo=0.0, hi=1.0),
+        "r_R": Column("float", "||P_R delta|| / ||delta||, R a random k-dim subspace", lo=0.0, hi=1.0),
         "n": Column("int", "input dimension"),
         "k": Column("int", "tangent dimension"),
     },
@@ -155,8 +163,8 @@ SCHEMAS: dict[str, dict[str, Column]] = {
         "seed": _SEED,
         "classifier": Column("str", "'standard' or 'adversarial'"),
         "sample": _SAMPLE,
-        "r_T": Column("float", "||P_T delta|| / ||delta||"),
-        "norm_plain": Column("float", "unrestricted minimal adversarial norm (eps if failed)"),
+        "r_T": Column("float", "||P_T delta|| / ||delta||", lo=0.0, hi=1.0),
+        "norm_plain": Column("float", "unrestricted minimal adversarial norm (eps if failed)", lo=0.0),
         "success_plain": Column("bool", "the attack succeeded within eps"),
     },
 }
@@ -208,6 +216,25 @@ def _cast(series: pd.Series, dtype: DType) -> pd.Series:
     if dtype == "bool":
         return series.astype(bool)
     return series.astype(str)
+
+
+def _out_of_range(table: pd.DataFrame, col: str, spec: Column) -> list[str]:
+    """A problem naming the first row where ``col`` is infinite or outside its range."""
+    values = table[col].to_numpy(dtype=float)
+    bad = np.isinf(values)
+    what = "finite"
+    if spec.lo is not None:
+        bad |= values < spec.lo - RANGE_SLACK
+        what = f">= {spec.lo:g}" if spec.hi is None else f"in [{spec.lo:g}, {spec.hi:g}]"
+    if spec.hi is not None:
+        bad |= values > spec.hi + RANGE_SLACK
+    if not bad.any():
+        return []
+    row = int(np.flatnonzero(bad)[0])
+    where = ", ".join(f"{k} {table[k].iloc[row]}" for k in ("seed", "autoencoder", "sample")
+                      if k in table.columns)
+    return [f"column {col!r} must be {what} (NaN: not measured), got {values[row]:g} in "
+            f"{int(bad.sum())} row(s), first at row {row}" + (f" ({where})" if where else "")]
 
 
 def validate(
@@ -268,6 +295,11 @@ def validate(
     for col, spec in schema.items():
         if col in out.columns:
             out[col] = _cast(out[col], spec.dtype)
+    for col, spec in schema.items():
+        if col in out.columns and spec.dtype == "float":
+            problems += _out_of_range(out, col, spec)
+    if problems:
+        raise MeasurementsError(f"{kind} table: " + "; ".join(problems))
     keys = [c for c in KEYS[kind] if c in out.columns]
     if kind in ("training", "adv_training") and "autoencoder" in out.columns:
         keys.append("autoencoder")  # optional there: r_T measured under several autoencoders

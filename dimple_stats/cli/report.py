@@ -83,13 +83,23 @@ def compare(
 ) -> None:
     """One table across reports: each claim and null's reading per report and autoencoder,
     then every report's numbers (no torch, no re-analysis)."""
-    from dimple_stats.report.compare import compare_markdown, compare_runs
+    from dimple_stats.report.compare import compare_markdown, compare_runs, is_sweep_report
 
     for run_dir in run_dirs:
         for name in ("results.csv", "manifest.json"):
             if not (run_dir / name).is_file():
                 raise fail(f"dimple-stats compare: {run_dir}: not a report directory: {name} "
                            "is missing")
+    if out is not None and out.exists() and not out.is_dir():
+        raise fail(f"dimple-stats compare: --out {out} is a file; name a folder")
+    sweeps = [str(d) for d in run_dirs if is_sweep_report(d)]
+    if len(sweeps) == len(run_dirs):
+        raise fail(f"dimple-stats compare: nothing to compare: {', '.join(sweeps)} "
+                   f"{'is a sweep' if len(sweeps) == 1 else 'are sweeps'} (compare reads "
+                   "single-specification reports; a sweep's report.html compares its cells)")
+    if sweeps:
+        Console(stderr=True).print(f"skipped sweep report(s): {', '.join(sweeps)}",
+                                   highlight=False)
     table = compare_runs(run_dirs)
     text = compare_markdown(table)
     if out is None:

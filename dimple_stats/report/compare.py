@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dimple_stats.errors import BadInput
 from dimple_stats.report.verdicts import (
     _Context,
     _g,
@@ -48,15 +49,81 @@ _SHORT = {"supported": "supported", "not supported": "not supported",
           "contradicted": "contradicted", "uninformative": "uninformative"}
 
 
+class CompareInputError(BadInput):
+    """A report ``compare`` reads is damaged: its results.csv or manifest.json cannot be read,
+    lacks a column, or holds values no analysis writes."""
+
+    section = "compare"
+
+
+#: Columns of results.csv that compare reads.
+NEEDED = ("claim", "variant", "autoencoder", "seed", "n", "n_censored", "estimate", "ci_low",
+          "ci_high", "estimate_meaning", "p", "p_adj", "alpha", "decision", "test",
+          "n_seeds", "n_seeds_reject")
+#: Decisions an analysis writes (dimple_stats.results).
+DECISIONS = frozenset({"reject H0", "retain H0", "descriptive", "uninformative", "undefined"})
+
+
+def _manifest(run_dir: Path) -> dict:
+    path = run_dir / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CompareInputError(f"{path}: not a readable manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise CompareInputError(f"{path}: not a readable manifest (not a JSON object)")
+    return manifest
+
+
+def read_results_csv(path: Path) -> pd.DataFrame:
+    """A report's results.csv, checked: the columns compare reads, numbers where numbers
+    belong, p and p_adj in [0, 1] (or empty), counts non-negative, decisions from the known
+    set. Anything else is a :class:`CompareInputError` naming the file, column and row."""
+    try:
+        results = pd.read_csv(path, dtype={"seed": str, "variant": str})
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise CompareInputError(f"{path}: not a readable results table ({exc})") from None
+    missing = [c for c in NEEDED if c not in results.columns]
+    if missing:
+        raise CompareInputError(f"{path}: missing column(s) {', '.join(missing)}")
+
+    def bad(col: str, rows: pd.Series, what: str) -> CompareInputError:
+        row = int(rows.to_numpy().nonzero()[0][0])
+        value = results[col].iloc[row]
+        shown = repr(value) if isinstance(value, str) else f"{value:g}"
+        return CompareInputError(f"{path}: line {row + 2}: column {col} must be {what}, got "
+                                 f"{shown}")
+
+    for col in ("n", "n_censored", "estimate", "ci_low", "ci_high", "p", "p_adj", "alpha",
+                "n_seeds", "n_seeds_reject"):
+        values = pd.to_numeric(results[col], errors="coerce")
+        text = values.isna() & results[col].notna()
+        if text.any():
+            raise bad(col, text, "a number")
+        results[col] = values
+    for col in ("p", "p_adj", "alpha"):
+        out = (results[col] < 0) | (results[col] > 1)
+        if out.any():
+            raise bad(col, out, "in [0, 1]")
+    for col in ("n", "n_censored", "n_seeds", "n_seeds_reject"):
+        out = (results[col] < 0) | (results[col] % 1 != 0)
+        if out.any():
+            raise bad(col, out, "a count (a whole number >= 0)")
+    unknown = ~results["decision"].astype(str).isin(DECISIONS)
+    if unknown.any():
+        raise bad("decision", unknown, "one of " + ", ".join(sorted(DECISIONS)))
+    return results
+
+
 def _read(run_dir: Path) -> tuple[pd.DataFrame, float | None]:
-    results = pd.read_csv(run_dir / "results.csv", dtype={"seed": str, "variant": str})
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    confidence = (manifest.get("protocol") or {}).get("stats", {}).get("confidence")
+    results = read_results_csv(run_dir / "results.csv")
+    confidence = (_manifest(run_dir).get("protocol") or {}).get("stats", {}).get("confidence")
     return results, confidence
 
 
-def _is_sweep(run_dir: Path) -> bool:
-    return "sweep" in json.loads((run_dir / "manifest.json").read_text())
+def is_sweep_report(run_dir: str | Path) -> bool:
+    """Whether the report at ``run_dir`` is a sweep's (compare skips those)."""
+    return "sweep" in _manifest(Path(run_dir))
 
 
 def compare_runs(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
@@ -70,7 +137,7 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """
     out = []
     for run_dir in map(Path, run_dirs):
-        if _is_sweep(run_dir):
+        if is_sweep_report(run_dir):
             continue
         results, confidence = _read(run_dir)
         tested = results[results["test"].astype(str) != DESCRIPTIVE]

@@ -77,3 +77,51 @@ def test_cli_writes_both_files_and_refuses_a_non_report(tmp_path: Path) -> None:
     assert len(pd.read_csv(tmp_path / "compare.csv")) == len(compare_runs(SINGLE))
     res = runner.invoke(app, ["compare", str(tmp_path)])
     assert res.exit_code == 2 and "results.csv is missing" in res.output
+
+
+def _copy(report: str, tmp_path: Path) -> Path:
+    run = tmp_path / report
+    run.mkdir()
+    for name in ("results.csv", "manifest.json"):
+        (run / name).write_bytes((REPORTS / report / name).read_bytes())
+    return run
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda t: t.assign(p_adj=t["p_adj"].where(t.index != 3, 7.5)),
+     "line 5: column p_adj must be in [0, 1], got 7.5"),
+    (lambda t: t.assign(p=t["p"].astype(object).where(t.index != 0, "small")),
+     "line 2: column p must be a number, got 'small'"),
+    (lambda t: t.assign(n_censored=t["n_censored"].where(t.index != 1, -2)),
+     "line 3: column n_censored must be a count"),
+    (lambda t: t.assign(decision=t["decision"].where(t.index != 2, "accept H1")),
+     "line 4: column decision must be one of"),
+    (lambda t: t.drop(columns=["p_adj"]), "missing column(s) p_adj"),
+])
+def test_compare_refuses_a_damaged_results_table(damage, message, tmp_path: Path) -> None:
+    run = _copy("quickstart", tmp_path)
+    damage(pd.read_csv(run / "results.csv")).to_csv(run / "results.csv", index=False)
+    result = CliRunner().invoke(app, ["compare", str(run)])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01\xff binary"])
+def test_compare_refuses_an_empty_or_binary_results_table(content: bytes, tmp_path: Path) -> None:
+    run = _copy("quickstart", tmp_path)
+    (run / "results.csv").write_bytes(content)
+    result = CliRunner().invoke(app, ["compare", str(run)])
+    assert result.exit_code == 2 and "results.csv" in result.output, result.output
+
+
+def test_compare_out_at_a_file_and_a_sweep_alone_are_refused(tmp_path: Path) -> None:
+    run = _copy("quickstart", tmp_path)
+    (tmp_path / "afile").write_text("x")
+    result = CliRunner().invoke(app, ["compare", str(run), "--out", str(tmp_path / "afile")])
+    assert result.exit_code == 2 and "is a file" in result.output
+    assert (tmp_path / "afile").read_text() == "x"
+    sweep = _copy("multiverse_digits", tmp_path)
+    result = CliRunner().invoke(app, ["compare", str(sweep)])
+    assert result.exit_code == 2 and "nothing to compare" in result.output
+    result = CliRunner().invoke(app, ["compare", str(run), str(sweep)])
+    assert result.exit_code == 0 and "skipped sweep report(s)" in result.output

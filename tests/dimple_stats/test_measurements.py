@@ -111,3 +111,28 @@ def test_read_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("not parquet")
     with pytest.raises(MeasurementsError, match="cannot read .*bad.parquet"):
         read_measurements(bad)
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("r_T", 20.0, "column 'r_T' must be in [0, 1]"),    # shares are in [0, 1]
+    ("r_T", -0.5, "column 'r_T' must be in [0, 1]"),
+    ("r_T", float("inf"), "column 'r_T' must be in [0, 1]"),
+    ("norm_plain", -1.0, "column 'norm_plain' must be >= 0"),
+    ("norm_off", float("inf"), "column 'norm_off' must be >= 0"),
+])
+def test_impossible_values_are_refused_naming_column_and_row(
+        column: str, value: float, message: str, synthetic: SimpleNamespace) -> None:
+    table = synthetic.measurements()
+    table.loc[3, column] = value
+    with pytest.raises(MeasurementsError) as info:
+        validate(table)
+    text = str(info.value)
+    assert message in text and "first at row 3" in text and "sample" in text
+
+
+def test_nan_and_rounding_at_the_ends_stay_allowed(synthetic: SimpleNamespace) -> None:
+    table = synthetic.measurements()
+    table.loc[0, "r_T"] = float("nan")       # not measured
+    table.loc[1, "r_T"] = 1.0 + 1e-7          # a float32 share at 1
+    table.loc[2, "norm_on"] = float("nan")   # not measurable
+    validate(table)
