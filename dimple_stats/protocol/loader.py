@@ -9,7 +9,9 @@ the allowed values and the nearest valid name.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import types
 import typing
 from collections.abc import Sequence
@@ -31,6 +33,9 @@ from dimple_stats.protocol.yaml_reader import (
     fmt_path,
 )
 from dimple_stats.suggest import closest
+
+#: The largest protocol file read (the shipped ones are 1-5 kB).
+MAX_PROTOCOL_BYTES = 1_000_000
 
 __all__ = ["MAX_DEPTH", "MAX_VALUES", "apply_overrides", "decode_text", "load_protocol",
            "load_protocol_text", "parse_overrides"]
@@ -414,8 +419,24 @@ def load_protocol(path: str | Path, overrides: Sequence[str] = ()) -> Protocol:
         With one :class:`ProtocolIssue` per problem, each naming file, line and key path.
     """
     file = str(path)
+
+    def refuse(why: str) -> ProtocolError:
+        return ProtocolError([ProtocolIssue(file, None, "", why)])
+
     try:
-        data = Path(path).read_bytes()
+        # Regular files only, and no more than MAX_PROTOCOL_BYTES of one: /dev/zero would fill
+        # the memory, and a FIFO without a writer would block forever (opened non-blocking,
+        # then checked before any read).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise refuse("not a regular file (a device, pipe or folder); name a .yaml file")
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                data = handle.read(MAX_PROTOCOL_BYTES + 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
-        raise ProtocolError([ProtocolIssue(file, None, "", f"cannot read: {exc.strerror}")]) from None
+        raise refuse(f"cannot read: {exc.strerror}") from None
+    if len(data) > MAX_PROTOCOL_BYTES:
+        raise refuse(f"larger than {MAX_PROTOCOL_BYTES // 1_000_000} MB: not a protocol")
     return load_protocol_text(decode_text(data, file), file=file, overrides=overrides)

@@ -327,3 +327,26 @@ def test_check_executor_options() -> None:
     with pytest.raises(Exception) as info:  # typer.Exit(2)
         check_executor_options("local", "1.2.3.4:6379")
     assert getattr(info.value, "exit_code", None) == 2
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "too_large"])
+def test_protocol_paths_that_are_not_small_regular_files_exit_2_at_once(
+        kind: str, tmp_path: Path) -> None:
+    import os
+
+    from dimple_stats.protocol.loader import MAX_PROTOCOL_BYTES
+
+    if kind == "device":
+        path = Path("/dev/zero")  # read whole, it would fill the memory
+        if not path.exists():
+            pytest.skip("no /dev/zero")
+    elif kind == "fifo":
+        path = tmp_path / "p.yaml"
+        os.mkfifo(path)  # no writer: a plain read blocks forever
+    elif kind == "folder":
+        path = tmp_path
+    else:
+        path = write(tmp_path, "# " + "x" * MAX_PROTOCOL_BYTES + "\n" + MINIMAL)
+    result = runner.invoke(app, ["validate", str(path)])  # returns at all: no hang
+    assert result.exit_code == 2, result.output
+    assert ("not a regular file" if kind != "too_large" else "larger than") in result.output
