@@ -21,7 +21,7 @@ import torch
 
 from dimple_stats.protocol.schema import TorchvisionDataset
 from runners.datasets._select import plan_classes, rng_for, select, to_pixel_range
-from runners.datasets.base import DatasetNotFoundError, DatasetSplits, Split
+from runners.datasets.base import DatasetConfigError, DatasetNotFoundError, DatasetSplits, Split
 
 __all__ = [
     "load_cifar10",
@@ -107,26 +107,68 @@ def _splits(config: TorchvisionDataset, raw: _Raw, seed: int) -> DatasetSplits:
 # --------------------------------------------------------------------------- MNIST-style IDX files
 
 
+class DataFileError(DatasetConfigError):
+    """A data file that is damaged or inconsistent with its partner (exit 2, naming it)."""
+
+
+#: IDX headers with a rank above this are not image or label files.
+_MAX_IDX_RANK = 4
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """An IDX file (LeCun's format: ``0x0000``, a type code, the rank, big-endian sizes, data),
-    gunzipped first when its name ends in ``.gz``.
+    gunzipped first when its name ends in ``.gz``; a damaged file is a :class:`DataFileError`
+    naming it and what is wrong.
 
-    Written here because torchvision's reader opens only uncompressed files, and Debian's
-    ``dataset-fashion-mnist`` ships the original gzipped ones; unsigned bytes are all MNIST-style
-    sets use.
+    Written here because torchvision's reader opens only uncompressed files and fails on a
+    damaged one with a bare ``RuntimeError``/``AssertionError``, and Debian's
+    ``dataset-fashion-mnist`` ships the original gzipped ones; unsigned bytes are all
+    MNIST-style sets use.
     """
     import gzip
+    import zlib
 
     p = Path(path)
-    data = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+    try:
+        raw = p.read_bytes()
+        data = gzip.decompress(raw) if p.suffix == ".gz" else raw
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataFileError(f"{p}: cannot read ({exc})") from None
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
-        raise ValueError(f"{p}: not an IDX file of unsigned bytes")
+        raise DataFileError(f"{p}: not an IDX file of unsigned bytes (its first 4 bytes are "
+                            f"{data[:4].hex() or 'missing'}, expected 000008 and a rank)")
     rank = data[3]
+    if not 1 <= rank <= _MAX_IDX_RANK or len(data) < 4 + 4 * rank:
+        raise DataFileError(f"{p}: IDX header of rank {rank} is damaged or truncated")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank)
-    if body.size != int(np.prod(shape)):
-        raise ValueError(f"{p}: {body.size} bytes of data for shape {shape}")
+    expected = int(np.prod(shape, dtype=np.int64))
+    if body.size != expected:
+        what = "truncated" if body.size < expected else "followed by trailing bytes"
+        raise DataFileError(f"{p}: {body.size} bytes of data for the header's shape {shape} "
+                            f"({what})")
     return body.reshape(shape)
+
+
+def _checked_split(images_path: Path, labels_path: Path, classes: int) -> _IdxSplit:
+    """An images file and its labels file, checked against each other: (n, 28, 28) images, n
+    labels, every label a class id."""
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) == 0:
+        raise DataFileError(f"{images_path}: expected (n, 28, 28) images, got shape "
+                            f"{images.shape}")
+    if labels.ndim != 1:
+        raise DataFileError(f"{labels_path}: expected one label per image, got shape "
+                            f"{labels.shape}")
+    if len(labels) != len(images):
+        raise DataFileError(f"{labels_path}: {len(labels)} labels for the {len(images)} images "
+                            f"of {images_path.name}")
+    bad = labels >= classes
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataFileError(f"{labels_path}: label {int(labels[first])} at position {first} is "
+                            f"not a class id 0-{classes - 1} ({int(bad.sum())} such labels)")
+    return _IdxSplit(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
 
 
 def _flat_idx_files(root: Path) -> dict[str, Path]:
@@ -159,14 +201,12 @@ def _read_idx_dataset(
     cls = getattr(tvd, class_name)
     root = _root(config)
     flat = _flat_idx_files(root)
-    if len(flat) == len(_IDX_FILES):
-        def split(prefix: str) -> _IdxSplit:
-            images = read_idx(flat[f"{prefix}-images-idx3-ubyte"])
-            labels = read_idx(flat[f"{prefix}-labels-idx1-ubyte"])
-            return _IdxSplit(torch.from_numpy(images.copy()),
-                             torch.from_numpy(labels.astype(np.int64)))
+    def split(files: dict[str, Path], prefix: str) -> _IdxSplit:
+        return _checked_split(files[f"{prefix}-images-idx3-ubyte"],
+                              files[f"{prefix}-labels-idx1-ubyte"], classes=10)
 
-        return split("train"), split("t10k")
+    if len(flat) == len(_IDX_FILES):
+        return split(flat, "train"), split(flat, "t10k")
     if flat:  # some of them here: the user meant this directory
         raise DatasetNotFoundError(
             config.name, str(root), _IDX_FILES, url,
@@ -174,6 +214,9 @@ def _read_idx_dataset(
             how=f"put all four IDX files (gzipped or not) in {root}; Debian's "
             "dataset-fashion-mnist installs Fashion-MNIST's in /usr/share/datasets/fashion-mnist")
     raw_dir = root / folder / "raw"
+    local = _flat_idx_files(raw_dir)
+    if len(local) == len(_IDX_FILES):  # read (and checked) here, not by torchvision
+        return split(local, "train"), split(local, "t10k")
     try:
         # torchvision reads the raw IDX files by name (no md5 check), so hand-made subsets work.
         train = cls(str(root), train=True, download=config.download)

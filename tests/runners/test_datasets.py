@@ -673,3 +673,58 @@ def test_read_idx_refuses_a_file_that_is_not_idx(tmp_path: Path) -> None:
     short.write_bytes(b"\x00\x00\x08\x01" + b"\x00\x00\x00\x05" + b"abc")
     with pytest.raises(ValueError, match="3 bytes of data"):
         read_idx(short)
+
+
+def _damage(path: Path, kind: str) -> None:
+    data = path.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(data[:-7])
+    elif kind == "trailing":
+        path.write_bytes(data + b"\x00" * 3)
+    elif kind == "bad_magic":
+        path.write_bytes(b"\x00\x00\x0b" + data[3:])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "header_only":
+        path.write_bytes(data[:6])
+
+
+@pytest.mark.parametrize("file, kind, message", [
+    ("train-images-idx3-ubyte", "truncated", "truncated"),
+    ("train-images-idx3-ubyte", "trailing", "trailing bytes"),
+    ("t10k-labels-idx1-ubyte", "bad_magic", "not an IDX file"),
+    ("t10k-images-idx3-ubyte", "empty", "not an IDX file"),
+    ("train-labels-idx1-ubyte", "header_only", "damaged or truncated"),
+])
+def test_a_damaged_idx_file_is_a_one_line_error_naming_it(file: str, kind: str, message: str,
+                                                         tmp_path: Path) -> None:
+    from runners.datasets.torchvision_sets import DataFileError
+
+    write_mnist(tmp_path)
+    _damage(tmp_path / "MNIST" / "raw" / file, kind)
+    with pytest.raises(DataFileError) as info:
+        load_dataset(TorchvisionDataset(name="mnist", root=str(tmp_path), eval_samples=20),
+                     seed=0)
+    assert file in str(info.value) and message in str(info.value)
+
+
+def test_idx_labels_must_match_their_images_in_count_and_class(tmp_path: Path) -> None:
+    from runners.datasets.torchvision_sets import DataFileError
+
+    files = write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    cfg = TorchvisionDataset(name="mnist", root=str(tmp_path), eval_samples=20)
+    write_idx(raw / "train-labels-idx1-ubyte", files["train_y"][:-1])  # one label short
+    with pytest.raises(DataFileError, match="59 labels for the 60 images"):
+        load_dataset(cfg, seed=0)
+    bad = files["train_y"].copy()
+    bad[7] = 42  # not a class: it used to be dropped silently and another subset drawn
+    write_idx(raw / "train-labels-idx1-ubyte", bad)
+    with pytest.raises(DataFileError, match="label 42 at position 7 is not a class id 0-9"):
+        load_dataset(cfg, seed=0)
+    write_idx(raw / "train-labels-idx1-ubyte", files["train_y"])
+    bad = files["test_y"].copy()
+    bad[3] = 200
+    write_idx(raw / "t10k-labels-idx1-ubyte", bad)
+    with pytest.raises(DataFileError, match="t10k-labels-idx1-ubyte: label 200"):
+        load_dataset(cfg, seed=0)
