@@ -87,6 +87,11 @@ class DatasetConfigError(BadInput):
         self.field, self.available = field, available
 
 
+class DataFileError(DatasetConfigError):
+    """A data file that is damaged, undecodable or inconsistent with its partner (exit 2,
+    naming the file and what is wrong)."""
+
+
 class KnownManifold(abc.ABC):
     """A manifold whose decoder is known in closed form (the synthetic datasets' ground truth).
 

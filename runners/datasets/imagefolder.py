@@ -21,7 +21,13 @@ import torch
 
 from dimple_stats.protocol.schema import ImageFolderDataset
 from runners.datasets._select import plan_classes, rng_for, select, to_pixel_range
-from runners.datasets.base import DatasetConfigError, DatasetNotFoundError, DatasetSplits, Split
+from runners.datasets.base import (
+    DataFileError,
+    DatasetConfigError,
+    DatasetNotFoundError,
+    DatasetSplits,
+    Split,
+)
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -61,6 +67,10 @@ def _list_files(
             e.path for e in os.scandir(directory / name)
             if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
         )
+        if not files:
+            raise DataFileError(
+                f"imagefolder: class folder {directory / name} holds no image file "
+                f"({', '.join(IMAGE_EXTENSIONS)}): remove it or add its images")
         paths.extend(files)
         labels.extend([class_to_idx[name]] * len(files))
     return paths, np.asarray(labels, dtype=np.int64)
@@ -87,13 +97,38 @@ def _load_images(paths: list[str], size: int) -> torch.Tensor:
 
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
     for i, path in enumerate(paths):  # one file at a time: decoding is inherently per file
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
+        try:
+            with Image.open(path) as img:
+                rgb = _to_rgb(img, path)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            # UnidentifiedImageError and truncated files are OSErrors; the decompression-bomb
+            # limit stays (a one-line error, not a traceback).
+            raise DataFileError(f"imagefolder: {path}: cannot decode as an image "
+                                f"({type(exc).__name__}: {exc})") from None
         # PIL returns an unchanged copy when the size already matches, so exact-size PNGs keep
         # their pixel values bit for bit.
         rgb = F.center_crop(F.resize(rgb, size), [size, size])
         out[i] = F.pil_to_tensor(rgb)
     return out
+
+
+def _to_rgb(img: object, path: str) -> object:
+    """``img`` as 8-bit RGB, keeping the dynamic range of 16-bit grayscale: PIL's
+    ``convert("RGB")`` clips an ``I;16`` image's values at 255 (a 16-bit PNG became {0, 255})."""
+    from PIL import Image
+
+    assert isinstance(img, Image.Image)
+    if img.mode.startswith("I;16") or img.mode == "I":
+        values = np.asarray(img, dtype=np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise DataFileError(f"imagefolder: {path}: 32-bit integer pixels outside 0-65535 "
+                                "cannot be read as 8- or 16-bit intensities")
+        eight = np.round(values / 257.0).astype(np.uint8)  # 65535 -> 255
+        return Image.fromarray(eight).convert("RGB")
+    if img.mode == "F":
+        raise DataFileError(f"imagefolder: {path}: floating-point pixels; save the image "
+                            "with 8 or 16 bits per channel")
+    return img.convert("RGB")
 
 
 # Range of a standardised channel value: (0 - mean) / std to (1 - mean) / std over the channels.

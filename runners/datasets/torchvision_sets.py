@@ -21,7 +21,7 @@ import torch
 
 from dimple_stats.protocol.schema import TorchvisionDataset
 from runners.datasets._select import plan_classes, rng_for, select, to_pixel_range
-from runners.datasets.base import DatasetConfigError, DatasetNotFoundError, DatasetSplits, Split
+from runners.datasets.base import DataFileError, DatasetNotFoundError, DatasetSplits, Split
 
 __all__ = [
     "load_cifar10",
@@ -105,10 +105,6 @@ def _splits(config: TorchvisionDataset, raw: _Raw, seed: int) -> DatasetSplits:
 
 
 # --------------------------------------------------------------------------- MNIST-style IDX files
-
-
-class DataFileError(DatasetConfigError):
-    """A data file that is damaged or inconsistent with its partner (exit 2, naming it)."""
 
 
 #: IDX headers with a rank above this are not image or label files.

@@ -728,3 +728,58 @@ def test_idx_labels_must_match_their_images_in_count_and_class(tmp_path: Path) -
     write_idx(raw / "t10k-labels-idx1-ubyte", bad)
     with pytest.raises(DataFileError, match="t10k-labels-idx1-ubyte: label 200"):
         load_dataset(cfg, seed=0)
+
+
+def test_imagefolder_16_bit_grayscale_keeps_its_intensities(tmp_path: Path) -> None:
+    write_imagefolder(tmp_path)
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1040)  # 0 .. 65520
+    for i in range(4):  # every val image of "bee" is a 16-bit grayscale PNG
+        path = tmp_path / "val" / "bee" / f"{i:03d}.png"
+        Image.fromarray(ramp).save(path)
+        assert Image.open(path).mode.startswith("I")  # really 16 bits on disk
+    cfg = ImageFolderDataset(name="imagefolder", root=str(tmp_path), image_size=8, eval_samples=12)
+    data = load_dataset(cfg, seed=0)
+    got = data.eval.x[4]  # the first bee image, (3, 8, 8) in [0, 1]
+    expected = torch.from_numpy(np.round(ramp / 257.0)).float() / 255.0
+    assert torch.allclose(got[0], expected) and torch.equal(got[0], got[2])
+    assert len(torch.unique(got)) > 50  # convert("RGB") clipped it to {0, 1}
+
+
+@pytest.mark.parametrize("content, what", [
+    (b"", "cannot decode"),                                 # empty .png
+    (b"this is not a png at all", "cannot decode"),         # a text file named .png
+    ("truncated", "cannot decode"),                         # a PNG cut in half
+])
+def test_imagefolder_undecodable_file_is_one_line_naming_it(content, what, tmp_path: Path) -> None:
+    from runners.datasets.base import DataFileError
+
+    write_imagefolder(tmp_path)
+    path = tmp_path / "val" / "ant" / "001.png"
+    if content == "truncated":
+        content = path.read_bytes()[: len(path.read_bytes()) // 2]
+    path.write_bytes(content)
+    cfg = ImageFolderDataset(name="imagefolder", root=str(tmp_path), image_size=8, eval_samples=12)
+    with pytest.raises(DataFileError) as info:
+        load_dataset(cfg, seed=0)
+    assert str(path) in str(info.value) and what in str(info.value)
+
+
+def test_imagefolder_decompression_bomb_is_refused_in_one_line(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    from runners.datasets.base import DataFileError
+
+    write_imagefolder(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # an 8x8 image is 6.4x the limit
+    cfg = ImageFolderDataset(name="imagefolder", root=str(tmp_path), image_size=8, eval_samples=12)
+    with pytest.raises(DataFileError, match="DecompressionBombError"):
+        load_dataset(cfg, seed=0)
+
+
+def test_imagefolder_empty_class_folder_is_refused(tmp_path: Path) -> None:
+    from runners.datasets.base import DataFileError
+
+    write_imagefolder(tmp_path)
+    (tmp_path / "train" / "dog").mkdir()  # a class without a single training image
+    cfg = ImageFolderDataset(name="imagefolder", root=str(tmp_path), image_size=8, eval_samples=12)
+    with pytest.raises(DataFileError, match="dog holds no image file"):
+        load_dataset(cfg, seed=0)
