@@ -80,12 +80,44 @@ class DatasetCommon(Frozen):
         "e.g. the CIFAR-10 reproduction attacked classes 0 and 1 only.",
     )
     train_samples: int | None = Field(
-        None, ge=1, description="Training images to use (all available when null)."
+        None, ge=2, description="Training images to use (all available when null)."
     )
     eval_samples: int = Field(500, ge=1, description="Evaluation images to attack.")
     pixel_range: PixelRange = Field(
         (0.0, 1.0), description="Pixel values are mapped linearly onto this interval."
     )
+
+    def known_shape(self) -> tuple[int | None, tuple[int, int, int] | None]:
+        """``(number of classes, image shape)`` where the config alone fixes them (None where
+        only the files tell, e.g. an image folder's classes): what ``validate`` checks class
+        ids and latent sizes against, before any data is read."""
+        return None, None
+
+    @field_validator("classes", "eval_classes")
+    @classmethod
+    def _class_ids(cls, v: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("an empty class list selects no image; leave it out for all")
+            negative = [c for c in v if c < 0]
+            if negative:
+                raise ValueError(f"class ids are 0 or more, got {negative}")
+            dupes = sorted({c for c in v if v.count(c) > 1})
+            if dupes:
+                raise ValueError(f"class ids must be distinct; repeated: {dupes}")
+        return v
+
+    @model_validator(mode="after")
+    def _classes_exist(self) -> DatasetCommon:
+        count, _ = self.known_shape()
+        if count is not None:
+            for field in ("classes", "eval_classes"):
+                ids = getattr(self, field)
+                extra = sorted(c for c in ids or () if c >= count)
+                if extra:
+                    raise ValueError(f"{field}: {extra} are not classes of {self.name} "
+                                     f"(ids 0-{count - 1})")
+        return self
 
     @field_validator("pixel_range")
     @classmethod
@@ -115,7 +147,10 @@ class SyntheticDataset(DatasetCommon):
     manifold_seed: int = Field(
         0, ge=0, description="Seed of the generating decoder (the manifold itself; fixed across seeds)."
     )
-    train_samples: int = Field(2000, ge=1)
+    train_samples: int = Field(2000, ge=2)
+
+    def known_shape(self) -> tuple[int | None, tuple[int, int, int] | None]:
+        return self.num_classes, self.image_shape
 
     @model_validator(mode="after")
     def _dimensions(self) -> SyntheticDataset:
@@ -134,7 +169,10 @@ class LinearSubspaceDataset(DatasetCommon):
     image_shape: tuple[PositiveInt, PositiveInt, PositiveInt] = (1, 8, 8)
     num_classes: int = Field(2, ge=2)
     manifold_seed: int = Field(0, ge=0)
-    train_samples: int = Field(2000, ge=1)
+    train_samples: int = Field(2000, ge=2)
+
+    def known_shape(self) -> tuple[int | None, tuple[int, int, int] | None]:
+        return self.num_classes, self.image_shape
 
     @model_validator(mode="after")
     def _dimensions(self) -> LinearSubspaceDataset:
@@ -154,12 +192,18 @@ class DigitsDataset(DatasetCommon):
 
     name: Literal["digits"]
 
+    def known_shape(self) -> tuple[int | None, tuple[int, int, int] | None]:
+        return 10, (1, 8, 8)
+
 
 class TorchvisionDataset(DatasetCommon):
     """MNIST, Fashion-MNIST, CIFAR-10 or SVHN in the on-disk formats torchvision uses."""
 
     name: Literal["mnist", "fashion_mnist", "cifar10", "svhn"]
     root: str = Field("~/.cache/dimple-stats/data")
+
+    def known_shape(self) -> tuple[int | None, tuple[int, int, int] | None]:
+        return 10, ((1, 28, 28) if self.name in ("mnist", "fashion_mnist") else (3, 32, 32))
 
 
 class ImageFolderDataset(DatasetCommon):
@@ -179,6 +223,9 @@ class ImageFolderDataset(DatasetCommon):
         None, description="Pixel values are mapped onto this interval ([0, 1] when null); "
         "must stay null with normalize: imagenet."
     )
+
+    def known_shape(self) -> tuple[int | None, tuple[int, int, int] | None]:
+        return None, (3, self.image_size, self.image_size)
 
     @model_validator(mode="after")
     def _one_pixel_convention(self) -> ImageFolderDataset:

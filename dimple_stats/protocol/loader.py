@@ -176,7 +176,24 @@ def _semantic_issues(protocol: Protocol) -> list[tuple[KeyPath, str]]:
     found: list[tuple[KeyPath, str]] = []
     synthetic = protocol.dataset.name in ("synthetic", "linear_subspace")
     classes = protocol.dataset.classes
+    count, shape = protocol.dataset.known_shape()
+    pixels = None if shape is None else shape[0] * shape[1] * shape[2]
+    in_use = len(classes) if classes is not None else count
+    train = protocol.dataset.train_samples
+    if train is not None and in_use is not None and train < in_use:
+        found.append((("dataset", "train_samples"),
+                      f"{train} training images cannot cover the {in_use} classes in use"))
     for name, ae in protocol.autoencoders.items():
+        if pixels is not None and ae.latent_dim is not None and ae.latent_dim >= pixels:
+            found.append((("autoencoders", name, "latent_dim"),
+                          f"latent_dim {ae.latent_dim} must be smaller than the "
+                          f"{protocol.dataset.name} image dimension {pixels}"))
+        if ae.train_classes and count is not None and classes is None:
+            extra = sorted(c for c in ae.train_classes if c >= count)
+            if extra:
+                found.append((("autoencoders", name, "train_classes"),
+                              f"{extra} are not classes of {protocol.dataset.name} "
+                              f"(ids 0-{count - 1})"))
         if ae.arch == "oracle" and not synthetic:
             found.append((("autoencoders", name, "arch"),
                           "arch 'oracle' (the true generator) needs dataset synthetic or linear_subspace"))
@@ -210,6 +227,25 @@ def _semantic_issues(protocol: Protocol) -> list[tuple[KeyPath, str]]:
                           f"null {entry.options.null!r} is measured for the attack perturbation "
                           "only (r_PCA, r_Rdata); use it with dmm.perpendicular, or null "
                           "random_subspace | other_image | beta here"))
+    return found
+
+
+def _file_issues(protocol: Protocol) -> list[tuple[KeyPath, str]]:
+    """Checkpoint paths that name no readable regular file (a run would fail after loading the
+    data, or after training the other models)."""
+    wanted: list[tuple[KeyPath, str]] = []
+    if protocol.classifier.checkpoint:
+        wanted.append((("classifier", "checkpoint"), protocol.classifier.checkpoint))
+    wanted += [(("autoencoders", name, "checkpoint"), ae.checkpoint)
+               for name, ae in protocol.autoencoders.items() if ae.checkpoint]
+    found = []
+    for path, value in wanted:
+        target = Path(value).expanduser()
+        if not target.is_file() or not os.access(target, os.R_OK):
+            why = "is a folder" if target.is_dir() else (
+                "is not readable" if target.exists() else "does not exist")
+            found.append((path, f"checkpoint {value} {why} (relative paths are read from "
+                                f"{os.getcwd()})"))
     return found
 
 
@@ -370,9 +406,13 @@ def _swept_key(sweep: Any, choices: dict[str, Any], path: str) -> KeyPath:
 # --------------------------------------------------------------------------- entry points
 
 def load_protocol_text(
-    text: str, file: str = "<string>", overrides: Sequence[str] = ()
+    text: str, file: str = "<string>", overrides: Sequence[str] = (), *,
+    check_files: bool = False,
 ) -> Protocol:
-    """Validate protocol YAML given as text. Raises :class:`ProtocolError` listing every issue."""
+    """Validate protocol YAML given as text. Raises :class:`ProtocolError` listing every issue.
+
+    ``check_files``: also require every checkpoint path to name a readable file (relative paths
+    from the current directory), as a run will; off for text not tied to a place."""
     data, lines = compose_yaml(text, file)
     if data is None:
         raise ProtocolError([ProtocolIssue(file, 1, "", "the protocol file is empty")])
@@ -389,7 +429,7 @@ def load_protocol_text(
         issues = [_issue_from_error(e, file, lines, overridden) for e in errors]
         issues.sort(key=lambda i: (i.line is None, i.line or 0, i.path))
         raise ProtocolError(issues) from None
-    semantic = _semantic_issues(protocol)
+    semantic = _semantic_issues(protocol) + (_file_issues(protocol) if check_files else [])
     if semantic:
         raise ProtocolError([
             ProtocolIssue(file, None if _origin_for(p, overridden) else _line_for(p, lines),
@@ -439,4 +479,5 @@ def load_protocol(path: str | Path, overrides: Sequence[str] = ()) -> Protocol:
         raise refuse(f"cannot read: {exc.strerror}") from None
     if len(data) > MAX_PROTOCOL_BYTES:
         raise refuse(f"larger than {MAX_PROTOCOL_BYTES // 1_000_000} MB: not a protocol")
-    return load_protocol_text(decode_text(data, file), file=file, overrides=overrides)
+    return load_protocol_text(decode_text(data, file), file=file, overrides=overrides,
+                              check_files=True)

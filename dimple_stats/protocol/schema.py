@@ -99,6 +99,12 @@ class AdversarialTrainingConfig(Frozen):
         return float(self.step) if self.step is not None else 2.5 * self.eps / self.steps
 
 
+#: The widest layer a protocol may ask for: 10**12 units would be refused only by the allocator.
+MAX_WIDTH = 1 << 16
+#: A layer width: at least one unit (a zero-width layer trains nothing), at most MAX_WIDTH.
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+
+
 class ClassifierConfig(Frozen):
     """The classifier under attack: trained from the protocol or loaded from a checkpoint."""
 
@@ -110,7 +116,7 @@ class ClassifierConfig(Frozen):
     checkpoint: str | None = Field(
         None, description="A user's trained weights (state dict); training is skipped."
     )
-    hidden: tuple[int, ...] = Field((256, 256), description="Hidden widths of the mlp.")
+    hidden: tuple[Width, ...] = Field((256, 256), description="Hidden widths of the mlp.")
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     epochs: int = Field(20, ge=0)
     batch_size: int = Field(128, ge=1)
@@ -177,12 +183,13 @@ class AutoencoderConfig(Frozen):
     latent_dim: int | None = Field(
         None, ge=1, description="Latent size k (the oracle uses the dataset's)."
     )
-    hidden: tuple[int, ...] | None = Field(
+    hidden: tuple[Width, ...] | None = Field(
         None, description="Channel widths (conv) or layer widths (mlp); an architecture default when null."
     )
     regulariser: Regulariser = Field(default_factory=lambda: NoRegulariser(kind="none"))
-    train_classes: tuple[int, ...] | None = Field(
-        None, description="Train on these classes only (the CIFAR-10 reproduction used 0 and 1)."
+    train_classes: tuple[NonNegativeInt, ...] | None = Field(
+        None, min_length=1,
+        description="Train on these classes only (the CIFAR-10 reproduction used 0 and 1)."
     )
     checkpoint: str | None = None
     epochs: int = Field(30, ge=0)

@@ -37,11 +37,31 @@ def test_shipped_protocols_are_all_present() -> None:
     } <= names
 
 
+def _shipped(path: Path) -> Protocol:
+    """A shipped protocol, its checkpoint files not required (the weights are the user's)."""
+    return load_protocol_text(path.read_text(encoding="utf-8"), file=str(path))
+
+
 @pytest.mark.parametrize("path", PROTOCOLS, ids=lambda p: p.stem)
 def test_shipped_protocol_validates(path: Path) -> None:
-    protocol = load_protocol(path)
+    protocol = _shipped(path)
     assert protocol.name == path.stem
     assert protocol.claims and protocol.autoencoders
+    if protocol.classifier.checkpoint is None and not any(
+            ae.checkpoint for ae in protocol.autoencoders.values()):
+        assert load_protocol(path) == protocol  # and as `validate` reads it
+
+
+def test_a_missing_checkpoint_is_refused_where_the_file_is_read(tmp_path: Path) -> None:
+    # `validate` and `run` read the file: a run would fail only after loading the data.
+    with pytest.raises(ProtocolError) as info:
+        load_protocol(ROOT / "protocols" / "imagenet_offmanifold.yaml")
+    (issue,) = info.value.issues
+    assert issue.path == "classifier.checkpoint" and "does not exist" in issue.message
+    (tmp_path / "w.pt").write_bytes(b"weights")
+    (tmp_path / "p.yaml").write_text(MINIMAL.replace("claims:", "classifier: {checkpoint: "
+                                                     f"{tmp_path / 'w.pt'}}}\nclaims:"))
+    assert load_protocol(tmp_path / "p.yaml").classifier.checkpoint == str(tmp_path / "w.pt")
 
 
 def test_reference_hyperparameters_in_mnist_protocol() -> None:
@@ -234,7 +254,7 @@ def test_json_schema_covers_datasets_and_claims() -> None:
 @pytest.mark.parametrize("path", PROTOCOLS, ids=lambda p: p.stem)
 def test_protocol_dump_reads_back_to_the_same_protocol(path: Path) -> None:
     # Manifests store the validated protocol as JSON; it must validate back to itself.
-    p = load_protocol(path)
+    p = _shipped(path)
     dumped = p.model_dump(mode="json", by_alias=True)
     assert all(len(item) == 1 for item in dumped["claims"])
     again = Protocol.model_validate(dumped)
@@ -274,3 +294,22 @@ def test_a_claim_listed_twice_is_an_error_not_deduplicated() -> None:
     assert "listed twice" in issue.message and "items 1 and 3" in issue.message
     # the same claim against another null is another test
     load_protocol_text(MINIMAL + "  - dmm.perpendicular: {null: random_subspace}\n")
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("dataset.classes=[11]", "[11] are not classes of digits (ids 0-9)"),
+    ("dataset.classes=[-1, 2]", "class ids are 0 or more"),
+    ("dataset.classes=[]", "an empty class list"),
+    ("autoencoders.plain.hidden=[-5]", "greater than or equal to 1"),
+    ("autoencoders.plain.hidden=[0]", "greater than or equal to 1"),
+    ("autoencoders.plain.hidden=[1000000000000]", "less than or equal to 65536"),
+    ("classifier.hidden=[0, 8]", "greater than or equal to 1"),
+    ("autoencoders.plain.latent_dim=65", "must be smaller than the digits image dimension 64"),
+    ("dataset.train_samples=1", "greater than or equal to 2"),
+    ("dataset.train_samples=5", "cannot cover the 10 classes in use"),
+    ("autoencoders.plain.train_classes=[12]", "[12] are not classes of digits"),
+])
+def test_what_a_run_would_refuse_late_validate_refuses_at_once(override: str,
+                                                                  needle: str) -> None:
+    issues = issues_of(MINIMAL, overrides=(override,))
+    assert any(needle in issue.message for issue in issues), [i.message for i in issues]
