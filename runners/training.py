@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from dimple_stats.errors import RunFailure
+from dimple_stats.errors import BadInput, RunFailure
 from dimple_stats.seeds import derive_seed
 from runners.geometry.isometry import isometry_diagnostics
 from runners.models import Autoencoder, build_autoencoder, build_classifier
@@ -113,14 +113,46 @@ def _data_identity(data_config: Any) -> Any:
     return data_config.model_dump(mode="json") if hasattr(data_config, "model_dump") else data_config
 
 
+class CheckpointError(BadInput):
+    """A user's checkpoint file that cannot be this model's weights (exit 2, naming the file)."""
+
+    section = "checkpoint"
+
+
 def _load_weights(path: str, model: nn.Module) -> None:
+    """``model``'s weights from a user's checkpoint file (a state dict, or a dict holding one
+    under ``state_dict``); anything else is a :class:`CheckpointError` saying what is wrong."""
+    import pickle
+    import zipfile
     from pathlib import Path
 
-    # weights_only: a user's checkpoint file is untrusted input; full unpickling would run code.
-    state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    file = Path(path).expanduser()
+    try:
+        # weights_only: a user's checkpoint file is untrusted input; full unpickling would run
+        # code. torch's own refusal text suggests weights_only=False, which is not for here.
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" in str(exc).lower():  # a class to build: the pickle names code
+            raise CheckpointError(f"{path}: holds objects other than tensors (refused unread: "
+                                  "loading them could run code); save model.state_dict()"
+                                  ) from None
+        raise CheckpointError(f"{path}: cannot read: not a torch checkpoint") from None
+    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        why = "empty" if file.is_file() and file.stat().st_size == 0 else (
+            f"not a torch checkpoint ({type(exc).__name__})")
+        raise CheckpointError(f"{path}: cannot read: {why}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    model.load_state_dict(state)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict of "
+                              "tensors; save model.state_dict()")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).split("\n\t", 2)[:2]
+        raise CheckpointError(f"{path}: not weights of this {type(model).__name__} (check the "
+                              f"protocol's arch and widths): {' '.join(first).strip()[:300]}"
+                              ) from None
 
 
 def _from_store(store: ArtifactStore | None, stage: str, role: str, config: Any, data_config: Any,

@@ -24,7 +24,7 @@ from runners.models.regularisers import (
     relaxed_distortion,
 )
 from runners.store import ArtifactStore, UnsafeArtifactError
-from runners.training import accuracy, train_autoencoder, train_classifier
+from runners.training import CheckpointError, accuracy, train_autoencoder, train_classifier
 
 DIGITS = DigitsDataset(name="digits", eval_samples=300, pixel_range=(-1.0, 1.0))
 FAST_MLP = ClassifierConfig(arch="mlp", hidden=(128,), epochs=12, batch_size=64, patience=4)
@@ -162,11 +162,40 @@ def test_user_checkpoint_is_loaded_with_weights_only(digits, tmp_path: Path) -> 
             return (open, (str(marker), "w"))
 
     torch.save({"net.0.weight": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(Exception):  # noqa: B017 (whatever the unpickler raises; the point is no file)
+    with pytest.raises(CheckpointError, match="refused unread"):
         train_classifier(FAST_MLP.model_copy(update={"checkpoint": str(tmp_path / "evil.pt")}),
                          digits, data_config=DIGITS, seed=0)
     assert not marker.exists()
     assert UnsafeArtifactError  # the store's own refusal is tested in test_store.py
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("empty", "cannot read: empty"),
+    ("text", "not a torch checkpoint"),
+    ("list", "holds a list, not a state dict"),
+    ("tensor", "holds a Tensor, not a state dict"),
+    ("other_widths", "not weights of this MLPClassifier"),
+])
+def test_a_checkpoint_that_is_not_these_weights_is_a_one_line_error(
+        content: str, needle: str, digits, tmp_path: Path) -> None:
+    path = tmp_path / "mine.pt"
+    if content == "empty":
+        path.write_bytes(b"")
+    elif content == "text":
+        path.write_text("not a checkpoint")
+    elif content == "list":
+        torch.save([torch.zeros(3)], path)
+    elif content == "tensor":
+        torch.save(torch.zeros(3), path)
+    else:  # a classifier of other widths
+        other = FAST_MLP.model_copy(update={"hidden": (7,), "epochs": 1})
+        torch.save(train_classifier(other, digits, data_config=DIGITS, seed=0).model.state_dict(),
+                   path)
+    with pytest.raises(CheckpointError) as info:
+        train_classifier(FAST_MLP.model_copy(update={"checkpoint": str(path)}), digits,
+                         data_config=DIGITS, seed=0)
+    assert str(path) in str(info.value) and needle in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 # --------------------------------------------------------------------------- autoencoder training
