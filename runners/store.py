@@ -25,6 +25,7 @@ JSON, bytes) works where torch is not installed.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dimple_stats.atomic import fsync_dir, fsync_tree
+from dimple_stats.errors import RunFailure
 from dimple_stats.hashing import canonical_hash
 from runners.artifact_writer import ArtifactWriter
 from runners.artifacts import (
@@ -106,6 +108,28 @@ def default_store_root() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     cache = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
     return cache / "dimple-stats" / "store"
+
+
+#: Write failures that say the store cannot take this artifact (not a bug): no permission, a
+#: read-only filesystem, a full disk or quota, a file-size limit (``ulimit -f``), not a folder.
+_WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+                           errno.EFBIG, errno.ENOTDIR, errno.EEXIST})
+
+
+#: How torch.save's writer words a write that did not fit.
+_TORCH_WRITE_FAILURES = ("File too large", "No space left", "basic_ios::clear",
+                         "PytorchStreamWriter failed writing", "inline_container.cc")
+
+
+class StoreWriteError(RunFailure):
+    """The store cannot take a new artifact (exit 1): what was stored before is intact."""
+
+    def __init__(self, root: Path, exc: OSError) -> None:
+        super().__init__(
+            f"cannot write to the artifact store {root}: {exc.strerror or exc} "
+            f"({getattr(exc, 'filename', None) or root}); nothing stored was lost; free space, "
+            "fix the permissions or name another --store, then run again (finished stages load "
+            "from the store)")
 
 
 class ArtifactStore:
@@ -221,19 +245,31 @@ class ArtifactStore:
         if provenance is not None and canonical_hash(provenance, length=len(key.digest)) != key.digest:
             raise ArtifactError(f"the provenance carried by {key} no longer hashes to its digest (mutated?)")
         stage_dir = self.root / key.stage
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        # os.mkdir with the default mode (not tempfile.mkdtemp's 0700) so that on a shared store the
-        # published artifact gets the same umask-controlled permissions as every other file.
-        tmp = stage_dir / f"{TMP_PREFIX}{key.digest}-{uuid.uuid4().hex}"
-        os.mkdir(tmp)
+        try:
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            # os.mkdir with the default mode (not tempfile.mkdtemp's 0700) so that on a shared
+            # store the published artifact gets the same umask-controlled permissions as every
+            # other file.
+            tmp = stage_dir / f"{TMP_PREFIX}{key.digest}-{uuid.uuid4().hex}"
+            os.mkdir(tmp)
+        except OSError as exc:
+            raise StoreWriteError(self.root, exc) from None
         writer = ArtifactWriter(tmp)
         try:
             yield writer
             writer._close()
             writer.published = self._publish(key, tmp)
-        except BaseException:
+        except BaseException as exc:
             writer._close()
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+                raise StoreWriteError(self.root, exc) from None
+            if isinstance(exc, RuntimeError) and any(
+                    text in str(exc) for text in _TORCH_WRITE_FAILURES):
+                # torch.save's C++ writer reports a full disk or ulimit -f as a RuntimeError.
+                raise StoreWriteError(self.root, OSError(errno.EFBIG, "a file did not fit (a "
+                                      "file-size limit or a full disk)"))\
+                    from None
             raise
 
     def _publish(self, key: ArtifactKey, tmp: Path) -> bool:

@@ -73,11 +73,33 @@ class TrainResult:
     epoch_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
 
 
+class DeviceError(BadInput):
+    """A ``--device`` this machine does not have (exit 2, before any compute)."""
+
+    section = "--device"
+
+
 def resolve_device(spec: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; anything else is passed to torch.device."""
+    """``auto`` picks CUDA when available, else CPU; anything else is checked against the
+    machine (a missing GPU, or a GPU index past the last, is a :class:`DeviceError`)."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise DeviceError(f"unknown device {spec!r} ({exc})") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"device {spec}: this machine has no CUDA GPU; use --device cpu "
+                              "or auto")
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"device {spec}: this machine has {count} CUDA GPU(s), "
+                              f"cuda:0 to cuda:{count - 1}")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                     and torch.backends.mps.is_available()):
+        raise DeviceError(f"device {spec}: MPS is not available on this machine")
+    return device
 
 
 def _generator(seed: int, purpose: str) -> torch.Generator:

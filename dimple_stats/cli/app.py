@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -37,6 +38,11 @@ def run_failed(message: str) -> typer.Exit:
     return typer.Exit(EXIT_RUN_FAILED)
 
 
+#: OSErrors that mean "no room or no right to write here", reported in one line (exit 1).
+NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                            errno.EPERM})
+
+
 def command(fn: F | None = None, *, group: typer.Typer | None = None,
             prefix: str = "dimple-stats") -> Any:
     """Register ``fn`` as a command (of ``group``, default the top level) that turns any
@@ -56,6 +62,18 @@ def command(fn: F | None = None, *, group: typer.Typer | None = None,
                 raise fail(f"{prefix} {name}: {exc}") from None
             except RunFailure as exc:
                 raise run_failed(f"{prefix} {name}: {exc}") from None
+            except OSError as exc:
+                if exc.errno not in NO_ROOM_ERRNOS:
+                    raise
+                # A full disk, a file-size limit (ulimit -f), a read-only or forbidden place:
+                # the machine's state, not a bug. Writes are atomic, so nothing written before
+                # was damaged.
+                raise run_failed(
+                    f"{prefix} {name}: cannot write"
+                    f"{' ' + str(exc.filename) if exc.filename else ''}: {exc.strerror or exc}; "
+                    "nothing written before was damaged; free space, raise the limit or fix the "
+                    "permissions, then run again (finished stages load from the store)"
+                ) from None
 
         (group or app).command(name=name)(guarded)
         return fn

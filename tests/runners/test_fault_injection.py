@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -457,3 +458,48 @@ def test_sigterm_stops_the_process_pool_workers_and_leaves_no_staging(work: Path
     again = cli("run", "tiny.yaml", "--seeds", "0,1", "--store", "store", "--out", "report",
                 cwd=work)
     assert again.returncode == 0, again.stderr
+
+
+def _limited(limit: int) -> Callable[[], None]:
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE semantics")
+def test_a_file_size_limit_is_one_line_and_loses_nothing(work: Path) -> None:
+    # ulimit -f while the store is written (torch's writer) and while the report is written.
+    before = {p.name: p.read_bytes() for p in (work / "report").iterdir() if p.is_file()}
+    shutil.rmtree(work / "store")
+    for limit, where in [(8 * 1024, "cannot write to the artifact store"),
+                         (10 * 1024, "cannot write")]:
+        if where == "cannot write":  # the store is complete: only the report is written
+            ok = cli("run", "tiny.yaml", "--store", "store", "--out", "elsewhere", cwd=work)
+            assert ok.returncode == 0, ok.stderr
+        result = subprocess.run(
+            [sys.executable, "-m", "dimple_stats", "run", "tiny.yaml", "--store", "store",
+             "--out", "report"], cwd=work, capture_output=True, text=True, timeout=600,
+            stdin=subprocess.DEVNULL, preexec_fn=_limited(limit))
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+        assert len(errors) == 1 and where in errors[0] and "nothing" in errors[0], errors
+        after = {p.name: p.read_bytes() for p in (work / "report").iterdir() if p.is_file()}
+        assert after == before  # the earlier report is untouched
+        assert not [p for p in work.iterdir() if p.name.startswith(".report.")]
+    again = cli("run", "tiny.yaml", "--store", "store", "--out", "report", cwd=work)
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_device_or_store_this_machine_cannot_use_is_refused_before_compute(
+        work: Path) -> None:
+    import torch
+
+    (work / "afile").write_text("x")
+    cases = [(["--store", "afile"], "--store", "is a file, not a folder")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda:99"], "--device", "no CUDA GPU"))
+    for extra, section, needle in cases:
+        result = cli("run", "tiny.yaml", "--store", "store2", "--out", "r2", *extra, cwd=work)
+        one_line_error(result, 2, section, needle)
+    assert not (work / "store2").exists() and not (work / "r2").exists()
+    assert (work / "afile").read_text() == "x"
