@@ -47,7 +47,7 @@ from runners.attacks.losses import LOSSES, LossName
 
 __all__ = ["Attack", "AttackResult", "BoxMode", "Bounds", "FMN_GAMMA", "FMN_STEP",
            "GradientProjection", "MinimalNormAttack", "Model", "Schedule", "batch_norm",
-           "bisect_to_boundary", "cosine_anneal", "expand_like"]
+           "bisect_to_boundary", "cosine_anneal", "expand_like", "nearest_classes"]
 
 #: ``(g, idx) -> projected g``; ``g`` is ``(m, ...)`` and ``idx`` the ``(m,)`` batch indices of its rows.
 GradientProjection = Callable[[Tensor, Tensor], Tensor]
@@ -161,14 +161,23 @@ SEARCH_TARGETS = 2
 CANDIDATES = 10
 
 
-def _nearest_classes(model: Model, x: Tensor, y: Tensor, project: GradientProjection | None,
-                     idx: Tensor, wanted: int) -> tuple[Tensor, Tensor]:
+def nearest_classes(logits_of: Callable[[Tensor], Tensor], inputs: Tensor, y: Tensor,
+                    dual_norm: Callable[[Tensor], Tensor], wanted: int
+                    ) -> tuple[Tensor, Tensor]:
     """``(classes, distances)``, both ``(w, B)``: the ``w = min(wanted, classes - 1)`` classes
-    nearest each input by the linearised distance ``(f_y - f_t) / ||P grad (f_y - f_t)||``
-    among the largest logits, nearest first, and those distances."""
-    xg = x.detach().clone().requires_grad_(True)
+    nearest each input by DeepFool's linearised distance ``(f_y - f_t) / ||grad (f_y - f_t)||_*``
+    among the :data:`CANDIDATES` largest logits, nearest first.
+
+    ``logits_of`` maps ``inputs`` (images, or latents) to logits; ``dual_norm`` maps a gradient
+    with respect to ``inputs`` to the norm that measures a step's length (``||P g||`` for steps
+    projected by ``P``; ``||g||_{G^-1}`` for latent steps measured in the pull-back metric ``G``).
+    The margin's gradient points at the runner-up class only, so a search that ascends it
+    crosses into that class's region even where another class's boundary is nearer: the
+    targeted searches of the minimal-norm attacks start from these.
+    """
+    xg = inputs.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        logits = model(xg)
+        logits = logits_of(xg)
         others = logits.detach().scatter(1, y.unsqueeze(1), float("-inf"))
         count = min(CANDIDATES, logits.shape[1] - 1)
         candidates = others.topk(count, dim=1).indices
@@ -177,9 +186,8 @@ def _nearest_classes(model: Model, x: Tensor, y: Tensor, project: GradientProjec
         for j in range(count):
             gap = true - logits.gather(1, candidates[:, j:j + 1]).squeeze(1)
             (g,) = torch.autograd.grad(gap.sum(), xg, retain_graph=j < count - 1)
-            if project is not None:
-                g = project(g.detach(), idx)
-            distances.append(gap.detach() / batch_norm(g, "l2").clamp_min(1e-30))
+            norm = dual_norm(g.detach())
+            distances.append(gap.detach().to(norm.dtype) / norm.clamp_min(1e-300))
     dist = torch.stack(distances, dim=1)
     order = dist.argsort(dim=1)[:, :min(wanted, count)]
     return candidates.gather(1, order).T.contiguous(), dist.gather(1, order).T.contiguous()
@@ -549,7 +557,9 @@ class MinimalNormAttack(Attack):
         contains 0), so every iterate stays feasible.
         """
         m = len(x)
-        targets, first = _nearest_classes(model, x, y, project, idx, SEARCH_TARGETS)
+        targets, first = nearest_classes(
+            model, x, y, lambda g: batch_norm(g if project is None else project(g, idx), "l2"),
+            SEARCH_TARGETS)
         blocks = 1 + len(targets)
         xr, yr = x.repeat(blocks, *([1] * (x.dim() - 1))), y.repeat(blocks)
         target = torch.cat([torch.full((m,), -1, dtype=torch.int64, device=x.device),

@@ -52,6 +52,7 @@ from runners.attacks.base import (
     batch_norm,
     bisect_to_boundary,
     expand_like,
+    nearest_classes,
 )
 from runners.attacks.losses import LOSSES, LossName
 from runners.geometry.jacobian import decoder_jacobian
@@ -66,9 +67,6 @@ SEARCH_STEPS = 60
 #: Logit lead of the target class the SQP asks for (the bisection then walks back to the
 #: boundary), in logits.
 TAU = 1e-3
-#: Classes whose linearised distance ranks the targeted searches: the largest logits only
-#: (DeepFool's candidates), so that 1,000 classes cost no more than 10.
-CANDIDATES = 10
 
 
 @dataclass(frozen=True, eq=False)
@@ -404,34 +402,19 @@ def _targets(model: Model, decode: Callable[[Tensor], Tensor], z0: Tensor, y: Te
              metric: tuple[Tensor, Tensor] | None, wanted: int) -> Tensor:
     """``(m, B)``: the ``m = min(wanted, classes - 1)`` classes nearest each image by the
     linearised distance ``(f_y - f_t) / ||grad_z (f_y - f_t)||_{G^-1}`` at ``z0``, nearest first
-    (DeepFool's estimate in the pull-back metric ``G``), among the ``CANDIDATES`` largest logits.
-
-    The margin's gradient points at the runner-up class only, so an untargeted search crosses
-    into that class's region even where another class's boundary is nearer on the manifold.
-    """
-    size = len(z0)
+    (DeepFool's estimate in the pull-back metric ``G``; :func:`~runners.attacks.base.
+    nearest_classes`)."""
     if wanted < 1:
-        return torch.zeros(0, size, dtype=torch.int64, device=z0.device)
-    zg = z0.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        logits = model(decode(zg))
-        runners_up = logits.detach().scatter(1, y.unsqueeze(1), float("-inf"))
-        count = min(CANDIDATES, logits.shape[1] - 1)
-        candidates = runners_up.topk(count, dim=1).indices  # (B, count)
-        true = logits.gather(1, y.unsqueeze(1)).squeeze(1)
-        distances = []
-        for j in range(count):
-            gap = true - logits.gather(1, candidates[:, j:j + 1]).squeeze(1)
-            (g,) = torch.autograd.grad(gap.sum(), zg, retain_graph=j < count - 1)
-            g = g.detach()
-            if metric is not None:
-                v, s_inv = metric
-                dual = (s_inv * torch.einsum("bkj,bk->bj", v, g.to(v.dtype))).norm(dim=1)
-            else:
-                dual = (g * _gram_solve(decode, z0.detach(), g)).sum(dim=1).clamp_min(0).sqrt()
-            distances.append(gap.detach().to(dual.dtype) / dual.clamp_min(1e-300))
-    order = torch.stack(distances, dim=1).argsort(dim=1)
-    return candidates.gather(1, order)[:, :min(wanted, count)].T.contiguous()
+        return torch.zeros(0, len(z0), dtype=torch.int64, device=z0.device)
+
+    def dual_norm(g: Tensor) -> Tensor:
+        if metric is not None:
+            v, s_inv = metric
+            return (s_inv * torch.einsum("bkj,bk->bj", v, g.to(v.dtype))).norm(dim=1)
+        return (g * _gram_solve(decode, z0.detach(), g)).sum(dim=1).clamp_min(0).sqrt()
+
+    classes, _ = nearest_classes(lambda z: model(decode(z)), z0, y, dual_norm, wanted)
+    return classes
 
 
 def _step(decode: Callable[[Tensor], Tensor], z: Tensor, grad: Tensor, step: float,

@@ -60,6 +60,7 @@ from runners.attacks.base import (
     batch_norm,
     bisect_to_boundary,
     cosine_anneal,
+    nearest_classes,
 )
 from runners.attacks.losses import LOSSES, margin_loss
 
@@ -544,11 +545,6 @@ def strict_tangent_attack(
                    steps, proj_iters, refine_steps, ranking)
 
 
-#: Classes whose linearised distance is estimated for the targeted restarts: the largest
-#: logits only (DeepFool's candidates), so that 1,000 classes cost no more than 10.
-CANDIDATES = 10
-
-
 def _targets(model: Model, x: Tensor, y: Tensor, basis: Tensor, restarts: int) -> Tensor:
     """``(restarts * B,)`` target class of each search, -1 for the untargeted ones.
 
@@ -564,23 +560,11 @@ def _targets(model: Model, x: Tensor, y: Tensor, basis: Tensor, restarts: int) -
     wanted = restarts // 2
     if wanted == 0:
         return out.reshape(-1)
-    xg = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        logits = model(xg)
-        runners_up = logits.detach().scatter(1, y.unsqueeze(1), float("-inf"))
-        count = min(CANDIDATES, logits.shape[1] - 1)
-        candidates = runners_up.topk(count, dim=1).indices  # (B, count)
-        true = logits.gather(1, y.unsqueeze(1)).squeeze(1)
-        distances = []
-        for j in range(count):
-            gap = true - logits.gather(1, candidates[:, j:j + 1]).squeeze(1)
-            (g,) = torch.autograd.grad(gap.sum(), xg, retain_graph=j < count - 1)
-            g_c = torch.einsum("bnk,bn->bk", basis, g.reshape(size, n).to(basis.dtype))
-            distances.append(gap.detach().to(basis.dtype) / g_c.norm(dim=1).clamp_min(1e-300))
-    order = torch.stack(distances, dim=1).argsort(dim=1)
-    nearest = candidates.gather(1, order).cpu()
-    for j in range(min(wanted, count)):
-        out[2 * j + 1] = nearest[:, j]
+    nearest, _ = nearest_classes(
+        model, x, y, lambda g: torch.einsum("bnk,bn->bk", basis, g.reshape(size, n).to(
+            basis.dtype)).norm(dim=1), wanted)
+    for j, classes in enumerate(nearest.cpu()):
+        out[2 * j + 1] = classes
     return out.reshape(-1)
 
 
