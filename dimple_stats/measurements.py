@@ -58,6 +58,7 @@ __all__ = [
     "TableKind",
     "MeasurementsError",
     "validate",
+    "check_ranges",
     "read_measurements",
     "write_measurements",
     "describe",
@@ -237,6 +238,20 @@ def _out_of_range(table: pd.DataFrame, col: str, spec: Column) -> list[str]:
             f"{int(bad.sum())} row(s), first at row {row}" + (f" ({where})" if where else "")]
 
 
+def check_ranges(table: pd.DataFrame, kind: TableKind = "measurements") -> pd.DataFrame:
+    """``table`` unchanged if every float column's finite values lie in its schema range (shares
+    in [0, 1], norms >= 0) and none is infinite, else a :class:`MeasurementsError` naming the
+    column, the count and the first row. Applied to what is READ from files (a report or a
+    store), where such a value is damage; simulations and tests may build tables freely."""
+    problems: list[str] = []
+    for col, spec in SCHEMAS[kind].items():
+        if col in table.columns and spec.dtype == "float":
+            problems += _out_of_range(table, col, spec)
+    if problems:
+        raise MeasurementsError(f"{kind} table: " + "; ".join(problems))
+    return table
+
+
 def validate(
     df: pd.DataFrame,
     kind: TableKind = "measurements",
@@ -295,11 +310,6 @@ def validate(
     for col, spec in schema.items():
         if col in out.columns:
             out[col] = _cast(out[col], spec.dtype)
-    for col, spec in schema.items():
-        if col in out.columns and spec.dtype == "float":
-            problems += _out_of_range(out, col, spec)
-    if problems:
-        raise MeasurementsError(f"{kind} table: " + "; ".join(problems))
     keys = [c for c in KEYS[kind] if c in out.columns]
     if kind in ("training", "adv_training") and "autoencoder" in out.columns:
         keys.append("autoencoder")  # optional there: r_T measured under several autoencoders
@@ -337,7 +347,11 @@ def read_measurements(path: str | os.PathLike[str], kind: TableKind = "measureme
         df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise MeasurementsError(f"{kind} table: cannot read {path}: {exc}") from exc
-    return validate(df, kind, require=require)
+    table = validate(df, kind, require=require)
+    try:
+        return check_ranges(table, kind)
+    except MeasurementsError as exc:
+        raise MeasurementsError(f"{path}: {exc}") from None
 
 
 def write_measurements(df: pd.DataFrame, path: str | os.PathLike[str],

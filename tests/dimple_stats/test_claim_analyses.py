@@ -347,7 +347,6 @@ dataset: {name: digits}
 autoencoders: {plain: {arch: mlp, latent_dim: 8}, isometric: {arch: mlp, latent_dim: 8}}
 claims:
   - dmm.perpendicular: {null: random_subspace}
-  - dmm.perpendicular: {null: random_subspace}
   - dmm.perpendicular: {null: beta}
   - dmm.norm_asymmetry
   - iso.defense
@@ -363,7 +362,7 @@ def test_analyse_a_protocol_adjusts_across_all_claims(measurements: pd.DataFrame
     res = ds.analyse(measurements, protocol, tables={"defense": synthetic.defense()})
     assert list(dict.fromkeys(res["claim"])) == ["dmm.perpendicular", "dmm.norm_asymmetry",
                                                  "iso.defense"]
-    # the repeated entry is analysed once
+    # each entry analysed once (a repeated entry is refused by the protocol: test_protocol.py)
     assert len(rows(res, claim="dmm.perpendicular", variant="random_subspace")) == 8
     # Defect 11: one Holm family over every tested row of the run, per-seed and pooled alike.
     tested = res[res["p"].notna() & (res["decision"] != "uninformative")]

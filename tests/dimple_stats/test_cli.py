@@ -26,11 +26,22 @@ claims: [dmm.norm_asymmetry]
 """
 
 
+def _shipped(*, user_files: bool) -> list[str]:
+    """Shipped protocols that name a user's checkpoint file (ImageNet's weights) or not."""
+    return sorted(str(p) for p in (ROOT / "protocols").glob("*.yaml")
+                  if ("checkpoint:" in p.read_text()) == user_files)
+
+
 def test_validate_all_shipped_protocols_exits_0() -> None:
-    files = sorted(str(p) for p in (ROOT / "protocols").glob("*.yaml"))
+    files = _shipped(user_files=False)
     result = runner.invoke(app, ["validate", *files])
     assert result.exit_code == 0, result.output
     assert result.output.count("ok ") == len(files)
+    # one that needs the user's weights says so until they are there (a run would fail late)
+    (needs,) = _shipped(user_files=True)
+    result = runner.invoke(app, ["validate", needs])
+    assert result.exit_code == 2 and "checkpoint" in result.output and "does not exist" in \
+        result.output
 
 
 def test_shipped_protocols_can_reach_their_eps() -> None:

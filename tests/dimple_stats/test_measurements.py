@@ -13,6 +13,7 @@ from dimple_stats.measurements import (
     SCHEMAS,
     TABLE_FILES,
     MeasurementsError,
+    check_ranges,
     describe,
     read_measurements,
     validate,
@@ -124,8 +125,9 @@ def test_impossible_values_are_refused_naming_column_and_row(
         column: str, value: float, message: str, synthetic: SimpleNamespace) -> None:
     table = synthetic.measurements()
     table.loc[3, column] = value
+    validate(table)  # in memory (simulations) any float goes; read from a file it is damage
     with pytest.raises(MeasurementsError) as info:
-        validate(table)
+        check_ranges(validate(table))
     text = str(info.value)
     assert message in text and "first at row 3" in text and "sample" in text
 
@@ -135,4 +137,15 @@ def test_nan_and_rounding_at_the_ends_stay_allowed(synthetic: SimpleNamespace) -
     table.loc[0, "r_T"] = float("nan")       # not measured
     table.loc[1, "r_T"] = 1.0 + 1e-7          # a float32 share at 1
     table.loc[2, "norm_on"] = float("nan")   # not measurable
-    validate(table)
+    check_ranges(validate(table))
+
+
+def test_a_table_read_from_a_file_is_range_checked_naming_the_file(
+        synthetic: SimpleNamespace, tmp_path: Path) -> None:
+    table = synthetic.measurements()
+    table.loc[0, "r_T"] = 20.0
+    path = tmp_path / "measurements.parquet"
+    table.to_parquet(path)
+    with pytest.raises(MeasurementsError) as info:
+        read_measurements(path)
+    assert str(path) in str(info.value) and "column 'r_T' must be in [0, 1]" in str(info.value)

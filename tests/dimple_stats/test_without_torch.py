@@ -32,7 +32,9 @@ def test_import_and_load_without_torch(run_blocked) -> None:
 
 
 def test_cli_validate_schema_claims_without_torch(tmp_path: Path, run_blocked) -> None:
-    files = sorted(str(p) for p in (ROOT / "protocols").glob("*.yaml"))
+    # the shipped protocols, less those naming a user's checkpoint file (refused until it exists)
+    files = sorted(str(p) for p in (ROOT / "protocols").glob("*.yaml")
+                   if "checkpoint:" not in p.read_text())
     for argv, code in (
         (["validate", *files], 0),
         (["schema"], 0),
