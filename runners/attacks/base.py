@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from runners.attacks.feasible import admm
-from runners.attacks.losses import LOSSES, LossName
+from runners.attacks.losses import LOSSES, LossName, margin_loss
 
 __all__ = ["Attack", "AttackResult", "BoxMode", "Bounds", "FMN_GAMMA", "FMN_STEP",
            "GradientProjection", "MinimalNormAttack", "Model", "Schedule", "batch_norm",
@@ -154,6 +154,9 @@ FMN_GAMMA = (0.05, 0.001)
 FMN_STEP = (0.5, 0.005)
 
 
+#: Logit margin a search's iterate needs to count as adversarial (rounding differences between
+#: batch sizes are ~1e-6; a search stops at the boundary, where they would decide the class).
+MARGIN_TOL = 1e-4
 #: Targeted searches per success in :meth:`MinimalNormAttack._minimise`.
 SEARCH_TARGETS = 2
 #: Classes whose linearised distance is estimated for the targeted searches: the largest
@@ -596,7 +599,9 @@ class MinimalNormAttack(Attack):
             xa = (xr + d).requires_grad_(not last)
             with torch.set_grad_enabled(not last):
                 logits = model(xa)
-            adv = logits.argmax(dim=1) != yr
+            # Adversarial with a margin: the search ends ON the boundary, where a tie of two
+            # logits (or another batch size's rounding) would flip the class back.
+            adv = margin_loss(logits.detach(), yr) > MARGIN_TOL
             norm = batch_norm(d.detach(), self.p)
             better = adv & (norm < best_norm)
             best[better], best_norm[better] = d[better].detach(), norm[better]

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor, nn  # noqa: F401  (nn: the module docstring example)
 
 from runners.attacks.base import (
+    MARGIN_TOL,
     AttackResult,
     Model,
     batch_norm,
@@ -54,7 +55,7 @@ from runners.attacks.base import (
     expand_like,
     nearest_classes,
 )
-from runners.attacks.losses import LOSSES, LossName
+from runners.attacks.losses import LOSSES, LossName, margin_loss
 from runners.geometry.jacobian import decoder_jacobian
 
 __all__ = ["LatentAttackResult", "latent_attack", "pullback_metric"]
@@ -349,7 +350,7 @@ def _chord_sqp(model: Model, decode: Callable[[Tensor], Tensor], z0: Tensor, y: 
                  - logits.gather(1, y[rows].unsqueeze(1))).squeeze(1)
             (a,) = torch.autograd.grad(c.sum(), zg)
         r = (x.detach().reshape(len(rows), -1) - flat0[rows]).to(dt)
-        adv = logits.detach().argmax(dim=1) != y[rows]
+        adv = margin_loss(logits.detach(), y[rows]) > MARGIN_TOL  # not a tie: base.MARGIN_TOL
         chord = r.norm(dim=1)
         better = adv & (chord <= eps) & (chord < best_chord[rows])
         best[rows[better]] = d[better].detach()
