@@ -25,9 +25,21 @@ EXPECTED = {"tangent", "projection", "attacks", "end_to_end", "regulariser", "th
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
-    out = tmp_path_factory.mktemp("bench")
-    result = CliRunner().invoke(app, ["bench", "--quick", "--out", str(out)])
-    assert result.exit_code == 0, result.output
+    # One quick bench (~150 s) for the whole session: under xdist each worker would run a
+    # module fixture of its own, so the first worker runs it under a file lock in the temp
+    # folder all workers share and the others read its files.
+    import fcntl
+    import os
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the run's folder above the workers' own
+        shared = shared.parent
+    out = shared / "quick_bench"
+    with open(shared / "quick_bench.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "benchmarks.md").exists():
+            result = CliRunner().invoke(app, ["bench", "--quick", "--out", str(out)])
+            assert result.exit_code == 0, result.output
     data = json.loads((out / "benchmarks.json").read_text())
     return out, data, (out / "benchmarks.md").read_text()
 
