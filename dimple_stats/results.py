@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -431,10 +431,9 @@ def _decide(p_adj: float, alpha: float, test: str, uninformative: str = "") -> s
 def results_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
     """Rows as a DataFrame with exactly the columns of :data:`RESULT_COLUMNS`, in that order."""
     records = []
-    for r in rows:
-        d = asdict(r)
-        d.pop("extra")
-        records.append(d)
+    names = [f.name for f in fields(ResultRow) if f.name != "extra"]
+    for r in rows:  # not asdict: it deep-copies ``extra`` (every per-image value) to drop it
+        records.append({name: getattr(r, name) for name in names})
     df = pd.DataFrame.from_records(records, columns=[c for c in RESULT_COLUMNS
                                                      if c not in ("p_adj", "alpha", "decision",
                                                                   "n_seeds_reject")])

@@ -53,6 +53,22 @@ def adjust_pvalues(pvalues: npt.ArrayLike, method: Correction = "holm") -> np.nd
     if method not in CORRECTIONS:
         raise ValueError(f"unknown correction {method!r}; allowed: {', '.join(CORRECTIONS)}")
     finite = np.isfinite(p)
-    if finite.any():
+    if finite.any() and method == "holm":
+        out[finite] = _holm(p[finite])
+    elif finite.any():
         out[finite] = multipletests(p[finite], method=method)[1]
     return out
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values, as statsmodels' ``multipletests(method="holm")``.
+
+    Written out because statsmodels' Holm branch calls ``gc.collect()`` on every call: 0.5 s in
+    a process that holds torch, paid by every results table (tests/dimple_stats/test_families.py
+    checks the two agree).
+    """
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(
+        np.maximum.accumulate(p[order] * np.arange(p.size, 0, -1)), 1.0)
+    return adjusted
