@@ -16,7 +16,7 @@ import pytest
 
 REPORTS = Path(__file__).resolve().parents[2] / "reports"
 #: Records measured with the issue-30 defaults (the others predate them: README, Results).
-RERUN = ["quickstart", "mnist_offmanifold"]
+RERUN = ["quickstart", "mnist_offmanifold", "plain_vs_isometric", "fashion_mnist_offmanifold"]
 
 
 @pytest.mark.parametrize("name", RERUN)
