@@ -2,8 +2,10 @@
 
 A sweep names protocol fields by dotted path and the values each takes. ``grid`` crosses every
 path with every other; ``zip`` varies its paths together (all its lists have one length) and
-counts as one more axis of the grid. Each combination is a *cell*: the base protocol with those
-values set, validated like any protocol. Cells share every stage they can through the artifact
+counts as one more axis of the grid. ``exclude`` lists combinations not to run (a cell that has
+every ``path: value`` of an entry is left out): pairs of choices that only make sense together,
+such as ``attack.base: image`` needing ``attack.on_manifold: tangent``. Each remaining combination
+is a *cell*: the base protocol with those values set, validated like any protocol. Cells share every stage they can through the artifact
 store, because store keys are built from the configuration a stage reads, not from the protocol:
 a classifier is trained once for every latent size k.
 
@@ -24,6 +26,9 @@ Examples
 [4, 8]
 >>> SweepConfig(zip={"a.b": (1, 2), "c.d": ("x", "y")}).cells()
 [{'a.b': 1, 'c.d': 'x'}, {'a.b': 2, 'c.d': 'y'}]
+>>> s = SweepConfig(grid={"a.b": (1, 2), "c.d": ("x", "y")}, exclude=({"a.b": 2, "c.d": "x"},))
+>>> s.cells(), s.n_cells
+([{'a.b': 1, 'c.d': 'x'}, {'a.b': 1, 'c.d': 'y'}, {'a.b': 2, 'c.d': 'y'}], 3)
 >>> cell_label({"autoencoders.plain.latent_dim": 4, "classifier.adversarial": None},
 ...            ["autoencoders.plain.latent_dim", "classifier.adversarial"])
 'latent_dim=4, adversarial=none'
@@ -66,6 +71,9 @@ class SweepConfig(Frozen):
     zip: dict[str, tuple[Any, ...]] = Field(
         default_factory=dict, description="dotted.path: [values], varied together (equal "
         "lengths): one more axis of the grid.")
+    exclude: tuple[dict[str, Any], ...] = Field(
+        default=(), description="Combinations not to run: a cell with every dotted.path: value "
+        "of an entry is left out (choices that only make sense in some pairs).")
     family: Literal["claim", "grid", "cell"] = Field(
         "claim", description="Multiplicity family across the grid: each claim's rows over all "
         "cells (claim, the default), every row of the sweep (grid), or each cell alone (cell); "
@@ -79,7 +87,7 @@ class SweepConfig(Frozen):
             for path, values in paths.items():
                 if not values:
                     raise ValueError(f"{section}.{path}: needs at least one value")
-                encoded = [json.dumps(v, sort_keys=True) for v in values]
+                encoded = [_encoded(v) for v in values]
                 if len(set(encoded)) != len(encoded):
                     raise ValueError(f"{section}.{path}: values repeat ({list(values)})")
         both = sorted(set(self.grid) & set(self.zip))
@@ -98,6 +106,23 @@ class SweepConfig(Frozen):
         if len(lengths) > 1:
             raise ValueError("every zip list must have the same length; got "
                              + ", ".join(f"{p}: {len(v)}" for p, v in self.zip.items()))
+        if self._product() > 10 * MAX_CELLS:  # before listing the cells (a typo can be huge)
+            raise ValueError(f"the sweep has {self._product()} cells; at most {MAX_CELLS}")
+        for i, entry in enumerate(self.exclude):
+            if not entry:
+                raise ValueError(f"exclude[{i}]: names no path (it would leave out every cell)")
+            for path, value in entry.items():
+                swept = self.grid.get(path, self.zip.get(path))
+                if swept is None:
+                    raise ValueError(f"exclude[{i}].{path}: not a swept path (the sweep's paths: "
+                                     f"{', '.join(self.paths)})")
+                if _encoded(value) not in {_encoded(v) for v in swept}:
+                    raise ValueError(f"exclude[{i}].{path}: {value!r} is not among its swept "
+                                     f"values {list(swept)}")
+            if not any(_matches(cell, entry) for cell in self._all_cells()):
+                raise ValueError(f"exclude[{i}]: matches no cell ({entry})")
+        if not self.cells():
+            raise ValueError("exclude leaves out every cell")
         if self.n_cells > MAX_CELLS:
             raise ValueError(f"the sweep has {self.n_cells} cells; at most {MAX_CELLS}")
         return self
@@ -109,19 +134,36 @@ class SweepConfig(Frozen):
 
     @property
     def n_cells(self) -> int:
+        """How many cells run (the grid's product less the excluded combinations)."""
+        return len(self.cells())
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Every cell's choices, ``{path: value}``, the first grid path varying slowest; the
+        combinations ``exclude`` names are left out."""
+        return [c for c in self._all_cells() if not any(_matches(c, e) for e in self.exclude)]
+
+    def _product(self) -> int:
         n = 1
         for values in self.grid.values():
             n *= len(values)
         return n * (len(next(iter(self.zip.values()))) if self.zip else 1)
 
-    def cells(self) -> list[dict[str, Any]]:
-        """Every cell's choices, ``{path: value}``, the first grid path varying slowest."""
+    def _all_cells(self) -> list[dict[str, Any]]:
         zipped = [dict(zip(self.zip, row)) for row in zip(*self.zip.values())] or [{}]
         out = []
         for combo in itertools.product(*self.grid.values()):
             for extra in zipped:
                 out.append({**dict(zip(self.grid, combo)), **extra})
         return out
+
+
+def _encoded(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _matches(cell: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:
+    """Whether ``cell`` takes every ``path: value`` of an ``exclude`` entry."""
+    return all(_encoded(cell[p]) == _encoded(v) for p, v in entry.items())
 
 
 def format_choice(value: Any) -> str:

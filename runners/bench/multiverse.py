@@ -29,7 +29,10 @@ _LIMIT, _QUICK_LIMIT = 16, 2
 _QUICK_OVERRIDES = ["seeds=[0, 1]", "classifier.epochs=2", "autoencoders.plain.epochs=10",
                     "autoencoders.isometric.epochs=10",
                     "sweep.zip={autoencoders.plain.latent_dim: [4], "
-                    "autoencoders.isometric.latent_dim: [4]}"]
+                    "autoencoders.isometric.latent_dim: [4]}",
+                    # the default measurement only (the other two are the same work again)
+                    "sweep.grid={attack.method: [pgd, fmn], classifier.adversarial: "
+                    "[null, {norm: l2, eps: 1.0, steps: 7}]}", "sweep.exclude=[]"]
 
 
 def _run(executor: str, overrides: list[str], limit: int, root: Path) -> tuple[float, Any]:

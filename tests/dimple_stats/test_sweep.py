@@ -53,6 +53,34 @@ def test_cells_cross_the_grid_and_zip_varies_together() -> None:
     assert [c.classifier.adversarial is None for _, c in p.cell_protocols()] == [True, False]
 
 
+PAIRS = ("sweep:\n  grid:\n    attack.base: [manifold, image]\n"
+         "    attack.on_manifold: [latent, tangent]\n")
+
+
+def test_exclude_leaves_out_the_pairs_that_do_not_go_together() -> None:
+    # attacks at the image need the tangent attack: the grid's (image, latent) cell is refused...
+    with pytest.raises(ProtocolError, match="attack.base='image'"):
+        _load(PAIRS)
+    # ...and runs the other three when excluded, in the grid's order
+    p = _load(PAIRS + "  exclude:\n    - {attack.base: image, attack.on_manifold: latent}\n")
+    got = [(c.attack.base, c.attack.on_manifold) for _, c in p.cell_protocols()]
+    assert got == [("manifold", "latent"), ("manifold", "tangent"), ("image", "tangent")]
+    assert p.sweep.n_cells == 3
+    # the exclusions are part of what was run: they change the protocol hash
+    assert p.hash != _load(PAIRS + "  exclude:\n    - {attack.base: image}\n").hash
+
+
+@pytest.mark.parametrize(("exclude", "needle"), [
+    ("    - {attack.norm: l2}\n", "attack.norm: not a swept path"),
+    ("    - {attack.base: img}\n", "'img' is not among its swept values"),
+    ("    - {}\n", "names no path"),
+    ("    - {attack.base: manifold}\n    - {attack.base: image}\n", "leaves out every cell"),
+])
+def test_bad_exclusions_are_refused(exclude: str, needle: str) -> None:
+    with pytest.raises(ProtocolError, match=needle):
+        _load(PAIRS + "  exclude:\n" + exclude)
+
+
 @pytest.mark.parametrize(("sweep", "needles"), [
     ("sweep:\n  grid:\n    autoencoders.plain.latnt_dim: [2, 4]\n",
      ("p.yaml:9", "latnt_dim", "did you mean 'latent_dim'")),
