@@ -33,6 +33,7 @@ from dimple_stats.claims.rows import (
     tost_row,
     variant_name,
 )
+from dimple_stats.results import ResultRow
 from dimple_stats.stats.censored import (
     Bounds,
 )
@@ -59,6 +60,23 @@ def measurable(g: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         return g, ""
     return g.loc[ok], (f"{int((~ok).sum())} image(s) not measurable on the manifold (strict "
                        "tangent set is {x}): left out")
+
+
+def not_measurable_row(*, claim: str, variant: str, autoencoder: str, seed: int, reason: str,
+                       null: str, alternative: str, estimate_meaning: str) -> ResultRow:
+    """The row of a (autoencoder, seed) none of whose images has an on-manifold norm.
+
+    It is ``uninformative`` with the count in words: the question has no measurement there (the
+    strict tangent set is {x} for every image), which is neither a censored norm nor evidence
+    either way; one such cell of a sweep must not stop the others' analysis.
+    """
+    nan = float("nan")
+    return ResultRow(
+        claim=claim, variant=variant, autoencoder=autoencoder, seed=int(seed), n=0,
+        n_censored=0, estimate=nan, ci_low=nan, ci_high=nan, se=nan,
+        estimate_meaning=estimate_meaning, effect_size=nan, effect_name="", statistic=nan,
+        statistic_name="", p=nan, null=null, test="(not measured)", alternative=alternative,
+        note=reason, null_value=0.0, uninformative=reason)
 
 
 @needs(("seed", "autoencoder", "sample", "norm_on", "norm_off", "norm_plain", "success_on",
@@ -104,9 +122,15 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
     for (ae, seed), g in groups_of(df, ["autoencoder", "seed"]):
         g, unmeasured = measurable(g)
         if len(g) == 0:
-            raise AnalysisError(f"{claim}: autoencoder {ae!r}, seed {seed}: {unmeasured}: "
-                                "every image; use attack.on_manifold latent or attack.base "
-                                "manifold")
+            reason = (f"{unmeasured.replace(': left out', '')}: every image, so no on-manifold "
+                      "norm (attack.on_manifold latent or attack.base manifold measure one)")
+            rows.append(not_measurable_row(
+                claim=claim, variant=variant_name("beyond_dimension_counting", opts.test),
+                autoencoder=str(ae), seed=seed, reason=reason,
+                null=null_text(claim, "dimension_counting"), alternative="greater",
+                estimate_meaning="median log(norm_on/norm_off) - log(its chance median "
+                "sqrt((1-m)/m)), bootstrap CI (0 = dimension counting)"))
+            continue
         n, k = column_values(g, "n"), column_values(g, "k")
         on_ok, off_ok = g["success_on"].to_numpy(bool), g["success_off"].to_numpy(bool)
         m = chance_median_r2(n, k)
@@ -244,6 +268,13 @@ def off_succeeds_more(df: pd.DataFrame, opts: OffSucceedsMoreOptions,
                 "set attack.eps.on and attack.eps.off equal")
     for (ae, seed), g in groups_of(df, ["autoencoder", "seed"]):
         g, unmeasured = measurable(g)
+        if len(g) == 0:
+            rows.append(not_measurable_row(
+                claim=claim, variant="equal_rates", autoencoder=str(ae), seed=seed,
+                reason=f"{unmeasured.replace(': left out', '')}: every image, so no on-manifold "
+                "attack to compare", null=null_text(claim, "equal_rates"), alternative="greater",
+                estimate_meaning="rate(off) - rate(on), paired Newcombe CI (0 = no difference)"))
+            continue
         on, off = g["success_on"].to_numpy(bool), g["success_off"].to_numpy(bool)
         rows.append(mcnemar_row(
             claim=claim, variant="equal_rates", autoencoder=str(ae), seed=seed, first=on,

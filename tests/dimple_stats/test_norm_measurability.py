@@ -63,6 +63,24 @@ def test_not_measurable_images_are_left_out_and_counted_not_imputed_at_eps() -> 
     assert _row(mc, "equal_rates")["n"] == 50  # not 30 "failed on-manifold attacks"
 
 
+def test_a_seed_with_no_measurable_image_is_uninformative_not_an_error() -> None:
+    # A sweep cell of the strict tangent attack at the image with an isometric k = 2 decoder:
+    # (x + T) ∩ box = {x} for every image of a seed. The other seeds and cells must still be
+    # analysed (this stopped the multiverse_digits record before its report).
+    df = pd.concat([_table(factor=1.5, seed=0), _table(factor=1.5, seed=1).assign(seed=1)],
+                   ignore_index=True)
+    gone = df["seed"].eq(1).to_numpy()
+    df = df.assign(measurable_on=~gone, success_on=~gone,
+                   norm_on=np.where(gone, np.nan, df["norm_on"]))
+    res = test_claim(df, "dmm.norm_asymmetry", stats={"bootstrap": 200})
+    dead = res[(res["seed"] == 1) & (res["variant"] == "beyond_dimension_counting")].iloc[0]
+    assert dead["decision"] == "uninformative" and dead["n"] == 0
+    assert "80 image(s) not measurable" in dead["note"] and "every image" in dead["note"]
+    assert _row(res, "beyond_dimension_counting")["decision"] == "reject H0"  # seed 0 stands
+    mc = test_claim(df, "dmm.off_succeeds_more")
+    assert mc[mc["seed"] == 1].iloc[0]["decision"] == "uninformative"
+
+
 def test_rows_whose_manifold_point_is_misclassified_are_excluded_from_every_claim() -> None:
     df = _table()
     bad = np.zeros(len(df), dtype=bool)
