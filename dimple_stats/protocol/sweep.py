@@ -1,7 +1,7 @@
 """A protocol's ``sweep:`` section: the analyst's choices as a grid of specifications.
 
 A sweep names protocol fields by dotted path and the values each takes. ``grid`` crosses every
-path with every other; ``zip`` varies its paths together (all its lists have one length) and
+path with every other (paths in alphabetical order, the first varying slowest); ``zip`` varies its paths together (all its lists have one length) and
 counts as one more axis of the grid. ``exclude`` lists combinations not to run (a cell that has
 every ``path: value`` of an entry is left out): pairs of choices that only make sense together,
 such as ``attack.base: image`` needing ``attack.on_manifold: tangent``. Each remaining
@@ -42,7 +42,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from dimple_stats.protocol.datasets import Frozen
 
@@ -79,6 +79,15 @@ class SweepConfig(Frozen):
         "claim", description="Multiplicity family across the grid: each claim's rows over all "
         "cells (claim, the default), every row of the sweep (grid), or each cell alone (cell); "
         "adjusted with stats.correction.")
+
+    @field_validator("grid", "zip", mode="after")
+    @classmethod
+    def _canonical_order(cls, paths: dict[str, tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
+        # Cells are numbered in the grid's path order, and a run directory stores its protocol
+        # as JSON with sorted keys: sorting here numbers the cells of a protocol read from YAML
+        # and of the same protocol read back from a manifest alike (a report re-rendered from
+        # a run directory labelled cells by another order than the run had measured them).
+        return dict(sorted(paths.items()))
 
     @model_validator(mode="after")
     def _shape(self) -> SweepConfig:
@@ -139,8 +148,8 @@ class SweepConfig(Frozen):
         return len(self.cells())
 
     def cells(self) -> list[dict[str, Any]]:
-        """Every cell's choices, ``{path: value}``, the first grid path varying slowest; the
-        combinations ``exclude`` names are left out."""
+        """Every cell's choices, ``{path: value}``, the grid's paths in alphabetical order with
+        the first varying slowest; the combinations ``exclude`` names are left out."""
         return [c for c in self._all_cells() if not any(_matches(c, e) for e in self.exclude)]
 
     def _product(self) -> int:

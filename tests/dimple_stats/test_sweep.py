@@ -70,6 +70,24 @@ def test_exclude_leaves_out_the_pairs_that_do_not_go_together() -> None:
     assert p.hash != _load(PAIRS + "  exclude:\n    - {attack.base: image}\n").hash
 
 
+def test_cells_are_numbered_alike_from_yaml_and_from_a_manifest() -> None:
+    # A run directory keeps its protocol as JSON with sorted keys; a grid written in another
+    # order in YAML numbered its cells differently there, so `dimple-stats report` labelled
+    # the multiverse_digits record's cells with other cells' choices.
+    import json
+
+    from dimple_stats.report.run import protocol_from_json, protocol_json
+
+    p = _load("sweep:\n  grid:\n    classifier.adversarial: [null, {eps: 1.0}]\n"
+              "    attack.base: [manifold, image]\n    attack.on_manifold: [latent, tangent]\n"
+              "  exclude:\n    - {attack.base: image, attack.on_manifold: latent}\n", "")
+    back = protocol_from_json(json.loads(json.dumps(protocol_json(p), sort_keys=True)))
+    assert back.sweep.cells() == p.sweep.cells()
+    assert back.sweep.paths == p.sweep.paths == sorted(p.sweep.paths)
+    assert p.sweep.cells()[0] == {"attack.base": "manifold", "attack.on_manifold": "latent",
+                                  "classifier.adversarial": None}
+
+
 @pytest.mark.parametrize(("exclude", "needle"), [
     ("    - {attack.norm: l2}\n", "attack.norm: not a swept path"),
     ("    - {attack.base: img}\n", "'img' is not among its swept values"),
