@@ -1,14 +1,14 @@
 """A protocol's ``sweep:`` section: the analyst's choices as a grid of specifications.
 
 A sweep names protocol fields by dotted path and the values each takes. ``grid`` crosses every
-path with every other (paths in alphabetical order, the first varying slowest); ``zip`` varies its paths together (all its lists have one length) and
-counts as one more axis of the grid. ``exclude`` lists combinations not to run (a cell that has
-every ``path: value`` of an entry is left out): pairs of choices that only make sense together,
-such as ``attack.base: image`` needing ``attack.on_manifold: tangent``. Each remaining
-combination is a *cell*: the base protocol with those values set, validated like any protocol.
-Cells share every stage they can through the artifact store, because store keys are built from
-the configuration a stage reads, not from the protocol: a classifier is trained once for every
-latent size k.
+path with every other (paths in alphabetical order, the first varying slowest); ``zip`` varies
+its paths together (all its lists have one length) and counts as one more axis of the grid.
+``exclude`` lists combinations not to run (a cell that has every ``path: value`` of an entry is
+left out): pairs of choices that only make sense together, such as ``attack.base: image``
+needing ``attack.on_manifold: tangent``. Each remaining combination is a *cell*: the base
+protocol with those values set, validated like any protocol. Cells share every stage they can
+through the artifact store, because store keys are built from the configuration a stage reads,
+not from the protocol: a classifier is trained once for every latent size k.
 
 Multiplicity across the grid (``family``):
 
