@@ -158,8 +158,9 @@ def analyse(measurements: pd.DataFrame | None, protocol: Protocol, *,
 
     ``tables`` holds the other tables by kind (``defense``, ``training``, ``adv_training``) for
     the claims that read them. ``stats`` defaults to the protocol's. Multiplicity is adjusted
-    across all claims and rows (one family; see
-    :mod:`dimple_stats.results`). A claim listed twice with the same options is analysed once.
+    across all claims in two families, the pooled rows (the verdicts) and the per-seed rows
+    (replications); see :func:`dimple_stats.results.finalise`. A claim listed twice with the
+    same options is analysed once.
     """
     stats_ = protocol.stats if stats is None else _stats(stats)
     rows: list[ResultRow] = []

@@ -38,12 +38,13 @@ import pandas as pd
 
 from dimple_stats.stats.bootstrap import (
     joint_median_covariance,
+    joint_spearman_z_covariance,
     resample_counts,
     shares_images,
     stable_rng,
 )
 from dimple_stats.stats.mcnemar import clustered_mcnemar, paired_risk_difference
-from dimple_stats.stats.meta import hartung_knapp, stouffer
+from dimple_stats.stats.meta import fixed_effect, hartung_knapp, stouffer
 from dimple_stats.stats.multiplicity import adjust_pvalues
 from dimple_stats.stats_config import StatsConfig
 
@@ -77,6 +78,10 @@ RESULT_COLUMNS: dict[str, str] = {
     "estimate": "point estimate; its meaning is estimate_meaning",
     "ci_low": "lower end of the confidence interval of the estimate (StatsConfig.confidence)",
     "ci_high": "upper end of the confidence interval",
+    "ci_level": "confidence level of [ci_low, ci_high]: pooled rows, the level their decision "
+    "used (Bonferroni over the run's confirmatory family: 1 - 2 alpha / m for one-sided and "
+    "equivalence tests, 1 - alpha / m for two-sided ones); per-seed and descriptive rows, "
+    "StatsConfig.confidence",
     "se": "standard error of the estimate (bootstrap, delta method or meta-analysis)",
     "estimate_meaning": "what the estimate is, with its null value",
     "null_value": "the estimate's value under H0 (what the pooled test compares the "
@@ -87,7 +92,9 @@ RESULT_COLUMNS: dict[str, str] = {
     "Stouffer's Z; see test)",
     "statistic_name": "which statistic, e.g. W+ (sum of ranks of positive values)",
     "p": "p-value of the test (pooled rows: of the pooled test named in test); not clipped",
-    "p_adj": "p adjusted for multiplicity over every tested row of the run (one family)",
+    "p_adj": "p adjusted for multiplicity in the row's family: pooled rows, the run's "
+    "confirmatory family (every tested pooled row); per-seed rows, the replication family "
+    "(every tested per-seed row)",
     "alpha": "significance level the decision uses",
     "decision": "'reject H0' if p_adj <= alpha, 'retain H0', 'descriptive' (not tested), "
     "'uninformative' (too censored or too few samples to answer; see note) or 'undefined' (no "
@@ -96,7 +103,11 @@ RESULT_COLUMNS: dict[str, str] = {
     "test": "the test and the per-sample statistic it was applied to",
     "alternative": "two-sided, less or greater (direction of H1 for the statistic)",
     "n_seeds": "seeds combined (1 on per-seed rows)",
-    "n_seeds_reject": "seeds whose own row rejects H0 after adjustment",
+    "n_seeds_reject": "seeds whose own row rejects H0 after adjustment (in the replication "
+    "family)",
+    "scope": "whom a pooled verdict is about: 'training runs (S seeds)' (random effects, "
+    "Hartung-Knapp t(S-1); S >= 5) or 'these S models' (images the unit, the trained models "
+    "fixed; fewer than 5 seeds, or pooled over images); per-seed rows: 'this model'",
     "suggested_n": "samples per seed for StatsConfig.power at the observed effect (statsmodels "
     "power; see dimple_stats.stats.power); NaN where no n would reach it",
     "note": "anything a reader needs: dropped non-finite values, unpaired samples, fallbacks",
@@ -135,6 +146,10 @@ class ResultRow:
     #: Why the row cannot answer its question (e.g. more than half of it censored); such a row
     #: gets decision ``uninformative``, stays out of the multiplicity family and out of pools.
     uninformative: str = ""
+    #: Whom the row's verdict is about (see RESULT_COLUMNS["scope"]).
+    scope: str = "this model"
+    #: Confidence level of the CI; NaN until :func:`finalise` sets it.
+    ci_level: float = math.nan
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -148,6 +163,37 @@ MIN_POOL_N = 10
 
 POOLED_META = ("pooled: random-effects mean of the per-seed estimates (Paule-Mandel tau2), "
                "Hartung-Knapp t(k-1) test and CI")
+POOLED_FIXED = ("pooled for these models: inverse-variance mean of the per-seed estimates "
+                "(images the unit, models fixed), normal test and CI")
+
+#: Seeds a pooled row needs before its verdict speaks for training runs in general (random
+#: effects, Hartung-Knapp t(S - 1)). With fewer, t(S - 1) needs t >= 29.3 at 3 seeds for a
+#: Holm-adjusted 0.05 in a family of 23, so the row decides for THESE S models (images as the
+#: unit) and its note gives the random-effects result beside it.
+MIN_SEEDS_RANDOM = 5
+
+
+def scope_words(k: int, across: bool) -> str:
+    """The ``scope`` of a pooled row: whom its verdict is about.
+
+    >>> scope_words(5, True), scope_words(3, False), scope_words(1, False)
+    ('training runs (5 seeds)', 'these 3 models', 'this model')
+    """
+    if across:
+        return f"training runs ({k} seeds)"
+    return "this model" if k == 1 else f"these {k} models"
+
+
+def _symmetric_ci(estimate: float, se: float, df: int, fisher: bool):
+    """CI at any level around an estimate with a t(df) (df 0: normal) reference."""
+    from scipy import stats as _st
+
+    def at(level: float) -> tuple[float, float]:
+        tail = (1 - level) / 2
+        crit = float(_st.t.isf(tail, df) if df > 0 else _st.norm.isf(tail))
+        lo, hi = estimate - crit * se, estimate + crit * se
+        return (math.tanh(lo), math.tanh(hi)) if fisher else (lo, hi)
+    return at
 
 
 def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
@@ -190,14 +236,41 @@ def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
                 rng=stable_rng("pooled", first.claim, first.variant, first.autoencoder))
             how += (" + the covariance of the images the seeds share (joint image bootstrap of "
                     "the per-seed medians)")
-    elif len(kept) > 1 and first.test != DESCRIPTIVE and not fisher:
+    elif len(kept) > 1 and fisher and all(r.extra.get("pairs_xy") is not None and
+                                          r.extra.get("ids") is not None for r in kept):
+        pair_ids = [r.extra["ids"] for r in kept]
+        if shares_images(pair_ids):
+            xs, ys = zip(*(r.extra["pairs_xy"] for r in kept))
+            shared_cov = joint_spearman_z_covariance(
+                xs, ys, pair_ids, n_resamples=max(n_resamples, 2000),
+                rng=stable_rng("pooled", first.claim, first.variant, first.autoencoder))
+            how += (" + the covariance of the images the seeds share (joint image bootstrap of "
+                    "the per-seed Fisher z)")
+    elif len(kept) > 1 and first.test != DESCRIPTIVE:
         notes.append("image ids unknown: images shared across seeds not accounted for")
     tested = first.test != DESCRIPTIVE and (math.isfinite(null) or equivalence is not None)
-    meta = hartung_knapp(est[usable], se[usable] ** 2, shared_cov=shared_cov,
-                         null=null if tested else math.nan,
-                         alternative=first.alternative if first.alternative in  # type: ignore[arg-type]
-                         ("less", "greater", "two-sided") else "two-sided",
-                         equivalence=equivalence if tested else None, confidence=confidence)
+    alternative = first.alternative if first.alternative in ("less", "greater", "two-sided") \
+        else "two-sided"
+    args = dict(shared_cov=shared_cov, null=null if tested else math.nan,
+                alternative=alternative, equivalence=equivalence if tested else None,
+                confidence=confidence)
+    across = len(kept) >= MIN_SEEDS_RANDOM
+    random = hartung_knapp(est[usable], se[usable] ** 2, **args)  # type: ignore[arg-type]
+    meta = random if across else fixed_effect(est[usable], se[usable] ** 2,
+                                              **args)  # type: ignore[arg-type]
+    pool_test = hartung_knapp if across else fixed_effect
+    if not across:
+        how = how.replace(POOLED_META, POOLED_FIXED)
+        if len(kept) > 1 and tested:
+            r_est, r_lo, r_hi = random.estimate, random.ci_low, random.ci_high
+            if fisher:
+                r_est, r_lo, r_hi = (float(v) for v in np.tanh([r_est, r_lo, r_hi]))
+            notes.append(
+                f"across training runs (random effects, Hartung-Knapp t({random.df})): "
+                f"{r_est:.4g} [{r_lo:.4g}, {r_hi:.4g}] at {100 * confidence:g}%, p = "
+                f"{random.pvalue:.3g}; {len(kept)} seeds are too few to generalise over "
+                f"training runs ({MIN_SEEDS_RANDOM} or more)")
+    ci_at = _symmetric_ci(meta.estimate, meta.se, meta.df, fisher)
     estimate, lo, hi, pooled_se = meta.estimate, meta.ci_low, meta.ci_high, meta.se
     p_value = meta.pvalue
     bounds = [r.extra.get("bound_estimates") for r in kept]
@@ -212,8 +285,8 @@ def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
             v = np.array([b[2 * which + 1] if b is not None else r.se
                           for b, r in zip(bounds, kept)], dtype=float) ** 2
             ok = np.isfinite(e) & np.isfinite(v) & (v > 0)
-            halves.append(hartung_knapp(e[ok], v[ok], null=bound, alternative=alt,  # type: ignore[arg-type]
-                                        confidence=confidence).pvalue if ok.any() else math.nan)
+            halves.append(pool_test(e[ok], v[ok], null=bound, alternative=alt,  # type: ignore[arg-type]
+                                    confidence=confidence).pvalue if ok.any() else math.nan)
         p_value = max(halves) if all(math.isfinite(h) for h in halves) else math.nan
         how += "; censored seeds: each half of the TOST pools its own worst-case bound"
     if fisher:
@@ -223,12 +296,13 @@ def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
     if bounded:
         notes.append(f"{bounded} seed(s) censored: their medians are bounds (see their rows), so "
                      "this pooled value is too")
-    notes.append(f"{meta.k} seed(s){' on Fisher z' if fisher else ''}, tau2 = {meta.tau2:.3g}"
+    notes.append(f"{meta.k} seed(s){' on Fisher z' if fisher else ''}, tau2 = {random.tau2:.3g}"
                  + (f", shared-image variance {meta.shared:.3g}" if shared_cov is not None
                     else ""))
     return {"estimate": estimate, "ci_low": lo, "ci_high": hi, "se": pooled_se,
             "statistic": meta.statistic if tested else math.nan,
-            "p": p_value if tested else math.nan}, how
+            "p": p_value if tested else math.nan, "ci_at": ci_at,
+            "scope": scope_words(meta.k, across)}, how
 
 
 def _pool_mcnemar(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
@@ -242,9 +316,10 @@ def _pool_mcnemar(rows: Sequence[ResultRow], confidence: float, n_resamples: int
     shared = shares_images(ids)
     res = clustered_mcnemar(a, b, ids, alternative=first.alternative)  # type: ignore[arg-type]
     x, y = np.concatenate(a), np.concatenate(b)
-    diff, lo, hi, se = paired_risk_difference(x, y, confidence=confidence)
+    diff, _, _, se = paired_risk_difference(x, y, confidence=confidence)
     how = ("pooled: exact McNemar over all pairs, stratified by seed (sign flips of per-image "
            "totals); estimate: pooled paired difference, Newcombe CI")
+    boot = None
     if shared:
         # Pairs of one image in several seeds are not independent: the CI resamples images.
         _, inverse = np.unique(np.concatenate(ids), return_inverse=True)
@@ -253,17 +328,25 @@ def _pool_mcnemar(rows: Sequence[ResultRow], confidence: float, n_resamples: int
         rng = stable_rng("pooled", first.claim, first.variant, first.autoencoder)
         counts = resample_counts(s.size, n_resamples, rng)
         boot = (counts @ s) / (counts @ m)
-        tail = (1 - confidence) / 2
-        b_lo, b_hi = (float(v) for v in np.quantile(boot, [tail, 1 - tail]))
-        # The bootstrap sees the dependence, Newcombe the edges (no discordant pair at all
-        # gives a bootstrap interval [0, 0]): the CI is the union of the two.
-        lo, hi = min(lo, b_lo), max(hi, b_hi)
         se = max(se, float(np.std(boot)))
         how = how.replace("Newcombe CI", "the wider of the Newcombe and the image-cluster "
                           "bootstrap CI (seeds share images)")
+
+    def ci_at(level: float) -> tuple[float, float]:
+        _, lo, hi, _ = paired_risk_difference(x, y, confidence=level)
+        if boot is not None:
+            # The bootstrap sees the dependence, Newcombe the edges (no discordant pair at
+            # all gives a bootstrap interval [0, 0]): the CI is the union of the two.
+            tail = (1 - level) / 2
+            b_lo, b_hi = (float(v) for v in np.quantile(boot, [tail, 1 - tail]))
+            lo, hi = min(lo, b_lo), max(hi, b_hi)
+        return lo, hi
+
+    lo, hi = ci_at(confidence)
     notes.append(f"{len(rows)} seed(s), {int(np.sum(x != y))} discordant pair(s)")
     return {"estimate": diff, "ci_low": lo, "ci_high": hi, "se": se,
-            "statistic": res.statistic, "p": res.pvalue}, how
+            "statistic": res.statistic, "p": res.pvalue, "ci_at": ci_at,
+            "scope": scope_words(len(rows), False)}, how
 
 
 def _pool_stouffer(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
@@ -280,7 +363,7 @@ def _pool_stouffer(rows: Sequence[ResultRow], confidence: float, n_resamples: in
                                directions=np.nan_to_num(directions))
     else:
         z, p_pooled = math.nan, math.nan
-    out.update(statistic=z, p=p_pooled)
+    out.update(statistic=z, p=p_pooled, scope=scope_words(len(rows), False))
     return out, ("pooled: random-effects mean of the per-seed estimates (descriptive); p: "
                  "Stouffer's combination of the per-seed p-values (H0: no seed has an effect)")
 
@@ -329,8 +412,10 @@ def _pool_group(rows: Sequence[ResultRow], confidence: float,
     sugg = np.array([r.suggested_n for r in informative], dtype=float)
     sugg = sugg[np.isfinite(sugg)]
     test = first.test if first.test == DESCRIPTIVE or not how else f"{first.test}; {how}"
-    statistic_name = {"meta": "t (Hartung-Knapp)", "mcnemar": "S (clustered McNemar)",
-                      "stouffer": "Stouffer Z"}[kind] if _finite(out["p"]) else ""
+    scope = str(out.get("scope", scope_words(len(informative), False)))
+    statistic_name = ({"meta": "t (Hartung-Knapp)" if scope.startswith("training")
+                       else "z (fixed effect)", "mcnemar": "S (clustered McNemar)",
+                       "stouffer": "Stouffer Z"}[kind] if _finite(out["p"]) else "")
     return ResultRow(
         claim=first.claim, variant=first.variant, autoencoder=first.autoencoder, seed=POOLED,
         n=int(sum(r.n for r in rows)), n_censored=int(sum(r.n_censored for r in rows)),
@@ -344,6 +429,7 @@ def _pool_group(rows: Sequence[ResultRow], confidence: float,
         suggested_n=float(math.ceil(np.median(sugg))) if sugg.size else math.nan,
         note="; ".join([*notes, *( [uninformative] if uninformative else [])]),
         n_seeds=len(rows), null_value=first.null_value, uninformative=uninformative,
+        scope=scope, extra={"ci_at": out["ci_at"]} if "ci_at" in out else {},
     )
 
 
@@ -386,7 +472,8 @@ def _pool_intersection(rows: Sequence[ResultRow],
         p=max(pvals) if all(math.isfinite(v) for v in pvals) else math.nan, null=first.null,
         test=f"{first.test}; pooled: the same over the parts' pooled rows",
         alternative=first.alternative, note="; ".join(reasons), n_seeds=len(rows),
-        uninformative="; ".join(reasons))
+        uninformative="; ".join(reasons), scope=lead.scope,
+        extra={"ci_at": lead.extra["ci_at"]} if "ci_at" in lead.extra else {})
 
 
 #: Claims whose tested quantity is a norm: a failed attack leaves it only bounded.
@@ -445,11 +532,66 @@ def results_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
     return df
 
 
+def family_level(alpha: float, m: int, correction: str, alternative: str,
+                 n_rejected: int = 0) -> float:
+    """Confidence level of a CI that agrees with a decision in a family of ``m`` tests.
+
+    Holm (and Bonferroni): the Bonferroni level alpha / m. A CI at that level that excludes the
+    null value on H1's side implies a Bonferroni rejection, hence a Holm one. Benjamini-Hochberg:
+    the false-coverage-rate level alpha R / m with R the rejections (Benjamini & Yekutieli
+    2005). ``none``: alpha. One-sided and equivalence tests decide with a one-sided bound
+    (equivalence: two), so their two-sided interval is at 1 - 2a; two-sided tests at 1 - a.
+
+    >>> family_level(0.05, 10, "holm", "less"), family_level(0.05, 10, "holm", "two-sided")
+    (0.99, 0.995)
+    >>> family_level(0.05, 1, "none", "equivalence")
+    0.9
+    """
+    m = max(int(m), 1)
+    if correction == "none":
+        a = alpha
+    elif correction == "fdr_bh":
+        a = alpha * max(int(n_rejected), 1) / m
+    else:
+        a = alpha / m
+    return 1 - (a if alternative == "two-sided" else 2 * a)
+
+
+def ci_disagreement_note(row: Any) -> str:
+    """Why a pooled row's CI lies on the claim's side of the null while its test retains H0.
+
+    The CI and the test agree by construction where the CI inverts the test (normal and t
+    rows at the family's Bonferroni level). A paired-proportion row's CI is Newcombe's while
+    its test is the exact McNemar sign-flip test, whose smallest p with D discordant pairs is
+    2^-D: few discordant pairs can give a CI beside the null and a test that cannot reach the
+    family's level. "" where the two agree.
+    """
+    try:
+        lo, hi, null = (float(row[c]) for c in ("ci_low", "ci_high", "null_value"))
+    except (TypeError, ValueError, KeyError):
+        return ""
+    alternative, decision = str(row["alternative"]), str(row["decision"])
+    if decision != "retain H0" or not math.isfinite(null):
+        return ""
+    beyond = {"less": hi < null, "greater": lo > null,
+              "two-sided": hi < null or lo > null}.get(alternative, False)
+    if not beyond:
+        return ""
+    if "McNemar" in str(row["statistic_name"]):
+        return ("CI and test disagree: the Newcombe CI lies beside the null, but the exact "
+                "McNemar test on these few discordant pairs cannot reach the family's level")
+    return ("CI and test disagree: the CI (re-levelled to the family, an approximation for this "
+            "interval) lies beside the null while the test retains")
+
+
 def finalise(rows: Iterable[ResultRow], stats: StatsConfig | None = None) -> pd.DataFrame:
-    """Pool seeds, adjust p-values in one family, decide; returns the results table.
+    """Pool seeds, adjust p-values in two families, decide; returns the results table.
 
     Each (claim, variant, autoencoder) group lists its seeds in ascending order, then its pooled
-    row.
+    row. The pooled rows (the run's verdicts) are the confirmatory family; the per-seed rows,
+    replication diagnostics reported as "k/S seeds", are adjusted in a family of their own, so
+    the per-seed rows no longer dilute the verdicts. A pooled row's CI is at the level its
+    decision used (:func:`family_level`).
 
     Examples
     --------
@@ -458,8 +600,12 @@ def finalise(rows: Iterable[ResultRow], stats: StatsConfig | None = None) -> pd.
     >>> df = finalise([mk(0, 0.01, 1.0), mk(1, 0.04, 1.2)])
     >>> df[["seed", "decision", "n_seeds", "n_seeds_reject"]].values.tolist()
     [[0, 'reject H0', 1, 1], [1, 'reject H0', 1, 1], ['pooled', 'reject H0', 2, 2]]
-    >>> df["p_adj"].round(5).tolist()  # Holm over all three rows (one family)
-    [0.02, 0.04, 0.00591]
+    >>> df["scope"].tolist()
+    ['this model', 'this model', 'these 2 models']
+    >>> df["p_adj"].round(5).tolist()  # Holm over the 2 seeds; the pooled row alone
+    [0.02, 0.04, 0.00197]
+    >>> df["ci_level"].tolist()  # one pooled test: 1 - 2 alpha for a one-sided one
+    [0.95, 0.95, 0.9]
     """
     stats = stats or StatsConfig()
     per_seed = list(rows)
@@ -475,13 +621,30 @@ def finalise(rows: Iterable[ResultRow], stats: StatsConfig | None = None) -> pd.
     is_pooled = df["seed"].eq(POOLED).to_numpy()
     reasons = [r.uninformative for r in ordered]
     p = df["p"].to_numpy(dtype=float)
-    family = np.array([not reason for reason in reasons]) & np.isfinite(p)
+    tested = np.array([not reason for reason in reasons]) & np.isfinite(p)
     p_adj = np.full(len(df), np.nan)
-    p_adj[family] = adjust_pvalues(p[family], stats.correction)
+    for family in (tested & is_pooled, tested & ~is_pooled):
+        p_adj[family] = adjust_pvalues(p[family], stats.correction)
     df["p_adj"] = p_adj
     df["alpha"] = stats.alpha
     df["decision"] = [_decide(pa, stats.alpha, t, u)
                       for pa, t, u in zip(p_adj, df["test"], reasons)]
+    confirmatory = tested & is_pooled
+    n_rejected = int((df["decision"][confirmatory] == "reject H0").sum())
+    levels = np.full(len(df), stats.confidence)
+    ci_low = df["ci_low"].to_numpy(dtype=float, copy=True)
+    ci_high = df["ci_high"].to_numpy(dtype=float, copy=True)
+    for i, r in enumerate(ordered):
+        if confirmatory[i] and "ci_at" in r.extra:
+            levels[i] = family_level(stats.alpha, int(confirmatory.sum()), stats.correction,
+                                     r.alternative, n_rejected)
+            ci_low[i], ci_high[i] = r.extra["ci_at"](float(levels[i]))
+    df["ci_low"], df["ci_high"], df["ci_level"] = ci_low, ci_high, levels
+    for i in np.flatnonzero(confirmatory):
+        why = ci_disagreement_note(df.iloc[i])
+        if why:
+            df.iloc[i, df.columns.get_loc("note")] = "; ".join(
+                x for x in (str(df["note"].iloc[i]), why) if x)
     seed_rows = df[~is_pooled]
     rejects = seed_rows.groupby(["claim", "variant", "autoencoder"], sort=False)["decision"] \
         .agg(lambda s: int((s == "reject H0").sum()))

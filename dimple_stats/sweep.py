@@ -213,7 +213,55 @@ def family_size(results: pd.DataFrame, claim: str, cell: int) -> int:
         else "claim"
     scope = (results[results["claim"] == claim] if family == "claim" else
              results[results[CELL] == cell] if family == "cell" else results)
+    # A verdict reads pooled rows: their family is the pooled rows (the per-seed rows are
+    # adjusted in a family of their own).
+    pooled = scope[scope["seed"].astype(str) == POOLED]
+    scope = pooled if len(pooled) else scope
     return int(np.isfinite(scope["p_adj"].to_numpy(dtype=float)).sum())
+
+
+def _relevel_pooled_cis(out: pd.DataFrame, confirmatory: np.ndarray, groups: pd.Series,
+                        stats: StatsConfig) -> None:
+    """Widen each pooled row's CI to the level of the sweep's family (in place).
+
+    Rows pooled with a normal or t reference have a CI symmetric about the estimate, so the
+    new one is the old half-width times the ratio of the two critical values. The others
+    (paired risk differences, correlations: asymmetric Newcombe and Fisher-z intervals) get
+    each side scaled by the normal ratio, a first-order re-levelling (those intervals widen
+    with z about as a Wald interval does), kept inside [-1, 1]. A row whose CI then still
+    excludes the null on the claim's side while its test retains says why in its note.
+    """
+    from scipy import stats as st
+
+    from dimple_stats.results import ci_disagreement_note, family_level
+
+    sizes = pd.Series(confirmatory, index=out.index).groupby(groups).transform("sum")
+    rejected = pd.Series(confirmatory & (out["decision"] == "reject H0").to_numpy(),
+                         index=out.index).groupby(groups).transform("sum")
+    cols = out.columns.get_indexer(["ci_low", "ci_high", "ci_level"])
+    for pos in np.flatnonzero(confirmatory):
+        r = out.iloc[pos]
+        est, lo, hi, old = (float(r[c]) for c in ("estimate", "ci_low", "ci_high", "ci_level"))
+        if not (np.isfinite(lo) and np.isfinite(hi) and np.isfinite(old)):
+            continue
+        level = family_level(stats.alpha, int(sizes.iloc[pos]), stats.correction,
+                             str(r["alternative"]), int(rejected.iloc[pos]))
+        symmetric = abs((hi + lo) / 2 - est) <= 1e-9 * max(1.0, abs(est))
+        df = int(r["n_seeds"]) - 1 if symmetric and str(r["statistic_name"]).startswith("t ") \
+            else 0
+
+        def crit(lv: float, df: int = df) -> float:
+            return float(st.t.isf((1 - lv) / 2, df) if df > 0 else st.norm.isf((1 - lv) / 2))
+        ratio = crit(level) / crit(old)
+        if symmetric:
+            lo, hi = est - (est - lo) * ratio, est + (hi - est) * ratio
+        else:
+            lo, hi = max(est - (est - lo) * ratio, -1.0), min(est + (hi - est) * ratio, 1.0)
+        out.iloc[pos, cols] = [lo, hi, level]
+        note = ci_disagreement_note(out.iloc[pos])
+        if note and note not in str(r["note"]):
+            out.iloc[pos, out.columns.get_loc("note")] = "; ".join(
+                x for x in (str(r["note"]) if str(r["note"]) != "nan" else "", note) if x)
 
 
 def adjust_across_grid(results: pd.DataFrame, stats: StatsConfig, family: str) -> pd.DataFrame:
@@ -233,7 +281,11 @@ def adjust_across_grid(results: pd.DataFrame, stats: StatsConfig, family: str) -
         return out
     tested = out["decision"].isin(_DECIDED).to_numpy() & np.isfinite(
         out["p"].to_numpy(dtype=float))
-    groups = (out["claim"] if family == "claim" else pd.Series("all", index=out.index))
+    is_pooled = out["seed"].astype(str) == POOLED
+    # Pooled rows (the verdicts) and per-seed rows (replication) are separate families, as in
+    # a single run (dimple_stats.results.finalise).
+    groups = (out["claim"] if family == "claim" else pd.Series("all", index=out.index)) \
+        .astype(str) + np.where(is_pooled, " [pooled]", " [seeds]")
     p_adj = out["p_adj"].to_numpy(dtype=float).copy()
     for _, idx in out[tested].groupby(groups[tested], sort=False).groups.items():
         pos = out.index.get_indexer(idx)
@@ -241,7 +293,8 @@ def adjust_across_grid(results: pd.DataFrame, stats: StatsConfig, family: str) -
     out["p_adj"] = p_adj
     decided = np.where(p_adj <= out["alpha"].to_numpy(dtype=float), "reject H0", "retain H0")
     out["decision"] = np.where(tested, decided, out["decision"].to_numpy(dtype=object))
-    is_pooled = out["seed"].astype(str) == POOLED
+    if "ci_level" in out.columns:
+        _relevel_pooled_cis(out, tested & is_pooled.to_numpy(), groups, stats)
     keys = [CELL, SPECIFICATION, "claim", "variant", "autoencoder"]
     per_seed = out[~is_pooled]
     rejects = per_seed.groupby(keys, sort=False)["decision"].agg(

@@ -234,9 +234,9 @@ for _definition in (
         "probability scale, symmetric under the null) | r_T - r_PCA (pca) | r_T - r_Rdata "
         "(data_random)",
         test="one-sided Wilcoxon signed-rank (less); estimate: median r_T / chance median "
-        "of r (random_subspace, beta: sqrt of the median of Beta(k/2, (n-k)/2); 1 = chance) "
-        "or the median paired difference from the control (other_image, pca, data_random; "
-        "0 = as the control), bootstrap CI; effect: rank-biserial r",
+        "of r (beta: sqrt of the median of Beta(k/2, (n-k)/2); 1 = chance) or the median "
+        "paired difference from the measured control (random_subspace, other_image, pca, "
+        "data_random; 0 = as the control), bootstrap CI; effect: rank-biserial r",
         nulls=_PERP_NULLS,
         censoring="r_T is measured on the perturbation reached at eps; a failed attack's "
         "direction is still a gradient direction, so keeping it biases toward the gradient's "

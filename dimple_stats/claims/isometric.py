@@ -124,7 +124,7 @@ def validity(df: pd.DataFrame, opts: ValidityOptions, stats: StatsConfig, *,
             margin=opts.margin, n_censored=int(cens.sum()),
             statistic_text="(recon_err / norm_plain, r_T)",
             null=null_text(claim, "associated").replace("the margin", f"{opts.margin:g}"),
-            stats=stats))
+            stats=stats, ids=image_ids(g)))
         recon = column_values(g, "recon_err")
         try:
             tercile = pd.qcut(recon, 3, labels=False, duplicates="drop")

@@ -44,9 +44,10 @@ _GRADIENT_NULL_COLUMN = {**_NULL_COLUMN, "other_image": "r_T_grad_other", "pca":
                          "data_random": None}
 
 
-#: Nulls whose control is a chance draw: the estimate is r / its chance median (null value 1).
-#: The others are paired comparisons with a measured control (estimate: median difference).
-_CHANCE_NULLS = ("random_subspace", "beta")
+#: Nulls whose control is a chance law: the estimate is r / its chance median (null value 1).
+#: The others are paired comparisons with a measured control (estimate: median difference), so
+#: the pooled row of ``random_subspace`` tests the measured r_R, not the Beta law again.
+_CHANCE_NULLS = ("beta",)
 
 
 def _null_column(column: str, null: str) -> str | None:

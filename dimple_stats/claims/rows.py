@@ -332,8 +332,12 @@ def spearman_row(
 def spearman_tost_row(
     *, claim: str, variant: str, autoencoder: str, seed: int, x: np.ndarray, y: np.ndarray,
     margin: float, n_censored: int, statistic_text: str, null: str, stats: StatsConfig,
+    ids: np.ndarray | None = None,
 ) -> ResultRow:
-    """Equivalence of Spearman's rho within +-margin: two one-sided z tests on Fisher's z."""
+    """Equivalence of Spearman's rho within +-margin: two one-sided z tests on Fisher's z.
+
+    ``ids`` (the pairs' image ids) let the pooled row account for images the seeds share.
+    """
     keep = np.isfinite(x) & np.isfinite(y)
     res = spearman(x[keep], y[keep], alternative="two-sided")
     lo, hi, se = spearman_ci(res.statistic, res.n, confidence=stats.confidence)
@@ -355,7 +359,9 @@ def spearman_tost_row(
         alternative="equivalence",
         note=join_notes(dropped_note(int((~keep).sum())),
                    "" if math.isfinite(p) else "test undefined (constant values or n < 4)"),
-        extra={"scale": "fisher_z", "equivalence": (-margin, margin)},
+        extra={"scale": "fisher_z", "equivalence": (-margin, margin),
+               **({"pairs_xy": (x[keep], y[keep]), "ids": np.asarray(ids)[keep]}
+                  if ids is not None else {})},
     )
 
 

@@ -12,11 +12,13 @@ not from the protocol: a classifier is trained once for every latent size k.
 
 Multiplicity across the grid (``family``):
 
-* ``claim`` (default): the tested rows of one claim across every cell (every seed, pooled row,
-  variant and autoencoder) form one family, adjusted with the protocol's ``stats.correction``
-  (Holm by default). A claim's verdict across the grid is then read at a family-wise error rate
-  over all the specifications it was tested in, and claims do not dilute one another.
-* ``grid``: every tested row of every claim and cell is one family (the strictest).
+* ``claim`` (default): the tested pooled rows of one claim across every cell (every variant and
+  autoencoder) form one family, and its per-seed rows another, adjusted with the protocol's
+  ``stats.correction`` (Holm by default). A claim's verdict across the grid is then read at a
+  family-wise error rate over all the specifications it was tested in, and claims do not
+  dilute one another.
+* ``grid``: every tested pooled row of every claim and cell is one family, every per-seed row
+  another (the strictest).
 * ``cell``: each cell is its own family, as if it were run alone (no correction for the sweep;
   the specification curve then shows unadjusted-for-the-sweep decisions and says so).
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from dimple_stats.report.verdicts import CATEGORIES, Verdict, verdicts
+from dimple_stats.results import MIN_SEEDS_RANDOM
 
 if TYPE_CHECKING:
     from dimple_stats.protocol.schema import Protocol
@@ -72,7 +73,9 @@ def verdict_lines(found: Sequence[Verdict]) -> list[str]:
     """One Markdown list item per verdict: bold category, the claim's words, then the text."""
     lines = []
     for v in found:
-        who = f" ({v.autoencoder})" if v.autoencoder not in ("-", "") else ""
+        whom = [a for a in (v.autoencoder if v.autoencoder not in ("-", "") else "", v.scope)
+                if a]
+        who = f" ({'; '.join(whom)})" if whom else ""
         claim = f"{v.hypothesis} " if v.hypothesis else ""
         lines.append(f"- **{v.category.capitalize()}**: `{v.claim}`{who}: {claim}{v.body}")
     return lines
@@ -104,10 +107,11 @@ def to_summary(results: pd.DataFrame, *, title: str = "dimple-stats results",
         lines += ["", f"How to read these: each verdict reads the pooled row(s) of its claim. "
                   f"Supported: H0 rejected at alpha = {alpha:g} after the run's multiplicity "
                   "adjustment. Contradicted: significant the other way at the same standard "
-                  "(the test turned round, Bonferroni over the run's tests) with the confidence "
-                  "interval entirely on the other side of the null. Uninformative: too censored, "
-                  "too few samples or no p-value. A pooled row tests the mean over seeds with "
-                  "t(k - 1) (Hartung-Knapp), so with few seeds it can retain H0 although every "
-                  "seed rejects. Numbers: results.md (every row) and results.csv (every "
-                  "column)."]
+                  "(the test turned round, Bonferroni over the run's pooled tests) with the "
+                  "confidence interval entirely on the other side of the null. Uninformative: "
+                  "too censored, too few samples or no p-value. The scope says whom a verdict "
+                  f"is about: with {MIN_SEEDS_RANDOM} seeds or more, training runs (random "
+                  "effects, Hartung-Knapp t(S - 1)); with fewer, these S models (images the "
+                  "unit). Each CI is at the level its decision used. Numbers: results.md "
+                  "(every row) and results.csv (every column)."]
     return "\n".join(lines) + "\n"

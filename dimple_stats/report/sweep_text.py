@@ -23,8 +23,10 @@ __all__ = ["FAMILY_WORDS", "RobustnessVerdict", "robustness_lines", "robustness_
 
 #: How each sweep family adjusts, in words (the summary and results.md say which one applied).
 FAMILY_WORDS = {
-    "claim": "each claim's tested rows across every cell form one family",
-    "grid": "every tested row of every claim and cell forms one family",
+    "claim": "each claim's tested pooled rows across every cell form one family (its per-seed "
+    "rows another)",
+    "grid": "every tested pooled row of every claim and cell forms one family (the per-seed "
+    "rows another)",
     "cell": "each cell is its own family (no adjustment for the number of cells)",
 }
 

@@ -70,7 +70,7 @@ def summary_frame(results: pd.DataFrame) -> pd.DataFrame:
     >>> row = ResultRow("c", "v", "a", 0, 10, 1, 0.5, 0.25, 0.75, 0.1, "m", 0.3, "r", 12.0,
     ...                 "W+", 0.01, "null", "t", "less")
     >>> summary_frame(finalise([row])).iloc[0].tolist()
-    ['c', 'v', 'a', '0', '10', '1', '0.5', '[0.25, 0.75]', '0.3', '12', '0.01', '0.02', 'reject H0']
+    ['c', 'v', 'a', '0', '10', '1', '0.5', '[0.25, 0.75]', '0.3', '12', '0.01', '0.01', 'reject H0']
     """
     missing = [c for c in RESULT_COLUMNS if c not in results.columns]
     if missing:
@@ -180,6 +180,11 @@ def to_latex(results: pd.DataFrame, *, caption: str | None = None,
     if len(pooled):
         parts.append(_tex_table(pooled, "seeds", f"{caption}: pooled over seeds" if caption
                                 else None, label if caption else None))
+        levels = sorted({f"{100 * float(v):.4g}\\%" for v in pooled["ci_level"] if _num(v)})
+        if levels:
+            parts.append(r"{\footnotesize\noindent Pooled CIs are at the level their decision "
+                         r"used (the confirmatory family of pooled rows): "
+                         + ", ".join(levels) + r".\par}")
     if len(per_seed):
         parts.append(_tex_table(per_seed, "seed", f"{caption}: per seed" if caption else None,
                                 f"{label}-per-seed" if caption else None))
@@ -199,9 +204,13 @@ def _pipe_table(frame: pd.DataFrame, numeric: Sequence[str] = ()) -> str:
 
 
 def _pooled_view(rows: pd.DataFrame) -> pd.DataFrame:
-    """The pooled table's columns: seeds and seeds rejecting instead of the seed."""
+    """The pooled table's columns: seeds and seeds rejecting instead of the seed, each CI's
+    level (the level its decision used) and whom the verdict is about (scope)."""
     view = summary_frame(rows).drop(columns=["seed"])
     view.insert(3, "seeds", rows["n_seeds"].map(lambda v: str(int(v))).to_numpy())
+    view.insert(list(view.columns).index("CI") + 1, "CI level",
+                [f"{100 * float(v):.4g}%" if _num(v) else "" for v in rows["ci_level"]])
+    view["scope"] = rows["scope"].astype(str).to_numpy()
     view["seeds rejecting"] = [f"{int(a)}/{int(b)}" if d in ("reject H0", "retain H0") else ""
                                for a, b, d in zip(rows["n_seeds_reject"], rows["n_seeds"],
                                                   rows["decision"])]
@@ -256,9 +265,12 @@ def to_markdown(results: pd.DataFrame, *, title: str = "dimple-stats results",
                                                          numeric), ""]
     if len(results):
         alpha = results["alpha"].iloc[0]
-        lines += [f"Decisions at alpha = {alpha:g} on p_adj, adjusted over every tested row "
-                  "of the run (one family). 'uninformative': too censored or too few samples "
-                  "to answer (see the notes).", ""]
+        lines += [f"Decisions at alpha = {alpha:g} on p_adj. The pooled rows are the run's "
+                  "verdicts, adjusted together over every claim (the confirmatory family); "
+                  "each CI is at the level its decision used (CI level). The per-seed rows are "
+                  "replications, adjusted in a family of their own and counted as 'seeds "
+                  "rejecting'. 'uninformative': too censored or too few samples to answer "
+                  "(see the notes).", ""]
     if (~pooled_mask).any():
         lines += ["## Per seed", "", _pipe_table(summary_frame(results[~pooled_mask]), numeric),
                   ""]

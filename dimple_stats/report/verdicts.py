@@ -40,10 +40,11 @@ Examples
 >>> v.category
 'contradicted'
 >>> print(v.text)  # doctest: +NORMALIZE_WHITESPACE
-Contradicted for plain. Against a random subspace of the same dimension: median r_T / chance
-median 3.55 (95% CI 2.91 to 4.19; 1 under H0), p_adj = 1, 0/2 seeds reject, n = 800; the CI
-lies entirely above 1, the other side from the claim's (below), and the reverse test is
-significant (1 - p, Bonferroni over 3 tests: 0.0187).
+Contradicted for plain (these 2 models; generalising over training runs needs 5 or more
+seeds). Against a random subspace of the same dimension: median r_T / chance median 3.55 (90%
+CI 3.49 to 3.61; 1 under H0), p_adj = 1, 0/2 seeds reject, n = 800; the CI lies entirely above
+1, the other side from the claim's (below), and the reverse test is significant (1 - p,
+Bonferroni over 1 tests: < 1e-15).
 """
 
 from __future__ import annotations
@@ -60,7 +61,13 @@ import pandas as pd
 
 from dimple_stats.report.labels import equivalence_margin
 from dimple_stats.report.pvalue_text import format_p
-from dimple_stats.results import CENSORING_SENSITIVE, DESCRIPTIVE, NO_AUTOENCODER, POOLED
+from dimple_stats.results import (
+    CENSORING_SENSITIVE,
+    DESCRIPTIVE,
+    MIN_SEEDS_RANDOM,
+    NO_AUTOENCODER,
+    POOLED,
+)
 
 __all__ = ["Category", "Verdict", "verdicts", "CATEGORIES", "deciding_rows", "quantity",
            "short_reason"]
@@ -120,6 +127,9 @@ class Verdict:
     n_seeds: int
     #: ``text`` without its first sentence ("Supported for plain."): the evidence.
     body: str = ""
+    #: Whom the verdict is about: the deciding pooled rows' scope ("these 3 models", "training
+    #: runs (5 seeds)"); "" where the rows are per seed or disagree.
+    scope: str = ""
 
 
 def _g(x: float) -> str:
@@ -203,7 +213,9 @@ def _seed_reject_text(r: pd.Series, ctx: _Context) -> str:
 def _numbers(r: pd.Series, ctx: _Context) -> str:
     """'median ... 3.55 (95% CI 3.46 to 3.64; 1 under H0), p_adj = 1, 0/2 seeds reject, n = 800';
     pieces the row does not have (no estimate, no p) are left out."""
-    level = f"{100 * ctx.confidence:g}% CI" if ctx.confidence else "CI"
+    row_level = float(r["ci_level"]) if "ci_level" in r.index else math.nan
+    level = (f"{100 * row_level:.4g}% CI" if math.isfinite(row_level) else
+             f"{100 * ctx.confidence:g}% CI" if ctx.confidence else "CI")
     est, lo, hi, null = (float(r[c]) for c in ("estimate", "ci_low", "ci_high", "null_value"))
     pieces = []
     if math.isfinite(est):
@@ -337,13 +349,33 @@ def _verdict_on(claim: str) -> tuple[tuple[str, ...], ...]:
     return CATALOGUE[claim].verdict_on if claim in CATALOGUE else ()
 
 
+def _scope(rows: pd.DataFrame) -> str:
+    """The deciding pooled rows' common scope ("" for per-seed rows or several scopes)."""
+    if "scope" not in rows.columns or not len(rows) or \
+            not (rows["seed"].astype(str) == POOLED).all():
+        return ""
+    scopes = sorted(set(rows["scope"].astype(str)) - {"", "nan"})
+    return scopes[0] if len(scopes) == 1 else ""
+
+
+def _scope_text(rows: pd.DataFrame) -> str:
+    """' (these 3 models; ...)': whom a pooled verdict is about, from the rows' scope."""
+    scope = _scope(rows)
+    if not scope:
+        return ""
+    if scope.startswith("training runs"):
+        return f" (across {scope})"
+    return (f" ({scope}; generalising over training runs needs {MIN_SEEDS_RANDOM} or more "
+            "seeds)")
+
+
 def _one(claim: str, autoencoder: str, rows: pd.DataFrame, ctx: _Context) -> Verdict:
     deciding = _deciding(rows, _verdict_on(claim))
     main, beside = rows[deciding], rows[~deciding]
     readings = [_row_reading(r, ctx) for _, r in main.iterrows()]
     category = _combine(readings)
     who = f" for {autoencoder}" if autoencoder != NO_AUTOENCODER else ""
-    lead = f"{_cap(category)}{who}."
+    lead = f"{_cap(category)}{who}{_scope_text(main)}."
     parts = []
     if len(main) > 1:
         n_unf = readings.count("uninformative")
@@ -370,6 +402,7 @@ def _one(claim: str, autoencoder: str, rows: pd.DataFrame, ctx: _Context) -> Ver
     body = " ".join(parts)
     return Verdict(claim=claim, autoencoder=autoencoder, category=category,
                    hypothesis=_hypothesis(claim), text=f"{lead} {body}", body=body,
+                   scope=_scope(main),
                    variants=tuple(main["variant"].astype(str)),
                    n_seeds=int(main["n_seeds"].max()) if len(main) else 0)
 
@@ -385,8 +418,11 @@ def verdicts(results: pd.DataFrame, *, confidence: float | None = None,
     """
     tested = results[results["test"].astype(str) != DESCRIPTIVE]
     if family is None:
-        family = int(np.isfinite(results["p_adj"].to_numpy(dtype=float)).sum()) \
-            if len(results) else 0
+        # The deciding rows' family: the pooled rows where the run has them.
+        pooled_rows = results[results["seed"].astype(str) == POOLED] if len(results) else results
+        scope = pooled_rows if len(pooled_rows) else results
+        family = int(np.isfinite(scope["p_adj"].to_numpy(dtype=float)).sum()) \
+            if len(scope) else 0
     alpha = float(results["alpha"].iloc[0]) if len(results) else 0.05
     seeds = tested[tested["seed"].astype(str) != POOLED]
     out = []

@@ -14,7 +14,8 @@ from statsmodels.stats.meta_analysis import combine_effects
 
 from dimple_stats.stats.result import Alternative
 
-__all__ = ["MetaEstimate", "MetaTest", "random_effects", "hartung_knapp", "stouffer"]
+__all__ = ["MetaEstimate", "MetaTest", "random_effects", "hartung_knapp", "fixed_effect",
+           "stouffer", "normal_p"]
 
 # Stouffer maps p to z = Phi^-1(1 - p). Only p = 0 and p = 1 themselves (an infinite z, and
 # +inf + -inf is NaN) are moved to the nearest representable values; a p of 1e-40 stays what it
@@ -167,6 +168,87 @@ def _t_p(t: float, df: int, alternative: Alternative) -> float:
     if alternative == "less":
         return float(stats.t.cdf(t, df))
     return float(min(1.0, 2 * stats.t.sf(abs(t), df)))
+
+
+def normal_p(z: float, alternative: Alternative) -> float:
+    """p-value of a standard normal statistic ``z`` for the alternative (NaN for NaN)."""
+    if not math.isfinite(z):
+        return math.nan
+    if alternative == "greater":
+        return float(stats.norm.sf(z))
+    if alternative == "less":
+        return float(stats.norm.cdf(z))
+    return float(min(1.0, 2 * stats.norm.sf(abs(z))))
+
+
+def fixed_effect(effects: npt.ArrayLike, variances: npt.ArrayLike, *,
+                 shared_cov: npt.ArrayLike | None = None, null: float = math.nan,
+                 alternative: Alternative = "two-sided",
+                 equivalence: tuple[float, float] | None = None,
+                 confidence: float = 0.95) -> MetaTest:
+    """Inverse-variance mean of k seed estimates for THESE k models, with a normal test.
+
+    The target is the mean over the k trained models of each one's estimand (images are the
+    unit of sampling; the models are fixed), so no between-seed variance enters: the variance
+    of the weighted mean is w' C w / (sum w)^2 with w = 1 / v and C the estimates' covariance,
+    diag(v) plus the covariance of images the seeds share (``shared_cov``'s off-diagonal). It
+    says nothing about other training runs; :func:`hartung_knapp` does, and needs more seeds.
+    ``df`` is 0 (a normal reference) and ``tau2`` 0.
+
+    Parameters
+    ----------
+    effects, variances : array_like
+        Per-seed estimates and their sampling variances (positive).
+    shared_cov : array_like, optional
+        (k x k) covariance of the estimates from shared images (its diagonal is not used).
+    null : float
+        The estimate's value under H0 (NaN: no test).
+    alternative : {"two-sided", "less", "greater"}
+        The direction of H1.
+    equivalence : (float, float), optional
+        An equivalence interval; the p-value is then the TOST p.
+    confidence : float
+        Confidence level of the interval.
+
+    Returns
+    -------
+    MetaTest
+        As :func:`hartung_knapp`'s, with ``df`` 0 and ``tau2`` 0.
+
+    Examples
+    --------
+    >>> m = fixed_effect([0.10, 0.50, 0.15], [0.010, 0.020, 0.015], null=0.0,
+    ...                  alternative="greater")
+    >>> round(m.estimate, 4), round(m.se, 4), m.df, round(m.pvalue, 4) < 0.002
+    (0.2077, 0.0679, 0, True)
+    """
+    eff = np.asarray(effects, dtype=float).ravel()
+    var = np.asarray(variances, dtype=float).ravel()
+    if eff.size == 0 or eff.size != var.size or not np.all(var > 0):
+        raise ValueError("need one positive variance per effect")
+    k = int(eff.size)
+    w = 1.0 / var
+    est = float(np.sum(w * eff) / np.sum(w))
+    cov = np.diag(var)
+    shared = 0.0
+    if shared_cov is not None and k > 1:
+        c = np.asarray(shared_cov, dtype=float).reshape(k, k)
+        off = c - np.diag(np.diag(c))
+        cov = cov + off
+        shared = max(float(w @ off @ w) / float(np.sum(w)) ** 2, 0.0)
+    variance = max(float(w @ cov @ w) / float(np.sum(w)) ** 2, 1.0 / float(np.sum(w)))
+    se = math.sqrt(variance)
+    z_crit = float(stats.norm.isf((1 - confidence) / 2))
+    if equivalence is not None:
+        lo_b, hi_b = equivalence
+        t_lo, t_hi = (est - lo_b) / se, (hi_b - est) / se
+        p = max(normal_p(t_lo, "greater"), normal_p(t_hi, "greater"))
+        t = min(t_lo, t_hi)
+    else:
+        t = (est - null) / se if math.isfinite(null) else math.nan
+        p = normal_p(t, alternative)
+    return MetaTest(est, se, est - z_crit * se, est + z_crit * se, 0.0, k, float(t), 0, p,
+                    shared)
 
 
 def hartung_knapp(effects: npt.ArrayLike, variances: npt.ArrayLike, *,

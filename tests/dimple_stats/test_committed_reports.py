@@ -187,6 +187,29 @@ def test_every_number_in_readme_results_is_in_the_reports_it_names() -> None:
 
 def test_the_number_check_catches_a_number_no_report_holds() -> None:
     written, values = _report_numbers(REPORTS / "mnist_offmanifold")
-    assert "3.9" in written  # the pooled chance ratio as the summary writes it
+    assert "0.406" in written  # the pooled r_T - r_R as the summary writes it
     assert _is_rounding_of("1.633", values) and _is_rounding_of("1.63", values)  # on/plain
     assert not _is_rounding_of("1.632", values) and "1.632" not in written
+
+
+@pytest.mark.parametrize("run_dir", RUN_DIRS, ids=lambda p: p.name)
+def test_no_committed_ci_excludes_the_null_beside_a_retained_verdict(run_dir: Path) -> None:
+    """Issue 31, row 2: a pooled CI is drawn at the level its decision used, so a CI that lies
+    on the claim's side of the null beside "retain H0" cannot appear without its reason in the
+    note (quickstart had five; the exact McNemar test on few discordant pairs is the one
+    remaining reason)."""
+    import pandas as pd
+
+    res = pd.read_csv(run_dir / "results.csv")
+    pooled = res[(res["seed"].astype(str) == "pooled") & res["decision"].eq("retain H0")]
+    bad = []
+    for _, r in pooled.iterrows():
+        lo, hi, null = r["ci_low"], r["ci_high"], r["null_value"]
+        if r["alternative"] == "equivalence" or pd.isna(null):
+            continue
+        side = {"less": hi < null, "greater": lo > null,
+                "two-sided": hi < null or lo > null}.get(r["alternative"], False)
+        if side and "CI and test disagree" not in str(r["note"]):
+            bad.append(f"{r['claim']} / {r['variant']} / {r['autoencoder']}: "
+                       f"[{lo:.4g}, {hi:.4g}] at {r['ci_level']:.4g} vs {null:g}")
+    assert bad == []

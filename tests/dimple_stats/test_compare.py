@@ -38,7 +38,8 @@ def test_verdicts_are_the_summaries(table: pd.DataFrame) -> None:
     for (report, claim, ae), g in table.groupby(["report", "claim", "autoencoder"]):
         summary = (REPORTS / report / "summary.md").read_text()
         verdict = g["verdict"].iloc[0]
-        assert f"- **{verdict[:1].upper() + verdict[1:]}**: `{claim}` ({ae})" in summary
+        # the summary names the autoencoder, then whom the verdict is about ("these 3 models")
+        assert f"- **{verdict[:1].upper() + verdict[1:]}**: `{claim}` ({ae}" in summary
 
 
 def test_contradicted_needs_the_ci_on_the_other_side(table: pd.DataFrame) -> None:

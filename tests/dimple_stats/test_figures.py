@@ -57,7 +57,7 @@ def test_reference_line_is_1_for_ratios_and_0_for_differences() -> None:
     assert references(by_title[variant_words("naive")]) == [0.0]  # a log ratio
     assert references(by_title[variant_words("beyond_dimension_counting")]) == [0.0]
     perp = panels(fg.forest_plot(res, "dmm.perpendicular"))
-    assert references(perp[variant_words("random_subspace")]) == [1.0]  # null_value 1
+    assert references(perp[variant_words("random_subspace")]) == [0.0]  # r_T - r_R, null 0
     assert references(perp[variant_words("pca")]) == [0.0]
     zp = panels(fg.forest_plot(res, "zp.not_below_random"))
     assert references(zp[variant_words("non_inferiority")]) == [-0.05]  # the margin, H0's edge
@@ -105,9 +105,9 @@ def test_a_claim_the_catalogue_does_not_know_keeps_its_id() -> None:
 
 def test_markers_are_filled_for_rejected_and_hollow_for_retained() -> None:
     res = committed_results("quickstart")
-    res = res[(res["claim"] == "dmm.perpendicular") & (res["variant"] == "pca")]
+    res = res[(res["claim"] == "ae.validity") & (res["variant"] == "equivalence")]
     assert {"reject H0", "retain H0"} <= set(res["decision"])
-    fig = fg.forest_plot(res, "dmm.perpendicular")
+    fig = fg.forest_plot(res, "ae.validity")
     ax = fig.axes[0]
     # rows are drawn top to bottom, grouped by autoencoder; each errorbar's data line holds
     # its marker

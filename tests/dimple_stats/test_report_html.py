@@ -125,7 +125,9 @@ def test_page_holds_every_verdict_figure_table_and_the_manifest(run_dir: Path) -
     assert {"question", "verdicts", "data-and-models", "figures", "examples", "tables",
             "manifest"} <= set(page.sections)
     found = verdicts(results, confidence=protocol.stats.confidence)
-    assert all("95% CI" in v.text for v in found if "CI" in v.text)
+    # pooled CIs are at the level their decision used (Bonferroni over the verdicts' family)
+    levels = {f"{100 * lv:.4g}% CI" for lv in results["ci_level"]}
+    assert all(any(lv in v.text for lv in levels) for v in found if "CI" in v.text)
     assert found and all(str(escape(v.text)) in text for v in found)
     pngs = [p for p in written if p.suffix == ".png"]
     assert pngs, "the report drew no figure"
@@ -189,7 +191,7 @@ def test_report_command_writes_the_page_unless_told_not_to(
 
 def test_a_sweeps_timings_name_cell_and_seed(tmp_path) -> None:
     """A sweep's manifest keys runs as "cell/seed": the page says "cell 3, seed 1" (not
-    "seed 3/1") and lists its 60 runs (20 cells x 3 seeds) as rows, not as 60 columns."""
+    "seed 3/1") and lists its 180 runs (60 cells x 3 seeds) as rows, not as 180 columns."""
     from pathlib import Path
 
     from dimple_stats.report.run import report_run
@@ -199,4 +201,4 @@ def test_a_sweeps_timings_name_cell_and_seed(tmp_path) -> None:
     page = (tmp_path / "report.html").read_text()
     timings = page.split("Timings (seconds per stage)")[1].split("</table>")[0]
     assert "cell 3, seed 1" in timings and "seed 3/1" not in timings
-    assert timings.count("<tr") == 61 and timings.split("</tr>")[0].count("<th") < 20
+    assert timings.count("<tr") == 181 and timings.split("</tr>")[0].count("<th") < 20

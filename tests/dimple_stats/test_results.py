@@ -18,9 +18,10 @@ from dimple_stats.stats_config import StatsConfig
 # The documented column set; a change here is a breaking change for every report reader.
 COLUMNS = [
     "claim", "variant", "autoencoder", "seed", "n", "n_censored", "estimate", "ci_low", "ci_high",
-    "se", "estimate_meaning", "null_value", "effect_size", "effect_name", "statistic", "statistic_name", "p",
+    "ci_level", "se", "estimate_meaning", "null_value", "effect_size", "effect_name", "statistic",
+    "statistic_name", "p",
     "p_adj", "alpha", "decision", "null", "test", "alternative", "n_seeds", "n_seeds_reject",
-    "suggested_n", "note",
+    "scope", "suggested_n", "note",
 ]
 
 
@@ -48,18 +49,28 @@ def rows_of_two_claims() -> list[ResultRow]:
     return out
 
 
-def test_holm_across_every_tested_row_in_one_family() -> None:
-    # Defect 11: CLAIMS.md asks for one family across the run; pooled rows are in it too.
-    df = finalise(rows_of_two_claims(), StatsConfig(correction="holm"))
+def _families(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     tested = df[df["p"].notna()]
-    assert len(tested) == 8  # 6 per-seed rows + 2 pooled rows
-    assert tested["p_adj"].tolist() == multipletests(tested["p"], method="holm")[1].tolist()
+    pooled = tested["seed"].eq("pooled")
+    return tested[pooled], tested[~pooled]
+
+
+def test_holm_in_two_families_verdicts_and_replications() -> None:
+    # Issue 31, row 1: the pooled rows (the run's verdicts) are the confirmatory family; the
+    # per-seed rows a replication family of their own, so they no longer drown the verdicts.
+    df = finalise(rows_of_two_claims(), StatsConfig(correction="holm"))
+    confirmatory, replication = _families(df)
+    assert (len(confirmatory), len(replication)) == (2, 6)
+    for family in (confirmatory, replication):
+        assert family["p_adj"].tolist() == pytest.approx(
+            multipletests(family["p"], method="holm")[1].tolist(), abs=1e-15)
 
 
 def test_fdr_bh_and_none() -> None:
     bh = finalise(rows_of_two_claims(), StatsConfig(correction="fdr_bh"))
-    tested = bh[bh["p"].notna()]
-    assert tested["p_adj"].tolist() == multipletests(tested["p"], method="fdr_bh")[1].tolist()
+    for family in _families(bh):
+        assert family["p_adj"].tolist() == pytest.approx(
+            multipletests(family["p"], method="fdr_bh")[1].tolist(), abs=1e-15)
     none = finalise(rows_of_two_claims(), StatsConfig(correction="none"))
     tested = none["p"].notna()
     assert (none.loc[tested, "p_adj"] == none.loc[tested, "p"]).all()
@@ -67,7 +78,8 @@ def test_fdr_bh_and_none() -> None:
 
 def test_decisions_and_seed_counts() -> None:
     df = finalise(rows_of_two_claims(), StatsConfig(alpha=0.05, correction="holm"))
-    # Holm over 8 rows: c1's seed 0 (p 0.001) is the only per-seed rejection
+    # Holm over the 6 per-seed rows (their own family): c1's seed 0 (p 0.001) is the only
+    # per-seed rejection
     c1 = df[(df["claim"] == "c1") & (df["seed"] != "pooled")]
     assert c1["decision"].tolist() == ["reject H0", "retain H0", "retain H0"]
     assert (df["alpha"] == 0.05).all()
@@ -84,22 +96,43 @@ def test_decisions_and_seed_counts() -> None:
 
 def test_pooled_row_tests_its_own_estimate_with_hartung_knapp() -> None:
     # Defect 5: the pooled p and the pooled estimate target one thing, the random-effects mean
-    # of the seeds' estimates, tested against the estimate's null value with t(k - 1).
-    rows = [row("c", s, p, est=e, se=0.1) for s, (p, e) in enumerate(
-        [(0.001, 1.0), (0.04, 1.1), (0.03, 1.2)])]
+    # of the seeds' estimates, tested against the estimate's null value with t(k - 1); with 5
+    # seeds or more the verdict speaks for training runs.
+    ests = [1.0, 1.1, 1.2, 1.05, 1.15]
+    rows = [row("c", s, 0.01, est=e, se=0.1) for s, e in enumerate(ests)]
     for r in rows:
         r.null_value = 0.9
     pooled = finalise(rows).iloc[-1]
-    meta = hartung_knapp([1.0, 1.1, 1.2], [0.01] * 3, null=0.9, alternative="greater")
+    meta = hartung_knapp(ests, [0.01] * 5, null=0.9, alternative="greater", confidence=0.9)
     assert (pooled["estimate"], pooled["se"], pooled["ci_low"], pooled["ci_high"]) == \
         pytest.approx((meta.estimate, meta.se, meta.ci_low, meta.ci_high), abs=1e-12)
-    # by hand: equal weights, mean 1.1, HK variance sum (y - 1.1)^2 / (2 * 3) = 0.02 / 6
-    se = math.sqrt(0.02 / 6)
+    # by hand: equal weights, mean 1.1, HK variance sum (y - 1.1)^2 / (4 * 5) = 0.025 / 20
+    se = math.sqrt(0.025 / 20)
     assert pooled["estimate"] == pytest.approx(1.1) and pooled["se"] == pytest.approx(se)
-    assert pooled["p"] == pytest.approx(stats.t.sf(0.2 / se, 2), rel=1e-9)
-    assert pooled["ci_high"] == pytest.approx(1.1 + stats.t.isf(0.025, 2) * se)
+    assert pooled["p"] == pytest.approx(stats.t.sf(0.2 / se, 4), rel=1e-9)
+    # one one-sided test in the confirmatory family: the CI is at 1 - 2 alpha
+    assert pooled["ci_level"] == pytest.approx(0.9)
+    assert pooled["ci_high"] == pytest.approx(1.1 + stats.t.isf(0.05, 4) * se)
     assert pooled["statistic_name"] == "t (Hartung-Knapp)" and pooled["null_value"] == 0.9
-    assert "Hartung-Knapp" in pooled["test"]
+    assert "Hartung-Knapp" in pooled["test"] and pooled["scope"] == "training runs (5 seeds)"
+
+
+def test_fewer_than_five_seeds_decide_for_these_models() -> None:
+    # Issue 31, row 1: with 3 seeds a Hartung-Knapp t(2) test needs t >= 29.3 in a family of 23;
+    # the pooled row decides for these 3 models (inverse-variance, normal reference) and the
+    # note gives the random-effects result.
+    ests = [1.0, 1.1, 1.2]
+    rows = [row("c", s, 0.01, est=e, se=0.1) for s, e in enumerate(ests)]
+    for r in rows:
+        r.null_value = 0.9
+    pooled = finalise(rows).iloc[-1]
+    se = 0.1 / math.sqrt(3)  # equal variances, independent images: v / k
+    assert pooled["estimate"] == pytest.approx(1.1) and pooled["se"] == pytest.approx(se)
+    assert pooled["p"] == pytest.approx(stats.norm.sf(0.2 / se), rel=1e-9)
+    assert pooled["ci_low"] == pytest.approx(1.1 - stats.norm.isf(0.05) * se)
+    assert pooled["statistic_name"] == "z (fixed effect)"
+    assert pooled["scope"] == "these 3 models"
+    assert "Hartung-Knapp t(2)" in pooled["note"] and "too few" in pooled["note"]
 
 
 def test_rows_without_a_null_value_combine_their_p_values() -> None:

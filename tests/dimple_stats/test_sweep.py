@@ -193,13 +193,15 @@ def test_seeds_rejecting_are_counted_per_specification_not_per_cell_index() -> N
 def test_the_contradiction_test_divides_by_the_sweeps_family() -> None:
     from dimple_stats.sweep import FAMILY, family_size
 
+    # A verdict reads pooled rows: Bonferroni divides by the pooled rows of the family.
     table = _table(np.random.default_rng(3), cells=3)
+    pooled = table["seed"].astype(str) == "pooled"
     table[FAMILY] = "claim"
-    assert family_size(table, "a.one", 0) == int((table["claim"] == "a.one").sum())
+    assert family_size(table, "a.one", 0) == int((pooled & (table["claim"] == "a.one")).sum())
     table[FAMILY] = "grid"
-    assert family_size(table, "a.one", 0) == len(table)
+    assert family_size(table, "a.one", 0) == int(pooled.sum()) == 12
     table[FAMILY] = "cell"
-    assert family_size(table, "a.one", 0) == int((table[CELL] == 0).sum())
+    assert family_size(table, "a.one", 0) == int((pooled & (table[CELL] == 0)).sum())
 
 
 def test_a_sweep_is_part_of_the_protocol_hash() -> None:
@@ -231,7 +233,10 @@ def test_grid_families_match_statsmodels_holm(family: str) -> None:
     if family == "cell":
         pd.testing.assert_series_equal(out["p_adj"], table["p_adj"])
         return
-    groups = out["claim"] if family == "claim" else pd.Series(0, index=out.index)
+    # pooled rows (the verdicts) and per-seed rows (replications) are separate families
+    groups = (out["claim"] if family == "claim" else pd.Series("all", index=out.index)) \
+        + np.where(out["seed"].astype(str) == "pooled", "/pooled", "/seeds")
+    assert groups.nunique() == 2 * (out["claim"].nunique() if family == "claim" else 1)
     for _, g in out.groupby(groups):
         expected = multipletests(g["p"].to_numpy(float), method="holm")[1]
         np.testing.assert_allclose(g["p_adj"].to_numpy(float), expected, rtol=1e-12)

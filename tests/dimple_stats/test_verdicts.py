@@ -9,6 +9,7 @@ import re
 import pandas as pd
 import pytest
 
+from dimple_stats.report.pvalue_text import format_p
 from dimple_stats.report.verdicts import CATEGORIES, verdicts
 from dimple_stats.results import ResultRow, finalise
 from dimple_stats.stats_config import StatsConfig
@@ -40,7 +41,8 @@ def test_supported_when_the_pooled_row_rejects() -> None:
     res = _table(*(_row(s, est=0.6, p=1e-6) for s in range(3)))
     v = _only(res)
     assert v.category == "supported"
-    assert v.text.startswith("Supported for plain.")
+    assert v.text.startswith("Supported for plain (these 3 models; generalising over training "
+                             "runs needs 5 or more seeds).")
     pooled = res[res["seed"] == "pooled"].iloc[0]
     assert pooled["decision"] == "reject H0"
     assert "3/3 seeds reject" in v.text
@@ -144,7 +146,9 @@ def test_every_number_in_the_text_is_the_tables() -> None:
     for value in (pooled["estimate"], pooled["ci_low"], pooled["ci_high"]):
         assert f"{value:.3g}" in text
     assert f"n = {pooled['n']}." in text  # nothing censored: no count
-    assert f"p_adj = {pooled['p_adj']:.3g}" in text
+    assert f"{100 * pooled['ci_level']:.4g}% CI" in text
+    shown = format_p(pooled["p_adj"])
+    assert (f"p_adj {shown}" if shown.startswith("<") else f"p_adj = {shown}") in text
 
 
 def test_one_verdict_per_claim_and_autoencoder_descriptive_rows_ignored() -> None:
@@ -168,25 +172,30 @@ def test_a_claim_outside_the_catalogue_decides_on_all_its_tested_rows() -> None:
 
 def test_contradicted_needs_the_reverse_test_at_the_supported_standard() -> None:
     """A CI on the other side is not enough: the test turned round (1 - p) must survive
-    Bonferroni over the run's tests, as "supported" must survive Holm."""
-    # Seeds at 1.07, 1.10, 1.13: pooled CI [1.02, 1.18], one-sided p_rev 0.015 x 4 tests.
-    base = [_row(s, est=e, half=0.06, p=0.99) for s, e in enumerate([1.07, 1.10, 1.13])]
+    Bonferroni over the run's confirmatory family, as "supported" must survive Holm; the
+    pooled CI is drawn at that family's level, so the two agree (issue 31, row 2)."""
+    # Seeds at 1.02, 1.03, 1.04 (se 0.03 each): fixed-effect mean 1.03, se 0.0173, one-sided
+    # reverse p 0.042, alone in its family: contradicted, the 90% CI above 1.
+    base = [_row(s, est=e, half=0.06, p=0.99) for s, e in enumerate([1.02, 1.03, 1.04])]
     res = _table(*base)
     pooled = res[res["seed"] == "pooled"].iloc[0]
-    assert pooled["ci_low"] > 1  # on the other side ...
-    family = int(res["p_adj"].notna().sum())
-    assert (1 - pooled["p"]) * family > 0.05  # ... but not significant that way
-    v = _only(res)
-    assert v.category == "not supported"
-    assert "but the reverse test is not significant after adjustment" in v.text
-    # Many more tests in the run make the same row even less of a contradiction.
+    assert pooled["ci_level"] == pytest.approx(0.9) and pooled["ci_low"] > 1
+    assert (1 - pooled["p"]) < 0.05
+    assert _only(res).category == "contradicted"
+    # 20 more pooled tests in the run: Bonferroni over 21 needs 1 - p < 0.05 / 21, and the CI
+    # beside the verdict widens to 1 - 2 x 0.05 / 21, so it covers 1 again.
     noise = [_row(s, claim="ae.local_vs_global", variant="same_share", ae=f"a{i}", est=0.0,
                   half=0.5, p=0.5, alternative="two-sided", null_value=0.0)
              for i in range(20) for s in range(3)]
+    res = _table(*base, *noise)
+    pooled = res[(res["seed"] == "pooled") & (res["claim"] == "dmm.perpendicular")].iloc[0]
+    assert pooled["ci_level"] == pytest.approx(1 - 0.1 / 21)
+    assert pooled["ci_low"] < 1 < pooled["ci_high"]
+    v = [x for x in verdicts(res) if x.claim == "dmm.perpendicular"][0]
+    assert v.category == "not supported"
     strong = [_row(s, est=1.5, half=0.05, p=1 - 1e-9) for s in range(3)]
-    assert _only(_table(*strong)).category == "contradicted"
     v = [x for x in verdicts(_table(*strong, *noise)) if x.claim == "dmm.perpendicular"][0]
-    assert v.category == "contradicted" and "Bonferroni over 84 tests" in v.text
+    assert v.category == "contradicted" and "Bonferroni over 21 tests" in v.text
 
 
 def test_censored_bounds_never_contradict() -> None:
@@ -231,7 +240,7 @@ def test_variant_names_keep_their_case_and_name_the_null() -> None:
                  null_value=1.0)
             for s in range(2) for v in ("change point", "r_T below chance throughout")]
     v = _only(_table(*rows))
-    assert v.text.startswith("Supported.") and "r_T at or above chance" in v.text
+    assert v.text.startswith("Supported (these 2 models;") and "r_T at or above chance" in v.text
     rows = [_row(s, claim="zp.not_below_random", variant="non_inferiority", est=0.3, p=1e-6,
                  alternative="greater", null_value=-0.05) for s in range(2)]
     assert "Against r_T below a random subspace's share by the margin or more" in \

@@ -89,7 +89,10 @@ def test_grid_wide_holm_within_each_claim_matches_statsmodels(swept) -> None:
             "p_adj_cell"} <= set(r.columns)
     tested = r[r["decision"].isin(["reject H0", "retain H0"])]
     assert len(tested) > 10
-    for _, g in tested.groupby("claim"):
+    # within each claim, the pooled rows (verdicts) and the per-seed rows (replications) are
+    # two families
+    pooled = tested["seed"].astype(str) == "pooled"
+    for _, g in tested.groupby([tested["claim"], pooled]):
         expected = multipletests(g["p"].to_numpy(float), method="holm")[1]
         np.testing.assert_allclose(g["p_adj"].to_numpy(float), expected, rtol=1e-12)
         assert ((g["p_adj"] <= 0.05) == (g["decision"] == "reject H0")).all()
