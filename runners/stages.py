@@ -175,13 +175,14 @@ def _gallery(candidates: list[pd.DataFrame | None], frames: list[pd.DataFrame], 
 
 def _on_attack_version(protocol: Protocol) -> dict[str, Any]:
     """A key part that changes when an attack's algorithm changes: strict tangent 2 is the
-    k-coordinate search, latent 4 the Gauss-Newton SQP minimal-chord searches, and
+    k-coordinate search (3: solved in float64 on a float64 tangent basis whatever
+    ``tangent.dtype``), latent 4 the Gauss-Newton SQP minimal-chord searches, and
     minimal_norm_search 3 the FMN searches (one untargeted, two targeted) after each success
     of the PGD attacks."""
     a = protocol.attack
     key: dict[str, Any] = {"minimal_norm_search": 3}
     if a.on_manifold == "tangent" and a.box == "strict" and a.norm == "l2":
-        key["strict_tangent_attack"] = 2
+        key["strict_tangent_attack"] = 3
     if a.on_manifold == "latent":
         key["latent_attack"] = 4
     return key
