@@ -161,8 +161,8 @@ def _finite(x: float) -> bool:
 #: a median of 2 values is near 0, and inverse-variance weights would make that seed the pool.
 MIN_POOL_N = 10
 
-POOLED_META = ("pooled: random-effects mean of the per-seed estimates (Paule-Mandel tau2), "
-               "Hartung-Knapp t(k-1) test and CI")
+POOLED_META = ("pooled: random-effects mean of the per-seed estimates (weights the seeds' n; "
+               "Paule-Mandel tau2 reported), Hartung-Knapp t(k-1) test and CI")
 POOLED_FIXED = ("pooled for these models: inverse-variance mean of the per-seed estimates "
                 "(images the unit, models fixed), normal test and CI")
 
@@ -255,10 +255,12 @@ def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
                 alternative=alternative, equivalence=equivalence if tested else None,
                 confidence=confidence)
     across = len(kept) >= MIN_SEEDS_RANDOM
-    random = hartung_knapp(est[usable], se[usable] ** 2, **args)  # type: ignore[arg-type]
+    # Stable weights (the seeds' n), not 1 / (bootstrap variance + tau2): see hartung_knapp.
+    sizes = np.array([max(int(r.n), 1) for r in kept], dtype=float)
+    random = hartung_knapp(est[usable], se[usable] ** 2, sizes=sizes,
+                           **args)  # type: ignore[arg-type]
     meta = random if across else fixed_effect(est[usable], se[usable] ** 2,
                                               **args)  # type: ignore[arg-type]
-    pool_test = hartung_knapp if across else fixed_effect
     if not across:
         how = how.replace(POOLED_META, POOLED_FIXED)
         if len(kept) > 1 and tested:
@@ -285,8 +287,13 @@ def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
             v = np.array([b[2 * which + 1] if b is not None else r.se
                           for b, r in zip(bounds, kept)], dtype=float) ** 2
             ok = np.isfinite(e) & np.isfinite(v) & (v > 0)
-            halves.append(pool_test(e[ok], v[ok], null=bound, alternative=alt,  # type: ignore[arg-type]
-                                    confidence=confidence).pvalue if ok.any() else math.nan)
+            if not ok.any():
+                halves.append(math.nan)
+                continue
+            half = (hartung_knapp(e[ok], v[ok], sizes=sizes[ok], null=bound, alternative=alt,
+                                  confidence=confidence) if across else
+                    fixed_effect(e[ok], v[ok], null=bound, alternative=alt, confidence=confidence))
+            halves.append(half.pvalue)
         p_value = max(halves) if all(math.isfinite(h) for h in halves) else math.nan
         how += "; censored seeds: each half of the TOST pools its own worst-case bound"
     if fisher:

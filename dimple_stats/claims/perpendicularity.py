@@ -109,7 +109,7 @@ def perpendicular(df: pd.DataFrame, opts: PerpendicularOptions, stats: StatsConf
     Statistic by null: ``random_subspace`` r_T - r_R; ``other_image`` r_T - r_Tother; ``beta``
     F(r_T^2) - 1/2 with F the chance CDF Beta(k/2, (n-k)/2) of r^2 (the catalogue's r_T^2 - k/n on
     the probability scale; see the comment in the code for why). Estimate: median r_T / the
-    chance median of r, with a bootstrap CI; effect size: rank-biserial r (Wilcoxon).
+    chance median of r, with a bootstrap CI; effect size: the sign test's (pos - neg) / n.
 
     Censoring: r_T of a failed attack is measured on the perturbation reached at eps; it is
     still a gradient direction, so keeping it biases r_T toward the gradient's own r_T (toward
@@ -142,8 +142,7 @@ def not_below_random(df: pd.DataFrame, opts: NotBelowRandomOptions, stats: Stats
       replaced tested equivalence, so it also needed r_T not to be ABOVE random: at the committed
       data's +0.36 it never rejected.
     * variant ``greater``: one-sided test, H0 median(d) <= 0 against H1 median(d) > 0 (rejecting
-      says r_T is *larger* than for a random subspace); ``test`` from the options (the signed-rank
-      test is valid here because d is symmetric under "r_T distributed as r_R").
+      says r_T is *larger* than for a random subspace); ``test`` from the options.
 
     Censoring: as dmm.perpendicular, failed attacks' directions pull r_T toward r_T_grad.
     """

@@ -14,8 +14,9 @@ Conventions shared by all analyses:
   counted in the row's note, never silently.
 * Bootstrap CIs are seeded from (claim, variant, autoencoder, seed), so a report re-renders
   byte-identically.
-* Every location test uses the options' ``test`` (Wilcoxon by default) with the alternative the
-  claim's direction demands; the effect size follows the test (rank-biserial r for Wilcoxon).
+* Every location test uses the options' ``test`` (the exact sign test of the median by default,
+  :data:`~dimple_stats.claims.catalogue.DEFAULT_TEST`) with the alternative the claim's direction
+  demands; the effect size follows the test ((pos - neg) / n for the sign test).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from scipy import stats as scipy_stats
 
 from dimple_stats.claims.catalogue import (
     CATALOGUE,
+    DEFAULT_TEST,
 )
 from dimple_stats.errors import BadInput
 from dimple_stats.results import DESCRIPTIVE, NO_AUTOENCODER, ResultRow
@@ -433,7 +435,7 @@ def ratio_bounds(top: np.ndarray, bottom: np.ndarray, top_ok: np.ndarray,
 
 def variant_name(name: str, test: PairedTest) -> str:
     # A non-default test is part of the variant, so two entries of one claim never pool together.
-    return name if test == "wilcoxon" else f"{name} ({test})"
+    return name if test == DEFAULT_TEST else f"{name} ({test})"
 
 
 def column_values(g: pd.DataFrame, col: str) -> np.ndarray:

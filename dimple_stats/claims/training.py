@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from dimple_stats.claims.catalogue import (
+    DEFAULT_TEST,
     AdvTrainingOptions,
     ClingingOptions,
 )
@@ -37,7 +38,7 @@ from dimple_stats.stats.censored import (
     Bounds,
 )
 from dimple_stats.stats.changepoint import change_point_ci, fit_two_segment, kink_test
-from dimple_stats.stats.paired import wilcoxon_signed_rank
+from dimple_stats.stats.paired import sign_test
 from dimple_stats.stats_config import StatsConfig
 
 
@@ -60,7 +61,8 @@ def clinging_then_dimpling(df: pd.DataFrame, opts: ClingingOptions, stats: Stats
     * ``trend early`` / ``trend late``: Spearman of median norm_plain on epoch within each phase
       (epochs <= and >= the change point), descriptive: the phases are chosen from the same
       data, so a p-value would be post-selection (it is not in the multiplicity family).
-    * ``r_T below chance throughout``: one-sided Wilcoxon (less) of r_T - r_R at every epoch;
+    * ``r_T below chance throughout``: one-sided exact sign test (less) of the median of
+      r_T - r_R at every epoch;
       intersection-union test, p = the largest per-epoch p (rejects only if every epoch does);
       estimate = the largest per-epoch median of r_T - r_R.
 
@@ -125,7 +127,7 @@ def _below_chance_throughout(claim: str, ae: str, seed: int, g: pd.DataFrame, n_
     for _, e in g.groupby("epoch", sort=True):
         d = column_values(e, "r_T") - column_values(e, "r_R")
         d = d[np.isfinite(d)]
-        pvals.append(wilcoxon_signed_rank(d, alternative="less").pvalue if d.size else math.nan)
+        pvals.append(sign_test(d, alternative="less").pvalue if d.size else math.nan)
         medians.append(float(np.median(d)) if d.size else math.nan)
     worst = int(np.nanargmax(medians)) if np.isfinite(medians).any() else 0
     worst_epoch = sorted(g["epoch"].unique())[worst]
@@ -140,7 +142,8 @@ def _below_chance_throughout(claim: str, ae: str, seed: int, g: pd.DataFrame, n_
         "bootstrap CI (0 = chance)", effect_size=math.nan, effect_name="",
         statistic=float(len(pvals)), statistic_name="epochs tested", p=p,
         null="at some epoch r_T is no smaller than r_R (median of r_T - r_R >= 0).",
-        test="intersection-union test: one-sided Wilcoxon signed-rank (less) on r_T - r_R at "
+        test="intersection-union test: one-sided exact sign test (less) of the median of "
+        "r_T - r_R at "
         "every epoch, p = max", alternative="less")
 
 
@@ -149,9 +152,10 @@ def adv_training_deepens(df: pd.DataFrame, opts: AdvTrainingOptions, stats: Stat
                          claim: str) -> Rows:
     """dmm.adv_training_deepens: same samples, standard vs adversarially trained classifier.
 
-    * variant ``turned``: TOST (Wilcoxon) of r_T(adv) - r_T(std) within ±margin (rejecting H0
+    * variant ``turned``: TOST (exact sign tests) of r_T(adv) - r_T(std) within ±margin (rejecting H0
       says the boundary did NOT turn).
-    * variant ``no_deepening``: one-sided Wilcoxon (greater) of norm_plain(adv) - norm_plain(std).
+    * variant ``no_deepening``: one-sided exact sign test (greater) of the median of
+      norm_plain(adv) - norm_plain(std).
     * variant ``deepens and not turned``: the claim as a whole, an intersection-union test
       (Berger 1982): p = the larger of the two p-values above, so it rejects only when both
       parts do, at level alpha without adjustment.
@@ -193,7 +197,7 @@ def adv_training_deepens(df: pd.DataFrame, opts: AdvTrainingOptions, stats: Stat
         deepening = location_row(
             claim=claim, variant="no_deepening", autoencoder=str(ae), seed=seed, d=d_norm,
             estimate_values=d_norm, estimate_meaning="median norm_plain(adv) - norm_plain(std), "
-            "bootstrap CI (0 = no deepening)", censored=cens, test="wilcoxon",
+            "bootstrap CI (0 = no deepening)", censored=cens, test=DEFAULT_TEST,
             alternative="greater",
             statistic_text="norm_plain(adversarial) - norm_plain(standard), paired by sample",
             null=null_text(claim, "no_deepening"), stats=stats, null_value=0.0, note=note,

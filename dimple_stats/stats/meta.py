@@ -255,10 +255,12 @@ def hartung_knapp(effects: npt.ArrayLike, variances: npt.ArrayLike, *,
                   shared_cov: npt.ArrayLike | None = None, null: float = math.nan,
                   alternative: Alternative = "two-sided",
                   equivalence: tuple[float, float] | None = None,
-                  confidence: float = 0.95) -> MetaTest:
+                  confidence: float = 0.95,
+                  sizes: npt.ArrayLike | None = None) -> MetaTest:
     """Random-effects mean of k seed estimates with the Hartung-Knapp(-Sidik-Jonkman) test.
 
-    Weights are 1 / (v_i + tau2) with tau2 by Paule-Mandel. The variance of the weighted mean is
+    Weights are 1 / (v_i + tau2) with tau2 by Paule-Mandel, or, with ``sizes``, proportional to
+    the seeds' sample sizes (stable weights: see below). The variance of the weighted mean is
     Hartung and Knapp's q / sum(w), q = sum w_i (y_i - mean)^2 / (k - 1), which estimates it from
     the seeds' own dispersion, and the test and CI use t(k - 1), not the normal: with 5 seeds
     the normal quantile covered a pooled mean 87% of the time at 95%. A variance built from the
@@ -270,6 +272,14 @@ def hartung_knapp(effects: npt.ArrayLike, variances: npt.ArrayLike, *,
     :func:`~dimple_stats.stats.bootstrap.joint_median_covariance`) adds it: the weighted mean of
     its off-diagonal entries is added to the variance (with equal weights and a common
     covariance c, the dispersion estimates V - c, and the mean's variance is (V - c)/k + c).
+
+    Inverse-variance weights from noisy variances make the test liberal: with bootstrap SEs of
+    5 seeds' medians of 60 images each, the weights pick up the seeds whose SE came out small,
+    and the pooled size at alpha 0.05 was 0.071 (MC SE 0.005, 3,000 simulated pools, no seed
+    effect; 0.059 with one). Weights fixed in advance by the sample sizes (the variance of a
+    median is about proportional to 1/n) keep Hartung-Knapp's variance, which any fixed weights
+    leave unbiased, and gave 0.058 / 0.046 (equal n: the one-sample t test of the seeds'
+    estimates). The bootstrap SEs still enter tau2 (reported) and the shared-image covariance.
 
     ``null`` is the estimate's value under H0 and ``alternative`` the direction of H1; with
     ``equivalence = (low, high)`` the p-value is that of two one-sided t tests (H1: the mean lies
@@ -291,6 +301,8 @@ def hartung_knapp(effects: npt.ArrayLike, variances: npt.ArrayLike, *,
         An equivalence interval; the p-value is then the TOST p.
     confidence : float
         Confidence level of the interval.
+    sizes : array_like, optional
+        Per-seed sample sizes: weights proportional to them instead of 1 / (v_i + tau2).
 
     Returns
     -------
@@ -321,6 +333,10 @@ def hartung_knapp(effects: npt.ArrayLike, variances: npt.ArrayLike, *,
     ...                   alternative="greater")
     >>> round(m.estimate, 4), round(m.se, 4), m.df, round(m.pvalue, 4)
     (0.2357, 0.1226, 2, 0.0973)
+    >>> m = hartung_knapp([0.10, 0.50, 0.15], [0.010, 0.020, 0.015], null=0.0,
+    ...                   alternative="greater", sizes=[60, 60, 60])
+    >>> round(m.estimate, 4) == round(sum([0.10, 0.50, 0.15]) / 3, 4)  # equal n: the plain mean
+    True
     >>> m = hartung_knapp([0.01, -0.02, 0.015], [1e-4, 1e-4, 1e-4], equivalence=(-0.1, 0.1))
     >>> m.pvalue < 0.01
     True
@@ -347,7 +363,12 @@ def hartung_knapp(effects: npt.ArrayLike, variances: npt.ArrayLike, *,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         tau2 = float(combine_effects(eff, var, method_re="iterated").tau2)
-    w = 1.0 / (var + tau2)
+    if sizes is None:
+        w = 1.0 / (var + tau2)
+    else:
+        w = np.asarray(sizes, dtype=float).ravel()
+        if w.size != k or not np.all(w > 0):
+            raise ValueError("need one positive size per effect")
     est = float(np.sum(w * eff) / np.sum(w))
     q = float(np.sum(w * (eff - est) ** 2) / (k - 1))
     variance = q / float(np.sum(w))

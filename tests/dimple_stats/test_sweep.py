@@ -283,17 +283,18 @@ def test_sweep_config_refuses_more_cells_than_the_limit() -> None:
 
 
 def test_a_non_default_test_keeps_the_pair_claims_deciding_variant(synthetic) -> None:
-    """dmm.dimpled_or_robust with the sign test: its verdict reads 'unchanged (sign)', not the
-    data-shaped variants beside it."""
+    """dmm.dimpled_or_robust with the Wilcoxon test: its verdict reads 'unchanged (wilcoxon)',
+    not the data-shaped variants beside it."""
     from dimple_stats.api import test_claim
     from dimple_stats.report.verdicts import deciding_rows
 
     results = test_claim(synthetic.classifier_pairs(turn=0.05), "dmm.dimpled_or_robust",
-                         test="sign", stats={"bootstrap": 100})
+                         test="wilcoxon", stats={"bootstrap": 100})
     for _, g in results.groupby("autoencoder"):
-        assert set(deciding_rows(g)["variant"]) == {"unchanged (sign)"}
+        assert set(deciding_rows(g)["variant"]) == {"unchanged (wilcoxon)"}
     # a real turn of +0.05 in r_T is found, towards the manifold
-    pooled = results[(results["seed"] == "pooled") & (results["variant"] == "unchanged (sign)")]
+    pooled = results[(results["seed"] == "pooled")
+                     & (results["variant"] == "unchanged (wilcoxon)")]
     assert (pooled["decision"] == "reject H0").all() and (pooled["estimate"] > 0.03).all()
 
 
