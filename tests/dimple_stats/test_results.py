@@ -117,6 +117,21 @@ def test_pooled_row_tests_its_own_estimate_with_hartung_knapp() -> None:
     assert "Hartung-Knapp" in pooled["test"] and pooled["scope"] == "training runs (5 seeds)"
 
 
+def test_pooled_seeds_are_weighted_by_their_n_not_their_bootstrap_se() -> None:
+    # Issue 31, item 3: weights from noisy bootstrap SEs made the pooled test liberal (7.1% at
+    # alpha 0.05). A seed with a small SE but few images must not carry the pool: the weights
+    # are the seeds' n, whatever their SEs.
+    ests, ns, ses = [1.0, 1.4, 1.2, 1.1, 1.3], [100, 20, 60, 80, 40], [0.2, 0.01, 0.1, 0.3, 0.05]
+    rows = [row("c", s, 0.01, est=e, se=se) for s, (e, se) in enumerate(zip(ests, ses))]
+    for r, n in zip(rows, ns):
+        r.n, r.null_value = n, 0.9
+    pooled = finalise(rows).iloc[-1]
+    assert pooled["estimate"] == pytest.approx(np.dot(ests, ns) / sum(ns), abs=1e-12)
+    inverse = hartung_knapp(ests, np.square(ses), null=0.9, alternative="greater")
+    assert abs(pooled["estimate"] - inverse.estimate) > 0.05  # the SE weights would differ
+    assert "weights the seeds' n" in pooled["test"] or "weights the seeds' n" in pooled["note"]
+
+
 def test_fewer_than_five_seeds_decide_for_these_models() -> None:
     # Issue 31, row 1: with 3 seeds a Hartung-Knapp t(2) test needs t >= 29.3 in a family of 23;
     # the pooled row decides for these 3 models (inverse-variance, normal reference) and the
