@@ -100,9 +100,23 @@ def rates(res: pd.DataFrame, variant: str) -> tuple[float, float]:
 POOLED_LOW = 0.015
 
 
+def sign_test_size(n: int, two_sided: bool) -> float:
+    """The exact sign test's attained size at alpha 0.05 (it cannot reach 0.05 itself): 0.0462
+    one-sided and 0.0273 two-sided at n = 60."""
+    tail = 0.025 if two_sided else 0.05
+    return float(stats.binom.sf(stats.binom.isf(tail, n, 0.5), n, 0.5)) * (2 if two_sided else 1)
+
+
 def assert_calibrated(res: pd.DataFrame, variant: str) -> None:
     per_seed, pooled = rates(res, variant)
-    assert 0.03 <= per_seed <= 0.07, f"{variant}: per-seed type I {per_seed:.3f}"
+    rows = res[res["variant"] == variant]
+    tests = rows.loc[rows["seed"] != "pooled", "test"]
+    if tests.str.contains("sign test").all():  # the default: exact, so below 0.05 by design
+        size = sign_test_size(SAMPLES, bool((rows["alternative"] == "two-sided").all()))
+        low = size - 3 * math.sqrt(size / len(tests))
+    else:
+        low = 0.03
+    assert low <= per_seed <= 0.07, f"{variant}: per-seed type I {per_seed:.3f}"
     assert POOLED_LOW <= pooled <= 0.07, f"{variant}: pooled type I {pooled:.3f}"
 
 
@@ -143,7 +157,9 @@ def test_perpendicular_has_power_at_a_planted_effect() -> None:
     for null in ("random_subspace", "pca"):
         res = ds.test_claim(df, "dmm.perpendicular", null=null, stats=STATS)
         per_seed, pooled = rates(res, null)
-        assert per_seed >= 0.8 and pooled >= 0.8, (null, per_seed, pooled)
+        # The sign test (the median the null names) has 2/3 of Wilcoxon's efficiency: per seed
+        # 0.67 here where Wilcoxon had >= 0.8; the pool of 5 seeds 0.97.
+        assert per_seed >= 0.6 and pooled >= 0.8, (null, per_seed, pooled)
 
 
 def test_local_vs_global_and_plain_vs_isometric_are_calibrated() -> None:
@@ -156,7 +172,9 @@ def test_local_vs_global_and_plain_vs_isometric_are_calibrated() -> None:
     both = pd.concat([plain, iso], ignore_index=True)
     res = ds.test_claim(both, "iso.plain_vs_isometric", stats=STATS)
     per_seed = res[res["seed"] != "pooled"]
-    assert 0.03 <= float((per_seed["decision"] == "reject H0").mean()) <= 0.07
+    size = sign_test_size(SAMPLES, two_sided=True)  # the exact test's attained size, 0.0273
+    low = size - 3 * math.sqrt(size / len(per_seed))
+    assert low <= float((per_seed["decision"] == "reject H0").mean()) <= 0.07
 
 
 def test_not_below_random_non_inferiority_is_calibrated_at_the_margin() -> None:
