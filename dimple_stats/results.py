@@ -184,15 +184,25 @@ def scope_words(k: int, across: bool) -> str:
     return "this model" if k == 1 else f"these {k} models"
 
 
-def _symmetric_ci(estimate: float, se: float, df: int, fisher: bool):
-    """CI at any level around an estimate with a t(df) (df 0: normal) reference."""
+def _identity(x: float) -> float:
+    return x
+
+
+#: ``extra["scale"]`` of a row -> the map from its pooling scale back to the estimate's:
+#: correlations are pooled on Fisher's z, ratios on the log scale (a ratio's CI stays positive
+#: and is symmetric in the ratio's inverse), everything else as is.
+_BACK = {"fisher_z": math.tanh, "log": math.exp}
+
+
+def _symmetric_ci(estimate: float, se: float, df: int, back=_identity):
+    """CI at any level around an estimate with a t(df) (df 0: normal) reference, mapped back
+    from the pooling scale by ``back``."""
     from scipy import stats as _st
 
     def at(level: float) -> tuple[float, float]:
         tail = (1 - level) / 2
         crit = float(_st.t.isf(tail, df) if df > 0 else _st.norm.isf(tail))
-        lo, hi = estimate - crit * se, estimate + crit * se
-        return (math.tanh(lo), math.tanh(hi)) if fisher else (lo, hi)
+        return back(estimate - crit * se), back(estimate + crit * se)
     return at
 
 
@@ -205,6 +215,8 @@ def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
     null = float(first.null_value)
     equivalence = first.extra.get("equivalence")
     fisher = first.extra.get("scale") == "fisher_z"
+    log_scale = first.extra.get("scale") == "log"
+    back = _BACK.get(str(first.extra.get("scale")), _identity)
     if fisher:  # correlations are pooled on Fisher's z scale, where they are near normal
         with np.errstate(divide="ignore", invalid="ignore"):
             se = se / (1 - est**2)
@@ -212,21 +224,30 @@ def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
         null = math.atanh(null) if math.isfinite(null) else null
         if equivalence is not None:
             equivalence = (math.atanh(equivalence[0]), math.atanh(equivalence[1]))
+    if log_scale:  # ratios: the delta method's SE of log(median), se / median
+        with np.errstate(divide="ignore", invalid="ignore"):
+            se = se / est
+            est = np.log(est)
+        null = math.log(null) if math.isfinite(null) and null > 0 else math.nan
     usable = np.isfinite(est) & np.isfinite(se) & (se > 0)
     if (~usable).any():
         notes.append(f"{int((~usable).sum())} seed(s) without a finite standard error left out")
     if not usable.any():
         finite = est[np.isfinite(est)]
-        notes.append("no seed has a standard error: estimate is the median over seeds, no CI")
+        notes.append("no seed has a standard error: estimate is the median over seeds, no CI"
+                     if finite.size else "no seed's estimate is identified (see their rows)")
         value = float(np.median(finite)) if finite.size else math.nan
-        if fisher and math.isfinite(value):
-            value = math.tanh(value)
+        if math.isfinite(value):
+            value = back(value)
         return {"estimate": value, "ci_low": math.nan, "ci_high": math.nan, "se": math.nan,
                 "statistic": math.nan, "p": math.nan}, ""
     kept = [r for r, u in zip(rows, usable) if u]
     shared_cov = None
     how = POOLED_META
     values = [r.extra.get("values") for r in kept]
+    if log_scale:  # the log of a median is the median of the logs
+        values = [None if v is None else np.log(np.clip(np.asarray(v, dtype=float), 1e-300,
+                                                        None)) for v in values]
     ids = [r.extra.get("ids") for r in kept]
     if len(kept) > 1 and all(v is not None for v in values) and all(i is not None for i in ids):
         if shares_images(ids):  # type: ignore[arg-type]
@@ -265,14 +286,13 @@ def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
         how = how.replace(POOLED_META, POOLED_FIXED)
         if len(kept) > 1 and tested:
             r_est, r_lo, r_hi = random.estimate, random.ci_low, random.ci_high
-            if fisher:
-                r_est, r_lo, r_hi = (float(v) for v in np.tanh([r_est, r_lo, r_hi]))
+            r_est, r_lo, r_hi = back(r_est), back(r_lo), back(r_hi)
             notes.append(
                 f"across training runs (random effects, Hartung-Knapp t({random.df})): "
                 f"{r_est:.4g} [{r_lo:.4g}, {r_hi:.4g}] at {100 * confidence:g}%, p = "
                 f"{random.pvalue:.3g}; {len(kept)} seeds are too few to generalise over "
                 f"training runs ({MIN_SEEDS_RANDOM} or more)")
-    ci_at = _symmetric_ci(meta.estimate, meta.se, meta.df, fisher)
+    ci_at = _symmetric_ci(meta.estimate, meta.se, meta.df, back)
     estimate, lo, hi, pooled_se = meta.estimate, meta.ci_low, meta.ci_high, meta.se
     p_value = meta.pvalue
     bounds = [r.extra.get("bound_estimates") for r in kept]
@@ -299,11 +319,15 @@ def _pool_meta(rows: Sequence[ResultRow], confidence: float, n_resamples: int,
     if fisher:
         estimate, lo, hi = (float(v) for v in np.tanh([estimate, lo, hi]))
         pooled_se = pooled_se * (1 - estimate**2)
+    if log_scale:
+        estimate, lo, hi = math.exp(estimate), math.exp(lo), math.exp(hi)
+        pooled_se = pooled_se * estimate
     bounded = sum(bool(r.extra.get("bounded")) for r in kept)
     if bounded:
         notes.append(f"{bounded} seed(s) censored: their medians are bounds (see their rows), so "
                      "this pooled value is too")
-    notes.append(f"{meta.k} seed(s){' on Fisher z' if fisher else ''}, tau2 = {random.tau2:.3g}"
+    on = " on Fisher z" if fisher else " on the log scale (a geometric mean)" if log_scale else ""
+    notes.append(f"{meta.k} seed(s){on}, tau2 = {random.tau2:.3g}"
                  + (f", shared-image variance {meta.shared:.3g}" if shared_cov is not None
                     else ""))
     return {"estimate": estimate, "ci_low": lo, "ci_high": hi, "se": pooled_se,

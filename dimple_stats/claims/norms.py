@@ -179,8 +179,9 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
                 "bootstrap CI (the statistic the reproduction published)",
                 n_censored=int((~ok_top | ~ok_bottom).sum()),
                 null="(descriptive) beside the reproduction's median and dimension counting",
-                stats=stats, ids=ids, note=join_notes(unmeasured, f"dimension counting predicts "
-                f"{float(np.median(np.sqrt(prediction))):.4g} (chance median)")))
+                stats=stats, ids=ids, ratio=True,
+                note=join_notes(unmeasured, f"dimension counting predicts "
+                                f"{float(np.median(np.sqrt(prediction))):.4g} (chance median)")))
     return rows
 
 

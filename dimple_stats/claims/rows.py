@@ -394,11 +394,15 @@ def intersection_union_row(*, claim: str, variant: str, parts: Sequence[ResultRo
 def descriptive_row(
     *, claim: str, variant: str, autoencoder: str, seed: int, values: np.ndarray | Bounds,
     estimate_meaning: str, n_censored: int, null: str, stats: StatsConfig, note: str = "",
-    ids: np.ndarray | None = None,
+    ids: np.ndarray | None = None, ratio: bool = False,
 ) -> ResultRow:
     """A median with its bootstrap CI, reported but not tested (not in any multiplicity family).
 
     ``values`` may be :class:`~dimple_stats.stats.censored.Bounds`: the CI then covers them.
+    With half or more of the values censored the median is not identified: no estimate and no
+    CI, and the note gives the interval the median lies in ("at least x" when it is unbounded
+    above), so a table never shows a bound as a value. ``ratio``: the values are ratios, pooled
+    over seeds on the log scale.
     """
     vb = values if isinstance(values, Bounds) else Bounds.exact(values)
     keep = ~(np.isnan(vb.lo) | np.isnan(vb.hi))
@@ -406,6 +410,14 @@ def descriptive_row(
     est, bound_note = bounded_median_ci(vb, confidence=stats.confidence,
                                         n_resamples=stats.bootstrap,
                                         rng=stable_rng(claim, variant, autoencoder, seed))
+    unidentified = censored_share_reason(vb.censored, "values")
+    if unidentified:
+        low, high = float(np.median(vb.lo)), float(np.median(vb.hi))
+        where = (f"at least {low:.4g}" if not math.isfinite(high) else
+                 f"at most {high:.4g}" if not math.isfinite(low) else
+                 f"between {low:.4g} and {high:.4g}")
+        bound_note = f"{unidentified}; it is {where}"
+        est = BootstrapEstimate(math.nan, math.nan, math.nan, math.nan)
     return ResultRow(
         claim=claim, variant=variant, autoencoder=autoencoder, seed=int(seed),
         n=int(keep.sum()), n_censored=int(n_censored), estimate=est.estimate, ci_low=est.ci_low,
@@ -414,7 +426,8 @@ def descriptive_row(
         test=DESCRIPTIVE, alternative="",
         note=join_notes(note, dropped_note(int((~keep).sum())), bound_note),
         extra={"values": np.where(np.isfinite(vb.lo), vb.lo, vb.hi),
-               "ids": ids[keep] if ids is not None else None, "bounded": bool(bound_note)},
+               "ids": ids[keep] if ids is not None else None, "bounded": bool(bound_note),
+               **({"scale": "log"} if ratio else {})},
     )
 
 

@@ -214,10 +214,12 @@ def _rug(ax: Axes, x: np.ndarray, y: float, marker: int, colour: str, label: str
 def norm_ratio_ecdf(measurements: pd.DataFrame) -> Figure:
     """ECDF of log(norm_on / norm_off) per image against its dimension-counting CDF.
 
-    Every image enters the ECDF at its measured ratio; a failed attack's norm is its budget, so
-    a failed on-manifold attack makes the ratio a lower bound (true value to the right: a
-    right-pointing tick below the curve) and a failed off-manifold one an upper bound (a
-    left-pointing tick); the legend counts each kind. The black curve is the distribution
+    A failed attack's norm is only its budget, so a failed on-manifold attack makes the ratio a
+    lower bound (true value to the right: a right-pointing tick below the curve) and a failed
+    off-manifold one an upper bound (a left-pointing tick); the legend counts each kind. Without
+    censoring the blue curve is the ECDF; with it, a band between the ECDF with every censored
+    ratio as small as its interval allows and as large (a bound is never drawn as a value), and
+    the legend gives the interval the median lies in. The black curve is the distribution
     dimension counting alone predicts, on/off = sqrt((1-B)/B) with B ~ Beta(k/2, (n-k)/2),
     and the dotted line its median: the claim (dmm.norm_asymmetry) says the ECDF lies right
     of it.
@@ -231,9 +233,27 @@ def norm_ratio_ecdf(measurements: pd.DataFrame) -> Figure:
         x = np.log(np.where(ok, ratio, 1.0))
         on_ok, off_ok = g["success_on"].to_numpy(bool), g["success_off"].to_numpy(bool)
         lower, upper, neither = ok & ~on_ok & off_ok, ok & on_ok & ~off_ok, ok & ~on_ok & ~off_ok
-        if ok.any():
+        if ok.any() and not (lower | upper | neither).any():
             ax.ecdf(x[ok], color="tab:blue", lw=1.6, gid="observed",
                     label=f"images ({int(ok.sum())}), median {np.median(x[ok]):.3g}")
+        elif ok.any():
+            # A censored ratio is a bound, not a value: draw the two ECDFs between which the
+            # true one lies (each censored ratio at the end of its interval), not one curve.
+            least = np.where(lower | neither, np.inf, x)[ok]  # every unknown as large as can be
+            most = np.where(upper | neither, -np.inf, x)[ok]  # ... and as small as can be
+            med_lo, med_hi = np.median(most), np.median(least)
+            where = (f"at least {med_lo:.3g}" if not np.isfinite(med_hi) else
+                     f"at most {med_hi:.3g}" if not np.isfinite(med_lo) else
+                     f"between {med_lo:.3g} and {med_hi:.3g}")
+            grid_x = np.sort(np.unique(x[ok]))
+            f_high = np.searchsorted(np.sort(most), grid_x, side="right") / ok.sum()
+            f_low = np.searchsorted(np.sort(least), grid_x, side="right") / ok.sum()
+            ax.fill_between(grid_x, f_low, f_high, step="post", color="tab:blue", alpha=0.25,
+                            lw=0, gid="observed bounds",
+                            label=f"images ({int(ok.sum())}): the ECDF lies in the band "
+                            f"(censored ratios are bounds); median {where}")
+            ax.step(grid_x, f_high, where="post", color="tab:blue", lw=1.0, gid="observed high")
+            ax.step(grid_x, f_low, where="post", color="tab:blue", lw=1.0, gid="observed low")
         n, k, w = _pairs(g)
         lo, hi = (float(x[ok].min()), float(x[ok].max())) if ok.any() else (0.0, 1.0)
         if n.size:

@@ -107,6 +107,38 @@ def test_a_non_default_test_is_part_of_the_variant(measurements: pd.DataFrame) -
 
 # --- censoring: counted, never dropped -------------------------------------------------------------
 
+def _ratio_table(medians: list[float], failed_on: list[float], samples: int = 40) -> pd.DataFrame:
+    """Seeds whose per-image on/off ratios scatter around ``medians`` (x 1.2 either way), the
+    largest ``failed_on`` share of each seed's on-manifold norms censored at eps."""
+    frames = []
+    for seed, (med, fail) in enumerate(zip(medians, failed_on)):
+        ratio = med * np.exp(np.linspace(-0.2, 0.2, samples))
+        off = np.ones(samples)
+        on = ratio * off
+        cut = np.quantile(on, 1 - fail) if fail else np.inf
+        frames.append(pd.DataFrame({
+            "seed": seed, "autoencoder": "a", "sample": np.arange(samples),
+            "image_id": np.arange(samples) + 1000 * seed, "n": 784, "k": 16,
+            "norm_plain": 0.8 * off, "success_plain": True, "norm_off": off,
+            "success_off": True, "norm_on": np.minimum(on, cut), "success_on": on < cut}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_ratio_rows_pool_on_the_log_scale_and_never_show_a_bound_as_a_median() -> None:
+    # Issue 31, item 7: ratios pooled on the linear scale gave CIs below 0 (quickstart on/plain
+    # 2.83 [-0.842, 6.49]; multiverse on/off 0 [-0.208, 0.208] with 68 of 113 pairs censored).
+    table = _ratio_table([0.5, 1.0, 2.0, 4.0, 8.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0, 0.6])
+    res = ds.test_claim(table, "dmm.norm_asymmetry", stats=FAST)
+    censored = one(res, variant="ratio on/off", seed=5)
+    assert math.isnan(censored["estimate"]) and math.isnan(censored["ci_low"])
+    assert "not identified" in censored["note"] and "at least" in censored["note"]
+    pooled = one(res, variant="ratio on/off", seed="pooled")
+    # the five identified seeds (n 40 each, equal weights): the geometric mean of 1/2 ... 8
+    assert pooled["estimate"] == pytest.approx(2.0, rel=1e-4)  # even n: mid-pair means
+    assert 0 < pooled["ci_low"] < pooled["estimate"] < pooled["ci_high"]
+    assert "log scale" in pooled["note"]
+
+
 def test_censored_rows_are_counted_not_dropped(measurements: pd.DataFrame) -> None:
     df = measurements.copy()
     target = (df["seed"] == 0) & (df["autoencoder"] == "plain")

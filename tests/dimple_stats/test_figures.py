@@ -166,6 +166,29 @@ def test_norm_ratio_ecdf_marks_and_counts_censored_images(synthetic: SimpleNames
         assert chance.get_xdata()[0] == pytest.approx(0.5 * math.log((1 - m_b) / m_b))
 
 
+def test_norm_ratio_ecdf_draws_censored_ratios_as_bounds_not_values(
+        synthetic: SimpleNamespace) -> None:
+    # Issue 31, item 7: a censored ratio is only a bound. The figure draws the band between the
+    # ECDF with every censored ratio as small as its interval allows and as large, never one
+    # curve through the bounds.
+    m = synthetic.measurements(seeds=(0, 1), censor_on=0.2)
+    g = m[m["autoencoder"] == sorted(m["autoencoder"].unique())[0]]
+    fig = fg.norm_ratio_ecdf(m)
+    ax = fig.subfigs[0].axes[0]
+    gids = {line.get_gid() for line in ax.get_lines()}
+    assert "observed" not in gids and {"observed high", "observed low"} <= gids
+    low = next(line for line in ax.get_lines() if line.get_gid() == "observed low")
+    high = next(line for line in ax.get_lines() if line.get_gid() == "observed high")
+    failed_on = int((~g["success_on"]).sum())
+    assert failed_on > 0
+    # the low curve never counts a lower-bounded ratio (its true value may be beyond any x)
+    assert low.get_ydata()[-1] == pytest.approx(1 - failed_on / len(g))
+    assert high.get_ydata()[-1] == pytest.approx(1.0)
+    assert np.all(low.get_ydata() <= high.get_ydata())
+    legend = " ".join(t.get_text() for t in fig.subfigs[0].legends[0].get_texts())
+    assert "the ECDF lies in the band" in legend and "median" in legend
+
+
 def test_r_nulls_ecdf_draws_the_controls_present_and_the_chance_median(
         synthetic: SimpleNamespace) -> None:
     m = synthetic.measurements(seeds=(0,)).drop(columns=["r_PCA"])
