@@ -197,17 +197,25 @@ def _claims(protocol: Protocol | None) -> list[dict[str, str]]:
 
 def _verdicts(items: Iterable[Any]) -> list[dict[str, str]]:
     return [{"claim": v.claim, "autoencoder": v.autoencoder, "category": v.category,
+             "label": getattr(v, "label", "") or v.category,
              "css": "v-" + v.category.replace(" ", "-"), "hypothesis": v.hypothesis,
              "text": v.text} for v in items]
 
 
 def _counts(items: Sequence[Any]) -> list[tuple[str, int]]:
-    """(category, count) for the categories present, in the verdicts module's order."""
+    """(category, count) for the verdict words present, in the verdicts module's order; a
+    sweep's claims whose specifications disagree are counted apart (:func:`_varying`)."""
     from dimple_stats.report.verdicts import CATEGORIES
 
     seen = [v.category for v in items]
-    order = [*CATEGORIES, *sorted(set(seen) - set(CATEGORIES))]
-    return [(c, seen.count(c)) for c in order if c in seen]
+    return [(c, seen.count(c)) for c in CATEGORIES if c in seen]
+
+
+def _varying(items: Sequence[Any]) -> int:
+    """How many of a sweep's claims read differently across its specifications."""
+    from dimple_stats.report.verdicts import CATEGORIES
+
+    return sum(v.category not in CATEGORIES for v in items)
 
 
 def render_html(results: pd.DataFrame, *, figures: Sequence[str | os.PathLike[str]] = (),
@@ -275,7 +283,7 @@ def render_html(results: pd.DataFrame, *, figures: Sequence[str | os.PathLike[st
         claims=_claims(protocol),
         reduced=reduced_run_notes(m, protocol),
         verdicts=_verdicts(verdicts),
-        verdict_counts=_counts(verdicts),
+        verdict_counts=_counts(verdicts), verdicts_varying=_varying(verdicts),
         figures=[i for i in images if not i.name.startswith(GALLERY_PREFIX)],
         gallery=[i for i in images if i.name.startswith(GALLERY_PREFIX)],
         pooled=_frame(summary[results["seed"].astype(str) == POOLED]),

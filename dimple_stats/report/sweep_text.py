@@ -34,13 +34,17 @@ FAMILY_WORDS = {
 @dataclass(frozen=True)
 class RobustnessVerdict:
     """A claim's verdict across a sweep, in the shape the HTML page lists verdicts:
-    ``category`` is the common verdict when every specification agrees, else ``mixed``."""
+    ``category`` is the common verdict when every specification agrees, else ``varies`` (a
+    style key, never shown); ``label`` is what the badge reads, in the four verdict words
+    only: "supported" when every specification agrees, else "supported in 24/120, not
+    supported in 96/120"."""
 
     claim: str
     autoencoder: str
     category: str
     hypothesis: str
     text: str
+    label: str = ""
 
 
 def robustness_verdicts(results: pd.DataFrame, confidence: float = 0.95
@@ -48,13 +52,21 @@ def robustness_verdicts(results: pd.DataFrame, confidence: float = 0.95
     """One :class:`RobustnessVerdict` per claim of a sweep's results."""
     from dimple_stats.report.robustness import robustness
 
+    from dimple_stats.report.verdicts import CATEGORIES
+
     out = []
     for r in robustness(results, confidence=confidence):
-        present = [c for c, n in r.counts.items() if n]
+        present = [c for c in CATEGORIES if r.counts.get(c)]
+        label = present[0] if len(present) == 1 else ", ".join(
+            f"{c} in {r.counts[c]}/{r.total}" for c in present)
         out.append(RobustnessVerdict(r.claim, f"{r.total} specifications",
-                                     present[0] if len(present) == 1 else "mixed",
-                                     r.hypothesis, r.line().replace("**", "")))
+                                     present[0] if len(present) == 1 else VARIES,
+                                     r.hypothesis, r.line().replace("**", ""), label))
     return out
+
+
+#: The style key of a claim whose specifications disagree (not a verdict word: never shown).
+VARIES = "varies"
 
 
 def _family(protocol: Protocol | None) -> str:

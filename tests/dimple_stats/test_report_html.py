@@ -202,3 +202,27 @@ def test_a_sweeps_timings_name_cell_and_seed(tmp_path) -> None:
     timings = page.split("Timings (seconds per stage)")[1].split("</table>")[0]
     assert "cell 3, seed 1" in timings and "seed 3/1" not in timings
     assert timings.count("<tr") == 181 and timings.split("</tr>")[0].count("<th") < 20
+
+
+def test_a_sweep_page_speaks_only_the_four_verdict_words() -> None:
+    """Issue 31, item 7: a claim whose specifications disagree read "mixed", a fifth word.
+    Its badge now counts the specifications per verdict word, and the header counts only
+    claims that read the same everywhere."""
+    import pandas as pd
+
+    from dimple_stats.report.sweep_text import robustness_verdicts
+    from dimple_stats.report.verdicts import CATEGORIES
+
+    results = pd.read_csv(Path(__file__).parents[2] / "reports" / "multiverse_digits"
+                          / "results.csv", keep_default_na=False, na_values=[""])
+    found = robustness_verdicts(results)
+    norm = next(v for v in found if v.claim == "dmm.norm_asymmetry")
+    assert norm.label.startswith("not supported in ") and "/120" in norm.label
+    page = render_html(results.head(0), verdicts=found)
+    badges = re.findall(r'<span class="badge[^"]*">([^<]*)</span>', page)
+    words = set(CATEGORIES)
+    for badge in badges:
+        text = re.sub(r"^\d+ ", "", badge)
+        assert all(part.split(" in ")[0] in words for part in text.split(", ")), badge
+    assert "mixed" not in page and "varies</span>" not in page
+    assert "read differently across specifications" in page
