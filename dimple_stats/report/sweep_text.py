@@ -51,7 +51,6 @@ def robustness_verdicts(results: pd.DataFrame, confidence: float = 0.95
                         ) -> list[RobustnessVerdict]:
     """One :class:`RobustnessVerdict` per claim of a sweep's results."""
     from dimple_stats.report.robustness import robustness
-
     from dimple_stats.report.verdicts import CATEGORIES
 
     out = []
