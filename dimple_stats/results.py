@@ -417,6 +417,14 @@ def _pool_group(rows: Sequence[ResultRow], confidence: float,
     # A note every seed shares (a dimension-counting prediction, say) holds for the pool too.
     notes: list[str] = [first.note] if first.note and all(r.note == first.note
                                                            for r in rows) else []
+    # A count every seed's note gives in the same words (extra["counted"]: template, counts)
+    # holds for the pool summed over seeds.
+    counted = [c for c in (r.extra.get("counted") for r in rows) if c is not None]
+    if counted and len({c[0] for c in counted}) == 1:  # seeds without one counted nothing
+        totals = np.sum([c[1] for c in counted], axis=0)
+        summed = counted[0][0].format(*(int(t) for t in totals))
+        if not any(summed in n for n in notes):  # one seed: its shared note says it already
+            notes.append(summed)
     kind = _pool_kind(first)
     informative = [r for r in rows if not r.uninformative]
     if kind != "mcnemar":

@@ -31,8 +31,10 @@ __all__ = ["AnalysisError", "ClaimAnalysis", "OPTIONAL_COLUMNS", "get_analysis"]
 #: index in its split (pooled rows then account for images the seeds share); base_ok (rows
 #: whose attack base point is misclassified leave every claim, counted); measurable_on (rows
 #: without an on-manifold norm leave the norm claims, counted); r_T_grad (the first-order null
-#: of dmm.norm_asymmetry).
-OPTIONAL_COLUMNS: tuple[str, ...] = ("image_id", "base_ok", "measurable_on", "r_T_grad")
+#: of dmm.norm_asymmetry); reach_on and eps_on (dmm.off_succeeds_more says how many failed
+#: strict on-manifold attacks had a feasible set certified to reach eps).
+OPTIONAL_COLUMNS: tuple[str, ...] = ("image_id", "base_ok", "measurable_on", "r_T_grad",
+                                     "reach_on", "eps_on")
 
 
 @dataclass(frozen=True)

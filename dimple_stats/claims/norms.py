@@ -256,6 +256,12 @@ def off_succeeds_more(df: pd.DataFrame, opts: OffSucceedsMoreOptions,
 
     Estimate: success rate off - on with a paired Newcombe CI. Censoring is the outcome itself;
     every sample counts (``n_censored`` = samples where either attack failed).
+
+    A failed strict tangent-plane attack may have met the pixel box rather than a far boundary:
+    where the table has ``reach_on`` (a certified lower bound of how far ``(x + T) ∩ box``
+    reaches), the note counts the failures whose feasible set is certified to reach ``eps``
+    (the boundary is beyond eps there) and those for which it is not (the box may be what
+    stopped them), so a "supported" reading says how much of it is the box.
     """
     rows: Rows = []
     if {"eps_on", "eps_off"} <= set(df.columns):
@@ -281,5 +287,25 @@ def off_succeeds_more(df: pd.DataFrame, opts: OffSucceedsMoreOptions,
             claim=claim, variant="equal_rates", autoencoder=str(ae), seed=seed, first=on,
             second=off, alternative="greater", names=("on", "off"),
             n_censored=int((~on | ~off).sum()), null=null_text(claim, "equal_rates"), stats=stats,
-            ids=image_ids(g), note=unmeasured))
+            ids=image_ids(g), note=unmeasured, counted=_box_counts(g, on)))
     return rows
+
+
+#: The note on failed strict on-manifold attacks; its counts are summed over seeds when pooled.
+BOX_NOTE = ("of {0} failed on-manifold attacks, {1} had a feasible set certified to reach eps "
+            "inside the pixel box (the boundary is beyond eps along T) and {2} did not (the box "
+            "may be what stopped them)")
+
+
+def _box_counts(g: pd.DataFrame, on: np.ndarray) -> tuple[str, tuple[int, ...]] | None:
+    """How many failed on-manifold attacks had room to reach eps inside the box (None without
+    a strict tangent-plane measurement, whose ``reach_on`` is the certified reach)."""
+    if not {"reach_on", "eps_on"} <= set(g.columns) or on.all():
+        return None
+    reach, eps = column_values(g, "reach_on")[~on], column_values(g, "eps_on")[~on]
+    known = np.isfinite(reach)
+    if not known.any():
+        return None
+    room = int((reach[known] >= eps[known] * (1 - 1e-9)).sum())
+    return BOX_NOTE, (int(known.sum()), room, int(known.sum()) - room)
+

@@ -278,8 +278,15 @@ def mcnemar_row(
     *, claim: str, variant: str, autoencoder: str, seed: int, first: np.ndarray,
     second: np.ndarray, alternative: Alternative, names: tuple[str, str], n_censored: int,
     null: str, stats: StatsConfig, note: str = "", ids: np.ndarray | None = None,
+    counted: tuple[str, tuple[int, ...]] | None = None,
 ) -> ResultRow:
-    """Exact McNemar test of ``second`` against ``first`` (H1 "greater": second succeeds more)."""
+    """Exact McNemar test of ``second`` against ``first`` (H1 "greater": second succeeds more).
+
+    ``counted``: a note ``template.format(*counts)`` whose counts the pooled row sums over
+    seeds (:data:`dimple_stats.results.COUNTED`).
+    """
+    if counted is not None:
+        note = join_notes(note, counted[0].format(*counted[1]))
     res = mcnemar_exact(first, second, alternative=alternative)
     pairs = discordant_pairs(first, second)
     diff, lo, hi, se = paired_risk_difference(first, second, confidence=stats.confidence)
@@ -301,7 +308,7 @@ def mcnemar_row(
         # reference line; the McNemar pool does not use it).
         null_value=0.0,
         extra={"pool": "mcnemar", "pairs": (np.asarray(first, bool), np.asarray(second, bool)),
-               "ids": ids},
+               "ids": ids, **({"counted": counted} if counted is not None else {})},
     )
 
 

@@ -262,9 +262,33 @@ def short_reason(note: str) -> str:
     return note
 
 
+def _box_clause(note: object) -> str:
+    """The clause on failed strict on-manifold attacks the pixel box may have stopped
+    (:data:`dimple_stats.claims.norms.BOX_NOTE`), or ""."""
+    from dimple_stats.claims.norms import BOX_NOTE
+
+    pattern = re.escape(BOX_NOTE)
+    for i in range(3):
+        pattern = pattern.replace(re.escape("{" + str(i) + "}"), r"(\d+)")
+    found = re.search(pattern, note) if isinstance(note, str) else None
+    if not found or int(found.group(3)) == 0:
+        return ""
+    failed, room, boxed = (int(g) for g in found.groups())
+    return (f"; of the {failed} failed on-manifold attacks {boxed} had no feasible set "
+            f"certified to reach eps inside the pixel box ({room} had one), so the box, not the "
+            "boundary, may be what stopped them")
+
+
 def _why(r: pd.Series, reading: Category, ctx: _Context) -> str:
     """The clause after the numbers: why a row is uninformative, why it contradicts, or why a
     CI on the other side does not count as contradicting."""
+    box = _box_clause(r.get("note"))
+    if box and reading != "uninformative":
+        return box + _why_side(r, reading, ctx)
+    return _why_side(r, reading, ctx)
+
+
+def _why_side(r: pd.Series, reading: Category, ctx: _Context) -> str:
     if reading == "uninformative":
         note = str(r["note"]) if isinstance(r["note"], str) and r["note"] else "no p-value"
         return f"; it cannot answer ({short_reason(note)})"

@@ -419,3 +419,30 @@ def test_analyse_a_protocol_adjusts_across_all_claims(measurements: pd.DataFrame
             multipletests(family["p"], method="holm")[1], rel=1e-12)
     with pytest.raises(MeasurementsError, match=r"defense table \(defense.parquet\)"):
         ds.analyse(measurements, protocol)
+
+
+def test_off_succeeds_more_says_how_many_on_failures_had_room_inside_the_box() -> None:
+    # Issue 31, item 7: "supported" by on-manifold attacks the pixel box stops is not a finding
+    # about the boundary. Each failed strict on-manifold attack's certified reach of
+    # (x + T) ∩ box says which had room to reach eps; the pool sums the seeds' counts.
+    frames = []
+    for seed, (room, boxed) in enumerate([(3, 5), (1, 7)]):
+        n = 20
+        success_on = np.r_[np.zeros(room + boxed, bool), np.ones(n - room - boxed, bool)]
+        reach = np.r_[np.full(room, 12.0), np.full(boxed, 2.5), np.full(n - room - boxed, 9.0)]
+        frames.append(pd.DataFrame({
+            "seed": seed, "autoencoder": "a", "sample": np.arange(n), "success_on": success_on,
+            "success_off": True, "reach_on": reach, "eps_on": 10.0, "eps_off": 10.0,
+            "measurable_on": True}))
+    res = ds.test_claim(pd.concat(frames, ignore_index=True), "dmm.off_succeeds_more",
+                        stats=FAST)
+    assert "of 8 failed on-manifold attacks, 3 had a feasible set certified to reach eps" in \
+        one(res, seed=0)["note"]
+    pooled = one(res, seed="pooled")["note"]
+    assert "of 16 failed on-manifold attacks, 4 had a feasible set certified" in pooled
+    assert "and 12 did not (the box may be what stopped them)" in pooled
+    # ... and the verdict says it in words
+    from dimple_stats.report.verdicts import verdicts
+    text = verdicts(res)[0].text
+    assert "of the 16 failed on-manifold attacks 12 had no feasible set certified to reach eps" \
+        in text and "the box, not the boundary, may be what stopped them" in text
