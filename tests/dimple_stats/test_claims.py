@@ -102,7 +102,8 @@ def test_claims_json_prints_the_required_columns() -> None:
     assert out.exit_code == 0, out.output
     for entry in json.loads(out.output):
         assert entry["columns"] == list(get_claim(entry["id"]).required_columns()), entry["id"]
-        assert entry["optional_columns"] == ["image_id", "base_ok", "measurable_on", "r_T_grad"]
+        assert entry["optional_columns"] == ["image_id", "base_ok", "measurable_on", "r_T_grad",
+                                             "reach_on", "eps_on"]
     norm = next(e for e in json.loads(out.output) if e["id"] == "dmm.norm_asymmetry")
     assert {"norm_plain", "success_plain"} <= set(norm["columns"])  # the catalogue missed these
 
