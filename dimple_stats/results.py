@@ -537,6 +537,8 @@ def censoring_warnings(results: pd.DataFrame, *, share: float = 0.2) -> list[str
     for r in rows.itertuples(index=False):
         if r.n and r.n_censored / r.n > share:
             what = ("uninformative" if r.decision == "uninformative" else
+                    "its censored pairs rest on the fitted norm model (see its note)"
+                    if "log-normal model" in str(r.test) else
                     "the test is conservative and the estimate a bound")
             out.append(f"{r.claim} / {r.variant} / {r.autoencoder}: "
                        f"{100 * r.n_censored / r.n:.0f}% of {r.n} censored (> "

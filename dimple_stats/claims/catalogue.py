@@ -313,8 +313,14 @@ for _definition in (
         censoring="a failed attack's norm is only known to be >= eps: a failed on attack "
         "makes on/off a lower bound (would bias against the claim), a failed off attack an "
         "upper bound (would bias FOR it: 100% false rejections at 50% failed off attacks "
-        "when treated as observed). Each is imputed at its bound least favourable to the "
-        "claim, so rejections stand whatever the censored norms are; more than 50% censored "
+        "when treated as observed). With the default sign test, a censored pair whose bound "
+        "leaves its sign open counts as its probability under a bivariate log-normal model "
+        "of (norm_on, norm_off) fit by maximum likelihood with each failed attack's budget as "
+        "a censoring point (the ratio's censoring point eps / norm_off depends on the other "
+        "norm, so a Kaplan-Meier median of the ratio is biased); the median and its CI "
+        "invert that test. Wilcoxon and t options impute the bound least favourable to the "
+        "claim (rejections stand whatever the censored norms are, but at 20% censoring of "
+        "the largest norms that kept 23% of a 5% excess's power). Half or more censored "
         "pairs: uninformative.",
         options=NormAsymmetryOptions,
         analysis="dimple_stats.claims.norms:norm_asymmetry",

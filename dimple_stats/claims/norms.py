@@ -37,6 +37,7 @@ from dimple_stats.results import ResultRow
 from dimple_stats.stats.censored import (
     Bounds,
 )
+from dimple_stats.stats.censored_ratio import CensoredLogRatio
 from dimple_stats.stats.chance import chance_cdf_r2, chance_median_r2
 from dimple_stats.stats_config import StatsConfig
 
@@ -111,10 +112,15 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
     Censoring: a failed attack's norm is only known to be >= eps. A failed on attack makes
     on/off a lower bound (treated as observed it biases AGAINST the claim: a planted effect's
     estimate flipped sign at 50% failures), a failed off attack an upper bound (biases FOR it:
-    100% false rejections at 50% failed off attacks). Each censored ratio is imputed at its
-    bound least favourable to H1 (:mod:`dimple_stats.stats.censored`), so a rejection stands
-    whatever the censored norms are; estimates' CIs cover the bounds. A row with more than 50%
-    of its pairs censored is ``uninformative`` (its median is not identified).
+    100% false rejections at 50% failed off attacks). The tested variants (sign test, the
+    default) count a censored pair whose sign is decided by its bound as observed, and one
+    whose sign is open as its probability under a bivariate log-normal model of the two norms
+    fit with their censoring (:mod:`dimple_stats.stats.censored_ratio`; at 20% censoring of
+    the largest on norms: size 4.4-5.4%, power 92-93% for a 5% excess, where the worst-case
+    bound gave 0% and 23%). With the Wilcoxon or t options, and in the descriptive rows, each
+    censored ratio sits at its bound least favourable to H1 (:mod:`dimple_stats.stats.censored`)
+    and CIs cover the bounds. A row with half or more of its pairs censored is
+    ``uninformative`` (its median is not identified).
     ``n_censored`` counts samples with success_on or success_off False (for a ratio: either of
     its two attacks).
     """
@@ -151,7 +157,9 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
             test=opts.test, alternative="greater",
             statistic_text="1/2 - F_Beta(k/2,(n-k)/2)(1/(1 + (norm_on/norm_off)^2))",
             null=null_text(claim, "dimension_counting"), stats=stats, null_value=0.0, ids=ids,
-            uninformative=uninformative, note=unmeasured))
+            uninformative=uninformative, note=unmeasured,
+            ratio=CensoredLogRatio(column_values(g, "norm_on"), column_values(g, "norm_off"),
+                                   on_ok, off_ok, predicted)))
         # New with the measurement that records base points (issue 30): tables written before
         # it (no base_ok column) are analysed as they were published, so a committed report
         # re-renders byte for byte.
@@ -217,7 +225,9 @@ def _beyond_first_order(g: pd.DataFrame, *, claim: str, ae: str, seed: object,
         censored=cens, test=opts.test, alternative="greater",
         statistic_text="log(norm_on/norm_off) - log(sqrt(1 - r_T_grad^2) / r_T_grad)",
         null=null_text(claim, "first_order"), stats=stats, null_value=0.0, ids=ids,
-        uninformative=uninformative, note=note)
+        uninformative=uninformative, note=note,
+        ratio=CensoredLogRatio(column_values(g, "norm_on"), column_values(g, "norm_off"),
+                               on_ok, off_ok, predicted))
 
 
 @needs(("seed", "autoencoder", "sample", "norm_off", "norm_plain", "success_off",

@@ -43,6 +43,13 @@ from dimple_stats.stats.censored import (
     censored_location_test,
     median_tost,
 )
+from dimple_stats.stats.censored_ratio import (
+    MODELLED,
+    CensoredLogRatio,
+    fit_bivariate_normal,
+    model_median,
+    model_sign_test,
+)
 from dimple_stats.stats.correlation import spearman, spearman_ci
 from dimple_stats.stats.effect_size import location_effect
 from dimple_stats.stats.mcnemar import discordant_pairs, mcnemar_exact, paired_risk_difference
@@ -174,7 +181,7 @@ def location_row(
     estimate_values: np.ndarray | Bounds, estimate_meaning: str, censored: np.ndarray,
     test: PairedTest, alternative: Alternative, statistic_text: str, null: str,
     stats: StatsConfig, null_value: float, ids: np.ndarray | None = None, note: str = "",
-    mu: float = 0.0, uninformative: str = "",
+    mu: float = 0.0, uninformative: str = "", ratio: CensoredLogRatio | None = None,
 ) -> ResultRow:
     """A location test of ``d`` against ``mu`` with a bootstrap CI of median(estimate_values).
 
@@ -182,6 +189,13 @@ def location_row(
     (censored samples known within an interval); the test then imputes each at its least
     favourable bound and the CI covers the bounds. ``null_value`` is the estimate's value under
     H0 (the pooled test compares the random-effects mean of the estimates with it).
+
+    ``ratio``: the two norms behind ``d`` when ``d``'s sign is that of ``ratio.observed``
+    and ``estimate_values`` are ``ratio.observed``. With the sign test and censored norms, the
+    undecided signs and the median then come from a bivariate log-normal model of the norms
+    fit with their censoring (:mod:`dimple_stats.stats.censored_ratio`), not from the worst
+    case, which at 20% censoring of the largest norms never rejected a true null and kept 23%
+    of a 5% excess's power.
     """
     db = d if isinstance(d, Bounds) else Bounds.exact(d)
     eb = estimate_values if isinstance(estimate_values, Bounds) else Bounds.exact(estimate_values)
@@ -189,6 +203,15 @@ def location_row(
     db, eb, censored = db.keep(keep), eb.keep(keep), censored[keep]
     ids = ids[keep] if ids is not None else None
     exact = not db.censored.any()
+    if ratio is not None and test == "sign" and not exact:
+        modelled = _modelled_location_row(
+            ratio.keep(keep), claim=claim, variant=variant, autoencoder=autoencoder, seed=seed,
+            estimate_meaning=estimate_meaning, censored=censored, alternative=alternative,
+            statistic_text=statistic_text, null=null, stats=stats, null_value=null_value,
+            ids=ids, note=join_notes(note, dropped_note(int((~keep).sum()))), mu=mu,
+            uninformative=uninformative)
+        if modelled is not None:
+            return modelled
     res = censored_location_test(db, test, alternative=alternative, mu=mu) if db.lo.size else None
     # Censored: the estimate is the median at the bound least favourable to H1 (what the test
     # uses, and what the pooled test pools), so a pooled "greater" never rests on optimism.
@@ -219,6 +242,56 @@ def location_row(
         null_value=null_value, uninformative=uninformative,
         extra={"values": {"lo": eb.lo, "hi": eb.hi}.get(side, np.where(
             np.isfinite(eb.lo), eb.lo, eb.hi)), "ids": ids, "bounded": bool(bound_note)},
+    )
+
+
+def _modelled_location_row(
+    ratio: CensoredLogRatio, *, claim: str, variant: str, autoencoder: str, seed: int,
+    estimate_meaning: str, censored: np.ndarray, alternative: Alternative, statistic_text: str,
+    null: str, stats: StatsConfig, null_value: float, ids: np.ndarray | None, note: str,
+    mu: float, uninformative: str,
+) -> ResultRow | None:
+    """:func:`location_row`'s sign test with censored signs from the fitted norm model.
+
+    None when the model cannot be fit (fewer than 3 images with both norms): the caller falls
+    back to the worst case.
+    """
+    try:
+        model = fit_bivariate_normal(ratio)
+    except ValueError:
+        return None
+    res = model_sign_test(ratio, model, alternative=alternative, mu=mu)
+    side = {"greater": "lo", "less": "hi"}.get(alternative)
+    est = model_median(ratio, model, confidence=stats.confidence,
+                       side=side)  # type: ignore[arg-type]
+    observed = ratio.observed - mu
+    decided = ~ratio.censored
+    effect, effect_name = location_effect(observed[decided], "sign")
+    n_cens = int(ratio.censored.sum())
+    failed_bottom = int((~np.asarray(ratio.bottom_ok, bool)).sum())
+    model_note = (f"{n_cens - failed_bottom} pair(s) with a failed top attack enter through a "
+                  f"model, not a bound: {model.describe()}, fit by maximum likelihood with "
+                  "each failed attack's budget as a censoring point; an undecided sign counts "
+                  "as its model probability, the CI inverts that sign test"
+                  + (f"; {failed_bottom} with a failed bottom attack sit at their bound least "
+                     "favourable to H1" if failed_bottom else ""))
+    return ResultRow(
+        claim=claim, variant=variant, autoencoder=autoencoder, seed=int(seed),
+        n=int(ratio.top.size), n_censored=int(censored.sum()), estimate=est.estimate,
+        ci_low=est.ci_low, ci_high=est.ci_high, se=est.se,
+        estimate_meaning=estimate_meaning.replace("bootstrap CI", "CI")
+        + " (censored pairs modelled)",
+        effect_size=effect, effect_name=effect_name + " (uncensored pairs)",
+        statistic=res.statistic, statistic_name=res.statistic_name, p=res.pvalue, null=null,
+        test=test_text(f"sign test, censored signs from {MODELLED}",
+                       statistic_text + (f" - ({mu:.4g})" if mu else "")),
+        alternative=alternative,
+        suggested_n=suggested_n_location(observed[decided], test="sign",
+                                         alternative=alternative, alpha=stats.alpha,
+                                         power=stats.power),
+        note=join_notes(note, model_note, uninformative),
+        null_value=null_value, uninformative=uninformative,
+        extra={"values": est.values, "ids": ids, "bounded": False},
     )
 
 

@@ -5,8 +5,11 @@ statistic built from such a norm (a log ratio, say) is then known only within an
 ``[lo, hi]``: a censored numerator gives ``hi = +inf``, a censored denominator ``lo = -inf``,
 both censored ``(-inf, +inf)`` (the sample says nothing). Uncensored samples have ``lo == hi``.
 
-Why bounds and not a Kaplan-Meier model: the censoring here is informative (an attack fails
-*because* the norm it needs is large, and a ratio's two norms are censored at different budgets),
+The norm-ratio claims' default sign test models its censored pairs instead
+(:mod:`dimple_stats.stats.censored_ratio`); the bounds here serve the other tests, the
+equivalence tests and the descriptive rows. Why bounds and not a Kaplan-Meier model: the
+censoring here is informative (an attack fails *because* the norm it needs is large, and a
+ratio's two norms are censored at different budgets),
 so the independent-censoring assumption of survival estimators does not hold. What holds for
 any censoring mechanism is the worst case: every test here imputes each censored value at the
 end of its interval least favourable to the alternative, so a rejection stands whatever the
