@@ -245,6 +245,10 @@ def location_row(
     )
 
 
+#: How a modelled row's test says some pairs sit at a worst-case bound (it may not contradict).
+WORST_OFF = ", failed bottom attacks at their least favourable bound"
+
+
 def _modelled_location_row(
     ratio: CensoredLogRatio, *, claim: str, variant: str, autoencoder: str, seed: int,
     estimate_meaning: str, censored: np.ndarray, alternative: Alternative, statistic_text: str,
@@ -283,7 +287,8 @@ def _modelled_location_row(
         + " (censored pairs modelled)",
         effect_size=effect, effect_name=effect_name + " (uncensored pairs)",
         statistic=res.statistic, statistic_name=res.statistic_name, p=res.pvalue, null=null,
-        test=test_text(f"sign test, censored signs from {MODELLED}",
+        test=test_text(f"sign test, censored signs from {MODELLED}"
+                       + (f"{WORST_OFF}" if failed_bottom else ""),
                        statistic_text + (f" - ({mu:.4g})" if mu else "")),
         alternative=alternative,
         suggested_n=suggested_n_location(observed[decided], test="sign",
@@ -291,7 +296,7 @@ def _modelled_location_row(
                                          power=stats.power),
         note=join_notes(note, model_note, uninformative),
         null_value=null_value, uninformative=uninformative,
-        extra={"values": est.values, "ids": ids, "bounded": False},
+        extra={"values": est.values, "ids": ids, "bounded": bool(failed_bottom)},
     )
 
 

@@ -2,7 +2,8 @@
 
 The figure is titled with the claim's hypothesis, each panel with its variant in words; the x
 label is the estimate's meaning in full, wrapped. Marker shape says seed or pooled, fill says the
-decision (filled: H0 rejected; hollow: retained; grey: uninformative; black: not tested). The
+verdict (filled: supported; hollow: not supported; red: contradicted; grey: uninformative;
+black: not tested), read from the table's ``verdict`` column (the decision where it has none). The
 dashed reference line is where the estimate means "no effect" (:func:`labels.reference_value`).
 """
 
@@ -37,7 +38,10 @@ __all__ = ["forest_plot", "MAX_FULL_ROWS"]
 MAX_FULL_ROWS = 36
 
 _SEED_COLOUR, _POOLED_COLOUR = "tab:blue", "tab:red"
-_UNINFORMATIVE, _UNTESTED = "0.6", "black"
+_UNINFORMATIVE, _UNTESTED, _CONTRADICTED = "0.6", "black", "#b2182b"
+#: Decisions of tables without a verdict column, as verdicts.
+_FROM_DECISION = {"reject H0": "supported", "retain H0": "not supported",
+                  "undefined": "uninformative"}
 _ROW_IN = 0.24  # inches per row: 8 pt labels with a little air
 
 
@@ -53,10 +57,14 @@ class _Row:
 
 
 def _decision(row: pd.Series) -> str:
+    """The row's verdict word (what its marker shows)."""
     decision = str(row.get("decision", ""))
     if str(row.get("test", "")) == "descriptive" or decision == "descriptive":
         return "descriptive"
-    return decision
+    verdict = row.get("verdict")
+    if isinstance(verdict, str) and verdict:
+        return verdict
+    return _FROM_DECISION.get(decision, decision)
 
 
 def _rows(v: pd.DataFrame, compact: bool) -> list[_Row]:
@@ -82,7 +90,9 @@ def _look(decision: str, pooled: bool) -> dict[str, object]:
         colour = _UNTESTED
     elif decision == "uninformative":
         colour = _UNINFORMATIVE
-    filled = decision in ("reject H0", "descriptive")
+    elif decision == "contradicted":
+        colour = _CONTRADICTED
+    filled = decision in ("supported", "contradicted", "descriptive")
     return {"color": colour, "mec": colour, "mfc": colour if filled else "white",
             "marker": "D" if pooled else "o", "ms": 6.5 if pooled else 4.5}
 
@@ -143,10 +153,12 @@ def _legend_handles(used: set[str]) -> list[Line2D | Patch]:
                           label="pooled over seeds, with CI")),
         ("seed dots", Line2D([], [], ls="none", marker="o", ms=3.5, color=_SEED_COLOUR, alpha=0.8,
                              label="single seeds (CIs in results.csv)")),
-        ("reject H0", Line2D([], [], ls="none", marker="o", ms=5, color="0.3",
-                             label="filled: H0 rejected")),
-        ("retain H0", Line2D([], [], ls="none", marker="o", ms=5, color="0.3", mfc="white",
-                             label="hollow: H0 retained")),
+        ("supported", Line2D([], [], ls="none", marker="o", ms=5, color="0.3",
+                             label="filled: supported (H0 rejected)")),
+        ("not supported", Line2D([], [], ls="none", marker="o", ms=5, color="0.3", mfc="white",
+                                 label="hollow: not supported (H0 retained)")),
+        ("contradicted", Line2D([], [], ls="none", marker="o", ms=5, color=_CONTRADICTED,
+                                label="red: contradicted (the reverse test rejects)")),
         ("uninformative", Line2D([], [], ls="none", marker="o", ms=5, color=_UNINFORMATIVE,
                                  mfc="white", label="grey: uninformative (too many censored)")),
         ("descriptive", Line2D([], [], ls="none", marker="o", ms=5, color=_UNTESTED,

@@ -23,10 +23,11 @@ from dimple_stats.results import POOLED, RESULT_COLUMNS
 
 __all__ = ["SUMMARY_COLUMNS", "summary_frame", "to_csv_text", "to_latex", "to_markdown"]
 
-#: Columns of the LaTeX and Markdown tables (CSV has all of RESULT_COLUMNS).
+#: Columns of the LaTeX and Markdown tables (CSV has all of RESULT_COLUMNS, and the report adds
+#: ``verdict`` after ``decision``: :func:`dimple_stats.report.verdicts.with_verdicts`).
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "claim", "variant", "autoencoder", "seed", "n", "n_censored", "estimate", "CI",
-    "effect_size", "statistic", "p", "p_adj", "decision",
+    "effect_size", "statistic", "p", "p_adj", "decision", "verdict",
 )
 _NUMERIC = {"n", "n_censored", "estimate", "CI", "effect_size", "statistic", "p", "p_adj"}
 
@@ -91,6 +92,8 @@ def summary_frame(results: pd.DataFrame) -> pd.DataFrame:
         "p": results["p"].map(_p),
         "p_adj": results["p_adj"].map(_p),
         "decision": results["decision"].astype(str),
+        "verdict": (results["verdict"].astype(str) if "verdict" in results.columns
+                    else pd.Series("", index=results.index)),
     }, columns=list(SUMMARY_COLUMNS))
 
 
@@ -113,10 +116,11 @@ def to_csv_text(results: pd.DataFrame) -> str:
 _TEX_COLUMNS = (("variant", r">{\raggedright\arraybackslash}p{2.9cm}"),
                 ("autoencoder", r">{\raggedright\arraybackslash}p{1.9cm}"),
                 ("n", "r"), ("cens.", "r"), ("estimate", "r"), ("CI", "r"), ("$p_{adj}$", "r"),
-                ("decision", "l"))
-#: Decisions as the compact tables print them.
+                ("verdict", "l"))
+#: Verdicts (or, in tables without them, decisions) as the compact tables print them.
 _SHORT_DECISION = {"reject H0": "reject", "retain H0": "retain", "uninformative": "uninform.",
-                   "descriptive": "descr.", "undefined": "undef."}
+                   "descriptive": "descr.", "undefined": "undef.", "supported": "supported",
+                   "not supported": "not supp.", "contradicted": "contrad."}
 
 
 def _tex_rows(rows: pd.DataFrame, last: str) -> list[str]:
@@ -134,10 +138,11 @@ def _tex_rows(rows: pd.DataFrame, last: str) -> list[str]:
                 lines.append(r"\addlinespace")
             lines.append(rf"\multicolumn{{{width}}}{{l}}{{\textbf{{{latex_escape(str(r.claim))}}}}} \\")
         tested = r.decision in ("reject H0", "retain H0")
+        shown = str(getattr(r, "verdict", "") or r.decision)
         tail = (str(r.seed) if last != "seeds" else
                 f"{int(r.n_seeds_reject)}/{int(r.n_seeds)}" if tested else "")
         cells = [str(r.variant), str(r.autoencoder), f.n, f.n_censored, _num(r.estimate, 3),
-                 ci[i], _p(r.p_adj), _SHORT_DECISION.get(str(r.decision), str(r.decision)), tail]
+                 ci[i], _p(r.p_adj), _SHORT_DECISION.get(shown, shown), tail]
         tex = [latex_escape(c) for c in cells]
         # Long names break after an underscore rather than running into the next column.
         tex[:2] = [t.replace(r"\_", r"\_\allowbreak{}").replace(":", r":\allowbreak{}")

@@ -173,8 +173,10 @@ def _bounded(r: pd.Series) -> bool:
     """Censored values of a censoring-sensitive claim sit at the bound least favourable to the
     claim: the row may not contradict it. (Rows whose censored pairs enter through the fitted
     norm model, :mod:`dimple_stats.stats.censored_ratio`, are estimates, not bounds.)"""
+    test, note = str(r["test"]), str(r.get("note", ""))
     return (str(r["claim"]) in CENSORING_SENSITIVE and int(r["n_censored"]) > 0
-            and MODELLED not in str(r["test"]))
+            and (MODELLED not in test or "least favourable" in test
+                 or "their medians are bounds" in note))
 
 
 def _other_side(r: pd.Series) -> bool:
@@ -432,6 +434,42 @@ def _one(claim: str, autoencoder: str, rows: pd.DataFrame, ctx: _Context) -> Ver
                    scope=_scope(main),
                    variants=tuple(main["variant"].astype(str)),
                    n_seeds=int(main["n_seeds"].max()) if len(main) else 0)
+
+
+def row_verdicts(results: pd.DataFrame) -> list[str]:
+    """Each row's reading in the four verdict words, "descriptive" where untested: pooled rows
+    read in the run's confirmatory family, per-seed rows in the replication family (the
+    reverse test's Bonferroni divisor is the size of the row's own family).
+
+    >>> from dimple_stats.results import ResultRow, finalise
+    >>> row = ResultRow("dmm.perpendicular", "beta", "a", 0, 30, 0, -0.2, -0.3, -0.1, 0.05, "m",
+    ...                 -0.5, "r", 3.0, "S", 0.99999, "null", "sign test", "greater",
+    ...                 null_value=0.0)
+    >>> row_verdicts(finalise([row]))  # the seed's row and its pooled row
+    ['contradicted', 'contradicted']
+    """
+    if not len(results):
+        return []
+    alpha = float(results["alpha"].iloc[0])
+    is_pooled = (results["seed"].astype(str) == POOLED).to_numpy()
+    p_adj = results["p_adj"].to_numpy(dtype=float)
+    family = {True: int(np.isfinite(p_adj[is_pooled]).sum()),
+              False: int(np.isfinite(p_adj[~is_pooled]).sum())}
+    none = results.iloc[0:0]
+    out: list[str] = []
+    for pooled, (_, r) in zip(is_pooled, results.iterrows()):
+        if str(r["test"]) == DESCRIPTIVE:
+            out.append("descriptive")
+        else:
+            out.append(_row_reading(r, _Context(alpha, family[bool(pooled)], None, none)))
+    return out
+
+
+def with_verdicts(results: pd.DataFrame) -> pd.DataFrame:
+    """``results`` with a ``verdict`` column after ``decision`` (see :func:`row_verdicts`)."""
+    out = results.drop(columns=["verdict"], errors="ignore")
+    out.insert(list(out.columns).index("decision") + 1, "verdict", row_verdicts(out))
+    return out
 
 
 def verdicts(results: pd.DataFrame, *, confidence: float | None = None,

@@ -119,7 +119,8 @@ def test_markers_are_filled_for_rejected_and_hollow_for_retained() -> None:
         filled = to_rgba(line.get_markerfacecolor()) != (1.0, 1.0, 1.0, 1.0)
         assert filled == (decision == "reject H0"), decision
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert "filled: H0 rejected" in legend and "hollow: H0 retained" in legend
+    assert "filled: supported (H0 rejected)" in legend
+    assert "hollow: not supported (H0 retained)" in legend
 
 
 def test_many_rows_collapse_to_one_pooled_row_per_autoencoder() -> None:
