@@ -71,7 +71,10 @@ def summary_frame(results: pd.DataFrame) -> pd.DataFrame:
     >>> row = ResultRow("c", "v", "a", 0, 10, 1, 0.5, 0.25, 0.75, 0.1, "m", 0.3, "r", 12.0,
     ...                 "W+", 0.01, "null", "t", "less")
     >>> summary_frame(finalise([row])).iloc[0].tolist()
-    ['c', 'v', 'a', '0', '10', '1', '0.5', '[0.25, 0.75]', '0.3', '12', '0.01', '0.01', 'reject H0']
+    ['c', 'v', 'a', '0', '10', '1', '0.5', '[0.25, 0.75]', '0.3', '12', '0.01', '0.01', 'reject H0', '']
+
+    The verdict column stays empty until :func:`dimple_stats.report.verdicts.with_verdicts`
+    has read each row.
     """
     missing = [c for c in RESULT_COLUMNS if c not in results.columns]
     if missing:
