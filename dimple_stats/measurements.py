@@ -5,8 +5,8 @@ Four tables, each a pandas DataFrame stored as parquet in a run directory:
 ``measurements`` (``measurements.parquet``)
     One row per (seed, autoencoder, sample); each per-sample quantity of the claims (``dimple-stats claims``).
 ``defense`` (``defense.parquet``)
-    One row per (seed, defense, eps, sample); robust and clean correctness under an adaptive
-    attack through the projection (claim ``iso.defense``).
+    One row per (seed, defense, eps, sample); robust and clean correctness under white-box PGD
+    through the projection (claim ``iso.defense``).
 ``training`` (``training.parquet``)
     One row per (seed, epoch, sample); measurements taken during classifier training
     (claim ``dmm.clinging_then_dimpling``).
@@ -146,7 +146,8 @@ SCHEMAS: dict[str, dict[str, Column]] = {
                           "classifier"),
         "eps": Column("float", "attack budget", lo=0.0),
         "sample": _SAMPLE,
-        "robust_correct": Column("bool", "still correctly classified under the adaptive attack"),
+        "robust_correct": Column("bool", "still correctly classified under white-box PGD "
+                                 "through the projection"),
         "clean_correct": Column("bool", "correctly classified without attack"),
     },
     "training": {
@@ -238,6 +239,33 @@ def _out_of_range(table: pd.DataFrame, col: str, spec: Column) -> list[str]:
             f"{int(bad.sum())} row(s), first at row {row}" + (f" ({where})" if where else "")]
 
 
+#: Norms of a found minimal perturbation: never 0 (every measured image is correctly
+#: classified, so its adversarial perturbation moves it), and the claims divide by them.
+_POSITIVE = ("norm_plain", "norm_on", "norm_off", "eps_plain", "eps_on", "eps_off")
+
+
+def _impossible(table: pd.DataFrame) -> list[str]:
+    """Problems no measurement can produce: a tangent dimension k outside 0 < k < n (the
+    chance laws need both sides), a zero minimal norm or budget."""
+    problems = []
+    if {"n", "k"} <= set(table.columns) and len(table):
+        n, k = table["n"].to_numpy(dtype=float), table["k"].to_numpy(dtype=float)
+        bad = np.isfinite(n) & np.isfinite(k) & ~((k > 0) & (k < n))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            problems.append(f"column 'k' must satisfy 0 < k < n (the input dimension), got "
+                            f"k {k[row]:g} with n {n[row]:g} in {int(bad.sum())} row(s), first "
+                            f"at row {row}")
+    for col in _POSITIVE:
+        if col in table.columns:
+            zero = table[col].to_numpy(dtype=float) == 0
+            if zero.any():
+                problems.append(f"column {col!r} must be > 0 (NaN: not measured), got 0 in "
+                                f"{int(zero.sum())} row(s), first at row "
+                                f"{int(np.flatnonzero(zero)[0])}")
+    return problems
+
+
 def check_ranges(table: pd.DataFrame, kind: TableKind = "measurements") -> pd.DataFrame:
     """``table`` unchanged if every float column's finite values lie in its schema range (shares
     in [0, 1], norms >= 0) and none is infinite, else a :class:`MeasurementsError` naming the
@@ -247,6 +275,7 @@ def check_ranges(table: pd.DataFrame, kind: TableKind = "measurements") -> pd.Da
     for col, spec in SCHEMAS[kind].items():
         if col in table.columns and spec.dtype == "float":
             problems += _out_of_range(table, col, spec)
+    problems += _impossible(table)
     if problems:
         raise MeasurementsError(f"{kind} table: " + "; ".join(problems))
     return table

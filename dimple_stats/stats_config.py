@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from dimple_stats.strict_model import StrictScalars
 
 __all__ = ["CORRECTIONS", "Correction", "StatsConfig"]
 
@@ -20,7 +22,7 @@ Correction = Literal["holm", "fdr_bh", "none"]
 CORRECTIONS: tuple[str, ...] = get_args(Correction)
 
 
-class StatsConfig(BaseModel):
+class StatsConfig(StrictScalars):
     """Significance level, multiplicity correction, CI level, bootstrap size, target power.
 
     >>> StatsConfig(alpha=0.01).correction

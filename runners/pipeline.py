@@ -33,12 +33,6 @@ __all__ = ["RunOutcome", "SeedOutput", "SeedTask", "UnsupportedClaimError", "che
            "run_protocol", "run_seed"]
 
 
-class StoreLocationError(BadInput):
-    """``--store`` names something that cannot hold a store (exit 2, before any compute)."""
-
-    section = "--store"
-
-
 class UnsupportedClaimError(BadInput):
     """The protocol lists a claim whose table no stage of ``dimple-stats run`` produces."""
 
@@ -265,10 +259,7 @@ def run_protocol(
     seeds = tuple(seeds) if seeds is not None else protocol.seeds
     executor = executor or protocol.executor
     device_name = str(resolve_device(device or protocol.device))
-    store = ArtifactStore(store_root)
-    if store.root.exists() and not store.root.is_dir():
-        raise StoreLocationError(f"--store {store.root} is a file, not a folder; name a folder "
-                                 "(it is created when missing)")
+    store = ArtifactStore(store_root).check_location()
     # Checked before any compute: a run must not end by refusing its destination.
     out = check_destination(Path(out_dir) if out_dir is not None
                             else Path("reports") / protocol.name, keep=store.root)

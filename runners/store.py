@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dimple_stats.atomic import fsync_dir, fsync_tree
-from dimple_stats.errors import RunFailure
+from dimple_stats.errors import BadInput, RunFailure
 from dimple_stats.hashing import canonical_hash
 from runners.artifact_writer import ArtifactWriter
 from runners.artifacts import (
@@ -72,6 +72,7 @@ __all__ = [
     "ArtifactStore",
     "ArtifactWriter",
     "DamagedArtifactError",
+    "StoreLocationError",
     "UnsafeArtifactError",
     "InputKeys",
     "default_store_root",
@@ -132,6 +133,12 @@ class StoreWriteError(RunFailure):
             "from the store)")
 
 
+class StoreLocationError(BadInput):
+    """``--store`` names something that cannot hold a store (exit 2, before any compute)."""
+
+    section = "--store"
+
+
 class ArtifactStore:
     """A directory of content-addressed artifacts, ``<root>/<stage>/<digest>/``.
 
@@ -168,6 +175,26 @@ class ArtifactStore:
 
     def __repr__(self) -> str:
         return f"ArtifactStore({str(self.root)!r})"
+
+    def check_location(self) -> ArtifactStore:
+        """``self`` if the store's folder exists or can be created, else
+        :class:`StoreLocationError`: checked before any compute, so that training is never lost
+        to a ``--store`` that names a file, a path below a file or an unwritable folder."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise StoreLocationError(f"{root} is a file, not a folder; name a folder "
+                                     "(it is created when missing)")
+        existing = next((p for p in (root, *root.absolute().parents) if p.exists()), None)
+        if existing is None:  # pragma: no cover - "/" always exists
+            return self
+        if not existing.is_dir():
+            raise StoreLocationError(f"{root}: {existing} is a file, so no folder can "
+                                     "be made below it; name a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            what = "the store folder" if existing == root else f"its parent {existing}"
+            raise StoreLocationError(f"{root}: {what} is not writable; name a folder "
+                                     "you can write to")
+        return self
 
     # ----------------------------------------------------------------------------------- keys
     def key(self, stage: str, config: Any, inputs: InputKeys = ()) -> ArtifactKey:

@@ -159,7 +159,10 @@ def _load_weights(path: str, model: nn.Module) -> None:
                                   "loading them could run code); save model.state_dict()"
                                   ) from None
         raise CheckpointError(f"{path}: cannot read: not a torch checkpoint") from None
-    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+    # Reading an arbitrary file as a legacy pickle fails in many ways (a text file's bytes are
+    # pickle opcodes: KeyError, IndexError, ...): every one means "not a torch checkpoint".
+    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError,
+            IndexError, TypeError, AttributeError, UnicodeDecodeError, MemoryError) as exc:
         why = "empty" if file.is_file() and file.stat().st_size == 0 else (
             f"not a torch checkpoint ({type(exc).__name__})")
         raise CheckpointError(f"{path}: cannot read: {why}") from None

@@ -16,12 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dimple_stats.errors import UnknownNameError
 from dimple_stats.registry import Registry, resolve
+from dimple_stats.strict_model import StrictScalars
 
 __all__ = ["ClaimDefinition", "CATALOGUE", "get_claim", "list_claims", "UnknownClaimError"]
 
 
-class _Options(BaseModel):
-    # No `.nan` or `.inf` options: NaN passes range checks like `gt=0` (it compares false).
+class _Options(StrictScalars):
+    # Booleans as written (no `margin: true` read as 1.0); no `.nan` or `.inf` options: NaN
+    # passes range checks like `gt=0` (it compares false).
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
@@ -166,6 +168,21 @@ class ClaimDefinition:
     table: str = "measurements"
     verdict_on: tuple[tuple[str, ...], ...] = ()
     measured_by: dict[str, str] = field(default_factory=dict)
+    hypothesis_for: str | Callable[[str], str] | None = field(repr=False, default=None)
+
+    def words_for(self, autoencoder: str) -> str:
+        """H1 in words for one autoencoder (or defended model) of the results: the claim's own
+        words unless ``hypothesis_for`` words each one (iso.defense names the projection its
+        row tested, so a plain autoencoder's row is not read as a verdict on the isometric).
+
+        >>> get_claim("iso.defense").words_for("plain:tangent")[:60]
+        "Projecting inputs onto the plain autoencoder's tangent plane"
+        """
+        if self.hypothesis_for is None:
+            return self.hypothesis
+        words = (resolve(self.hypothesis_for) if isinstance(self.hypothesis_for, str)
+                 else self.hypothesis_for)
+        return str(words(autoencoder))
 
     def analysis_function(self) -> Callable[..., Any]:
         """The analysis, imported from its target on first call.
@@ -196,8 +213,8 @@ _PERP_NULLS = {
     "(median of r_T - r_R >= 0).",
     "other_image": "r_T is no smaller than for the tangent space of another image of the same "
     "class (median of r_T - r_Tother >= 0).",
-    "beta": "r_T^2 is no smaller than for a random direction, whose r^2 ~ Beta(k/2, (n-k)/2) "
-    "(mean k/n); tested on the chance CDF: median of F_Beta(r_T^2) - 1/2 >= 0.",
+    "beta": "r_T^2 is no smaller than for a random direction, whose r^2 ~ Beta(k/2, (d-k)/2) "
+    "(mean k/d); tested on the chance CDF: median of F_Beta(r_T^2) - 1/2 >= 0.",
     "pca": "r_T is no smaller than the perturbation's share in the top-k principal subspace of "
     "the training images (median of r_T - r_PCA >= 0).",
     "data_random": "r_T is no smaller than the perturbation's share in a random k-dim subspace "
@@ -241,11 +258,11 @@ for _definition in (
         source="Shamir et al. 2021 (DMM)",
         hypothesis="Adversarial perturbations are more perpendicular to the manifold than chance.",
         statistic="r_T - r_R (random_subspace) | r_T - r_Tother (other_image) | "
-        "F_Beta(r_T^2) - 1/2 (beta: r_T^2 against chance k/n on the Beta(k/2, (n-k)/2) "
+        "F_Beta(r_T^2) - 1/2 (beta: r_T^2 against chance k/d on the Beta(k/2, (d-k)/2) "
         "probability scale, symmetric under the null) | r_T - r_PCA (pca) | r_T - r_Rdata "
         "(data_random)",
         test="one-sided exact sign test of the median (less); estimate: median r_T / chance "
-        "median of r (beta: sqrt of the median of Beta(k/2, (n-k)/2); 1 = chance) or the "
+        "median of r (beta: sqrt of the median of Beta(k/2, (d-k)/2); 1 = chance) or the "
         "median paired difference from the measured control (random_subspace, other_image, "
         "pca, data_random; 0 = as the control), bootstrap CI; effect: (pos - neg) / n",
         nulls=_PERP_NULLS,
@@ -297,7 +314,7 @@ for _definition in (
         hypothesis="On-manifold attacks need larger norms than off-manifold ones beyond what "
         "dimension counting predicts.",
         statistic="1/2 - F(1 / (1 + (norm_on/norm_off)^2)), F the CDF of Beta(k/2, "
-        "(n-k)/2): the on/off ratio on the probability scale of its dimension-counting "
+        "(d-k)/2): the on/off ratio on the probability scale of its dimension-counting "
         "distribution sqrt((1-B)/B), B ~ Beta (estimate: median log(on/off) minus its chance "
         "median); the naive log(norm_on / norm_off) is reported beside it",
         test="one-sided exact sign test of the median (greater); a censored pair counts on "
@@ -305,7 +322,7 @@ for _definition in (
         nulls={
             "dimension_counting": "norm_on / norm_off is no larger than for a locally linear "
             "classifier whose gradient is unrelated to T: sqrt((1-B)/B) with B ~ Beta(k/2, "
-            "(n-k)/2) (median 1/2 - F_Beta(1/(1 + (on/off)^2)) <= 0).",
+            "(d-k)/2) (median 1/2 - F_Beta(1/(1 + (on/off)^2)) <= 0).",
             "first_order": "norm_on / norm_off is no larger than the classifier's own gradient "
             "predicts for a locally linear boundary, ||P_perp g|| / ||P_T g|| per image "
             "(median log(on/off) - log(that) <= 0).",
@@ -397,16 +414,18 @@ for _definition in (
         id="iso.defense",
         source="isometric autoencoders (Gropp et al. 2020; Lee et al. 2022)",
         hypothesis="Projecting inputs through an isometric autoencoder raises robust accuracy "
-        "under adaptive white-box attacks.",
-        statistic="paired robust-correct indicators (adaptive attack through the projection)",
+        "under white-box PGD through the projection.",
+        statistic="paired robust-correct indicators (fixed-budget white-box PGD through the "
+        "projection: autograd through E and D, or BPDA with defense.gradient)",
         test="exact McNemar vs the plain autoencoder and vs no projection; clean-accuracy cost",
         nulls={
             "no_gain": "robust accuracy is the same with and without the projection "
             "(discordant pairs split 50:50).",
         },
-        censoring="a failed adaptive attack counts as robust-correct: the outcome itself.",
+        censoring="a failed attack counts as robust-correct: the outcome itself.",
         options=DefenseOptions,
         analysis="dimple_stats.claims.isometric:defense",
+        hypothesis_for="dimple_stats.claims.isometric:defense_hypothesis",
         verdict_on=(("vs *",),),
         table="defense",
     ),

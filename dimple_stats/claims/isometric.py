@@ -146,6 +146,21 @@ def validity(df: pd.DataFrame, opts: ValidityOptions, stats: StatsConfig, *,
     return rows
 
 
+def defense_hypothesis(defense: str) -> str:
+    """iso.defense's H1 for one defended model of the defense table, named by its projection:
+    ``<autoencoder>`` is x -> D(E(x)), ``<autoencoder>:tangent`` the tangent-plane projection.
+
+    >>> defense_hypothesis("isometric")
+    'Projecting inputs through the isometric autoencoder, x -> D(E(x)), raises robust ...'
+    """
+    autoencoder, _, projection = defense.partition(":")
+    how = (f"onto the {autoencoder} autoencoder's tangent plane at D(E(x))"
+           if projection == "tangent" else
+           f"through the {autoencoder} autoencoder, x -> D(E(x)),")
+    return f"Projecting inputs {how} raises robust accuracy under white-box PGD through the " \
+        "projection."
+
+
 @needs(("seed", "defense", "eps", "sample", "robust_correct", "clean_correct"))
 def defense(df: pd.DataFrame, opts: DefenseOptions, stats: StatsConfig, *,
             claim: str) -> Rows:
@@ -157,7 +172,7 @@ def defense(df: pd.DataFrame, opts: DefenseOptions, stats: StatsConfig, *,
     the baseline's, paired Newcombe CI) is a descriptive row ``clean cost vs <baseline>`` per seed.
     With ``eps`` in the options only those budgets are analysed (each must be in the table).
 
-    Censoring: a failed adaptive attack leaves the sample robust-correct: that is the outcome
+    Censoring: a failed attack leaves the sample robust-correct: that is the outcome
     itself. ``n_censored`` counts pairs in which the attack failed on either side.
     """
     eps_all = np.sort(df["eps"].unique())
@@ -195,10 +210,11 @@ def _robust_accuracy_rows(claim: str, g: pd.DataFrame, name: str, seed: int,
             claim=claim, variant=f"robust accuracy @ eps={eps:g}", autoencoder=name, seed=seed,
             n=n, n_censored=hits, estimate=hits / n, ci_low=float(lo), ci_high=float(hi),
             se=float(hi - lo) / (2 * z),
-            estimate_meaning="share of images still classified correctly after the adaptive "
-            "attack, Wilson CI", effect_size=math.nan, effect_name="", statistic=math.nan,
+            estimate_meaning="share of images still classified correctly after white-box PGD "
+            "through the projection, Wilson CI", effect_size=math.nan, effect_name="", statistic=math.nan,
             statistic_name="", p=math.nan,
-            null="(descriptive) robust accuracy under the adaptive attack (an upper bound)",
+            null="(descriptive) robust accuracy under white-box PGD through the projection (an "
+            "upper bound: a stronger attack can only lower it)",
             test=DESCRIPTIVE, alternative=""))
     return rows
 

@@ -89,11 +89,11 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
     Variant ``beyond_dimension_counting``: one-sided test (greater) against dimension counting
     as a DISTRIBUTION. For a locally linear classifier whose gradient is unrelated to T, the
     minimal norms are margin / ||P_T g|| (on) and margin / ||P_perp g|| (off), so
-    on/off = sqrt((1 - B) / B) with B = r^2 ~ Beta(k/2, (n-k)/2). The tested statistic is the
+    on/off = sqrt((1 - B) / B) with B = r^2 ~ Beta(k/2, (d-k)/2). The tested statistic is the
     probability transform 1/2 - F_Beta(1 / (1 + (on/off)^2)): uniform, hence symmetric about 0,
     at chance, positive when on/off is larger than chance gives. (Centring
     log(on/off) at 1/2 log((n-k)/k), the mean-based prediction, rejected 64-78% of tables drawn
-    from this very model: the median of B lies below k/n.) Estimate: median of
+    from this very model: the median of B lies below k/d.) Estimate: median of
     log(norm_on/norm_off) - log(chance median of on/off), 0 = chance.
     Variant ``beyond_first_order`` (when ``r_T_grad`` is measured): the same one-sided test of
     log(norm_on/norm_off) - log(||P_perp g|| / ||P_T g||) per image, the ratio the classifier's
@@ -107,7 +107,7 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
     Variants ``ratio on/plain``, ``ratio off/plain``, ``ratio on/off``: the medians of per-image
     norm ratios that the reproduction published (docs/references.md#reproduction-norm-ratios),
     descriptive, each with the chance median of that ratio under dimension counting, 1/sqrt(m), 1/sqrt(1-m),
-    sqrt((1-m)/m) for m the median of Beta(k/2, (n-k)/2), in its note.
+    sqrt((1-m)/m) for m the median of Beta(k/2, (d-k)/2), in its note.
 
     Censoring: a failed attack's norm is only known to be >= eps. A failed on attack makes
     on/off a lower bound (treated as observed it biases AGAINST the claim: a planted effect's
@@ -155,7 +155,7 @@ def norm_asymmetry(df: pd.DataFrame, opts: NormAsymmetryOptions, stats: StatsCon
             estimate_meaning="median log(norm_on/norm_off) - log(its chance median "
             "sqrt((1-m)/m)), bootstrap CI (0 = dimension counting)", censored=cens,
             test=opts.test, alternative="greater",
-            statistic_text="1/2 - F_Beta(k/2,(n-k)/2)(1/(1 + (norm_on/norm_off)^2))",
+            statistic_text="1/2 - F_Beta(k/2,(d-k)/2)(1/(1 + (norm_on/norm_off)^2))",
             null=null_text(claim, "dimension_counting"), stats=stats, null_value=0.0, ids=ids,
             uninformative=uninformative, note=unmeasured,
             ratio=CensoredLogRatio(column_values(g, "norm_on"), column_values(g, "norm_off"),

@@ -74,19 +74,19 @@ def _perpendicular(df: pd.DataFrame, opts: PerpendicularOptions, stats: StatsCon
         r, n, k = column_values(g, column), column_values(g, "n"), column_values(g, "k")
         other = _null_column(column, opts.null)
         if opts.null == "beta":
-            # r^2 - k/n is NOT symmetric about 0 at chance (Beta(k/2, (n-k)/2) is right-skewed:
-            # its median is below its mean k/n), so a signed-rank test of it rejects "less" far
+            # r^2 - k/d is NOT symmetric about 0 at chance (Beta(k/2, (d-k)/2) is right-skewed:
+            # its median is below its mean k/d), so a signed-rank test of it rejects "less" far
             # above alpha under the null. Its probability integral transform is uniform at
             # chance, hence symmetric about 1/2: that is what is tested.
             d = chance_cdf_r2(r**2, n, k) - 0.5
-            text = f"F_Beta(k/2,(n-k)/2)({column}^2) - 1/2 (chance: r^2 ~ Beta, mean k/n)"
+            text = f"F_Beta(k/2,(d-k)/2)({column}^2) - 1/2 (chance: r^2 ~ Beta, mean k/d)"
         else:
             d = r - column_values(g, str(other))
             text = f"{column} - {other}"
         if opts.null in _CHANCE_NULLS:
             estimate, null_value = r / np.sqrt(chance_median_r2(n, k)), 1.0
             meaning = (f"median {column} / chance median, bootstrap CI (1 = the median share of "
-                       "a random direction, sqrt(median Beta(k/2, (n-k)/2)); < 1 more "
+                       "a random direction, sqrt(median Beta(k/2, (d-k)/2)); < 1 more "
                        "perpendicular)")
         else:
             estimate, null_value = d, 0.0
@@ -107,7 +107,7 @@ def perpendicular(df: pd.DataFrame, opts: PerpendicularOptions, stats: StatsConf
     """dmm.perpendicular: is r_T below chance? One-sided test (less) per (autoencoder, seed).
 
     Statistic by null: ``random_subspace`` r_T - r_R; ``other_image`` r_T - r_Tother; ``beta``
-    F(r_T^2) - 1/2 with F the chance CDF Beta(k/2, (n-k)/2) of r^2 (the catalogue's r_T^2 - k/n on
+    F(r_T^2) - 1/2 with F the chance CDF Beta(k/2, (d-k)/2) of r^2 (the catalogue's r_T^2 - k/d on
     the probability scale; see the comment in the code for why). Estimate: median r_T / the
     chance median of r, with a bootstrap CI; effect size: the sign test's (pos - neg) / n.
 

@@ -23,15 +23,20 @@ __all__ = ["app", "main"]
 def main() -> None:
     """Console-script entry point.
 
-    SIGTERM (a job scheduler's stop, ``kill``) becomes ``SystemExit(143)`` in the main thread,
-    as Ctrl-C becomes KeyboardInterrupt: the ``finally`` and ``except BaseException`` blocks
-    then run, so a report being staged is removed and a process pool's workers are stopped
-    instead of being left computing on their own. The store's writes are atomic either way.
+    A stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) becomes an exception in the main thread
+    (:mod:`dimple_stats.interrupts`): the ``finally`` and ``except BaseException`` blocks then
+    run, so a report being staged is removed and a process pool's workers are stopped instead
+    of being left computing on their own. A signal whose exception Python dropped (it landed in
+    a weakref callback) still stops the command: a staged report is not swapped in and the exit
+    code is 128 + the signal's number, never 0. The store's writes are atomic either way.
     """
-    import signal
+    from dimple_stats import interrupts
 
-    def terminate(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    app(prog_name="dimple-stats")
+    interrupts.install()
+    try:
+        app(prog_name="dimple-stats")
+    except SystemExit as exc:
+        signum = interrupts.received()
+        if signum is not None and exc.code in (0, None):
+            raise SystemExit(128 + signum) from None
+        raise

@@ -42,7 +42,8 @@ def train(
     from runners.store import ArtifactStore
 
     try:
-        rows = train_protocol(protocol, seeds=seed_list, store=ArtifactStore(store),
+        rows = train_protocol(protocol, seeds=seed_list,
+                              store=ArtifactStore(store).check_location(),
                               device=protocol.device, progress=mode)
     except BadInput as exc:
         raise fail(exc.located(protocol_file)) from None
@@ -112,6 +113,9 @@ def bench(
     Exits 1 when any comparison's results disagree or a benchmark failed: a fast wrong answer
     must not pass.
     """
+    from dimple_stats.report.destination import BENCHMARKS, check_destination
+
+    check_destination(out, output=BENCHMARKS)  # a file or someone's folder: exit 2, no work
     # Imported here: everything above runs without torch.
     from runners.bench import run_benchmarks
 

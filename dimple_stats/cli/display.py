@@ -66,6 +66,10 @@ def print_summary(results: Any, *, confidence: float | None = None,
         head = Text(f"{v.category.upper():<14}", style=_STYLE.get(v.category, ""))
         head.append(f"{v.claim}{who}", style="bold")
         console.print(head)
+        if v.headline():
+            console.print(textwrap.fill(v.headline(), (console.width or SUMMARY_WIDTH),
+                                        initial_indent="  ", subsequent_indent="  ",
+                                        break_on_hyphens=False), highlight=False)
         # Wrapped here (not by rich, which pads every line to the console width).
         para = textwrap.fill(f"{v.hypothesis} {v.body}".strip(),
                              (console.width or SUMMARY_WIDTH), initial_indent="  ",

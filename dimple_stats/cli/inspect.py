@@ -55,8 +55,22 @@ def schema(
     text = json.dumps(Protocol.model_json_schema(by_alias=True), indent=2)
     if out is None:
         typer.echo(text)
-    else:
-        out.write_text(text + "\n", encoding="utf-8")
+        return
+    from dimple_stats.atomic import write_text_atomic
+    from dimple_stats.report.destination import check_output_file
+
+    # Replaces an earlier schema, never someone's file of the same name.
+    write_text_atomic(check_output_file(out, written_by=_is_protocol_schema,
+                                        what="protocol JSON Schema"), text + "\n")
+
+
+def _is_protocol_schema(path: Path) -> bool:
+    """Whether ``path`` holds a protocol JSON Schema (``dimple-stats schema`` output)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("title") == "Protocol" and "properties" in data
 
 
 @command

@@ -38,11 +38,18 @@ def report(
     from pydantic import ValidationError
 
     from dimple_stats.report import FORMATS
-    from dimple_stats.report.destination import MARKER, check_destination, mark_rendered
-    from dimple_stats.report.run import report_run
+    from dimple_stats.report.destination import (
+        check_destination,
+        mark_rendered,
+        same_folder,
+        staged_report,
+    )
+    from dimple_stats.report.run import read_run, report_run
     from dimple_stats.stats_config import CORRECTIONS
     from dimple_stats.suggest import did_you_mean
 
+    if out is not None and same_folder(out, run_dir):
+        out = None  # --out naming the run folder itself: rendered in place
     if out is not None:
         check_destination(out)  # before any work: a file or someone's folder is refused
     formats = None
@@ -57,17 +64,23 @@ def report(
                    f"{did_you_mean(correction, CORRECTIONS)}; allowed: {', '.join(CORRECTIONS)}")
     if alpha is not None and not 0 < alpha < 1:
         raise fail(f"--alpha must be between 0 and 1, got {alpha}")
+    options = dict(formats=formats, correction=correction, alpha=alpha, figures=figures,
+                   html=html)
     try:
-        results, paths = report_run(run_dir, out, formats=formats, correction=correction,
-                                    alpha=alpha, figures=figures, html=html)
+        run = read_run(run_dir)  # a bad run folder: exit 2 before --out is touched
+        if out is None:
+            results, paths = report_run(run_dir, **options)
+        else:
+            # Replaced as a whole: an earlier report there (a run's or a render's) leaves no
+            # file of its own beside this one, and an interrupted render leaves it whole.
+            with staged_report(out) as staging:
+                results, paths = report_run(run_dir, staging, **options)
+                paths.append(mark_rendered(staging, run_dir))
     except (BadInput, ValidationError) as exc:
         raise fail(f"dimple-stats report: {exc}") from None
-    if out is not None and not (out / MARKER).is_file():
-        paths.append(mark_rendered(out, run_dir))
     from dimple_stats.cli.display import print_summary
-    from dimple_stats.report.run import read_run
 
-    print_summary(results, confidence=read_run(run_dir).protocol.stats.confidence)
+    print_summary(results, confidence=run.protocol.stats.confidence)
     console = Console()
     target = run_dir if out is None else out
     console.print(f"wrote {len(paths)} file(s) to {target}", highlight=False, soft_wrap=True)
@@ -90,8 +103,10 @@ def compare(
             if not (run_dir / name).is_file():
                 raise fail(f"dimple-stats compare: {run_dir}: not a report directory: {name} "
                            "is missing")
-    if out is not None and out.exists() and not out.is_dir():
-        raise fail(f"dimple-stats compare: --out {out} is a file; name a folder")
+    if out is not None:
+        from dimple_stats.report.destination import COMPARISON, check_destination
+
+        check_destination(out, output=COMPARISON)  # before reading: someone's folder is refused
     sweeps = [str(d) for d in run_dirs if is_sweep_report(d)]
     if len(sweeps) == len(run_dirs):
         raise fail(f"dimple-stats compare: nothing to compare: {', '.join(sweeps)} "
@@ -106,8 +121,10 @@ def compare(
         typer.echo(text)
         return
     from dimple_stats.atomic import write_text_atomic
+    from dimple_stats.report.destination import COMPARISON, mark_rendered, staged_report
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "compare.md", text)
-    write_text_atomic(out / "compare.csv", table.to_csv(index=False))
+    with staged_report(out, output=COMPARISON) as staging:
+        write_text_atomic(staging / "compare.md", text)
+        write_text_atomic(staging / "compare.csv", table.to_csv(index=False))
+        mark_rendered(staging, run_dirs)
     Console().print(f"wrote compare.md and compare.csv to {out}", highlight=False)

@@ -23,44 +23,23 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from dimple_stats.protocol.vocabulary import DATASETS, DatasetEntry
+from dimple_stats.strict_model import StrictScalars
 
 __all__ = ["DatasetCommon", "DatasetConfig", "DigitsDataset", "Frozen", "ImageFolderDataset",
            "LinearSubspaceDataset", "LiveDatasets", "PixelRange", "SyntheticDataset",
            "TorchvisionDataset", "dataset_adapter", "dataset_union"]
 
 
-class Frozen(BaseModel):
-    """Base of every protocol model: immutable, strict about unknown keys and non-finite numbers."""
+class Frozen(StrictScalars):
+    """Base of every protocol model: immutable, strict about unknown keys, non-finite numbers
+    and booleans (:class:`~dimple_stats.strict_model.StrictScalars`)."""
 
     # `.nan` and `.inf` are YAML floats: no setting means them, and NaN compares false with
     # everything, so range checks like `gt=0` would let it through.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_bool_for_numbers(cls, data: Any) -> Any:
-        # pydantic's lax mode reads true as 1: `eval_samples: true` would be one image. (A
-        # model validator: a field validator on "*" is not allowed on discriminator fields.)
-        if isinstance(data, dict):
-            for name, value in data.items():
-                field = cls.model_fields.get(name) if isinstance(name, str) else None
-                if field is None or not _holds_bool(value):
-                    continue
-                annotation = str(field.annotation)
-                if "bool" not in annotation and "Any" not in annotation:
-                    raise ValueError(f"{name}: a boolean (true/false) where a number or name "
-                                     "is expected")
-        return data
-
 
 PixelRange = tuple[float, float]
-
-
-def _holds_bool(value: Any) -> bool:
-    """A bool, or a list or tuple with one somewhere inside (sub-models check their own)."""
-    if isinstance(value, bool):
-        return True
-    return isinstance(value, (list, tuple)) and any(_holds_bool(v) for v in value)
 
 
 class DatasetCommon(Frozen):

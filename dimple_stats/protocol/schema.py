@@ -372,7 +372,7 @@ class ReportConfig(Frozen):
 
 
 class DefenseConfig(Frozen):
-    """The projection defense of claim iso.defense and the adaptive attack used to evaluate it.
+    """The projection defense of claim iso.defense and the white-box attack that evaluates it.
 
     The defended model is ``classifier(P(x))``. ``P`` is ``D(E(x))`` (projection ``encoder``) or
     the encoder's output corrected onto the decoder's tangent plane, ``D(z) + Q Q^T (x - D(z))``
@@ -393,7 +393,7 @@ class DefenseConfig(Frozen):
     manifold: str | None = Field(
         None, description="Autoencoder whose tangent space defines the threat on_manifold / "
         "off_manifold (default: the first autoencoder).")
-    steps: int = Field(50, ge=1, description="PGD steps of the adaptive attack.")
+    steps: int = Field(50, ge=1, description="Steps of the white-box PGD through the projection.")
     step: float | None = Field(
         None, gt=0, description="Step length as a FRACTION of eps (null: 2.5 / steps).")
     random_start: bool = Field(False, description="Start uniformly in the eps-ball.")

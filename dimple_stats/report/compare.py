@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -112,7 +113,49 @@ def read_results_csv(path: Path) -> pd.DataFrame:
     unknown = ~results["decision"].astype(str).isin(DECISIONS)
     if unknown.any():
         raise bad("decision", unknown, "one of " + ", ".join(sorted(DECISIONS)))
+    _check_consistent(path, results, bad)
     return results
+
+
+def _check_consistent(path: Path, results: pd.DataFrame,
+                      bad: Callable[[str, pd.Series, str], CompareInputError]) -> None:
+    """Rows a report cannot have written: compare reads each row's verdict from its numbers, so
+    a decision that its p_adj contradicts, a CI upside down or a count above its total would be
+    shown as a finding."""
+    if not len(results):
+        raise CompareInputError(f"{path}: the results table has no rows")
+    seed = results["seed"].astype(str)
+    odd_seed = ~(seed.str.fullmatch(r"\d+") | (seed == POOLED))
+    if odd_seed.any():
+        raise bad("seed", odd_seed, f"a seed number or {POOLED!r}")
+    tested = results["p_adj"].notna() & results["alpha"].notna()
+    # (1e-12: p_adj and alpha are written to 12 significant digits)
+    reject = results["decision"].astype(str) == "reject H0"
+    above = tested & reject & (results["p_adj"] > results["alpha"] * (1 + 1e-12))
+    if above.any():
+        raise bad("decision", above, "'retain H0' where p_adj exceeds alpha (the row reads "
+                  "'reject H0')")
+    below = tested & (results["decision"].astype(str) == "retain H0") & (
+        results["p_adj"] <= results["alpha"] * (1 - 1e-12))
+    if below.any():
+        raise bad("decision", below, "'reject H0' where p_adj is at most alpha (the row reads "
+                  "'retain H0')")
+    upside = results["ci_low"] > results["ci_high"]
+    if upside.any():
+        raise bad("ci_low", upside, "at most ci_high")
+    if "ci_level" in results.columns:
+        level = pd.to_numeric(results["ci_level"], errors="coerce")
+        out = results["ci_level"].notna() & ~((level > 0) & (level < 1))
+        if out.any():
+            raise bad("ci_level", out, "a level in (0, 1)")
+    for part, whole in (("n_censored", "n"), ("n_seeds_reject", "n_seeds")):
+        over = results[part] > results[whole]
+        if over.any():
+            raise bad(part, over, f"at most {whole}")
+    key = ["claim", "variant", "autoencoder", "seed"]
+    twice = results.duplicated(key, keep="first")
+    if twice.any():
+        raise bad("seed", twice, "once per claim, variant and autoencoder (a repeated row)")
 
 
 def _read(run_dir: Path) -> tuple[pd.DataFrame, float | None]:
@@ -136,7 +179,13 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     Sweep directories are skipped.
     """
     out = []
+    seen: dict[str, Path] = {}
     for run_dir in map(Path, run_dirs):
+        real = os.path.realpath(run_dir)
+        if real in seen:
+            raise CompareInputError(f"{run_dir}: named twice (also as {seen[real]}); name each "
+                                    "report once")
+        seen[real] = run_dir
         if is_sweep_report(run_dir):
             continue
         results, confidence = _read(run_dir)

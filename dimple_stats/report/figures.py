@@ -1,7 +1,7 @@
 """Report figures (matplotlib, Agg canvas); no pyplot, so no global state or GUI backend.
 
 * :func:`r_histograms`: r_T against r_R per autoencoder, with the chance density of r
-  (r^2 ~ Beta(k/2, (n-k)/2), so f_r(r) = 2 r f_Beta(r^2)).
+  (r^2 ~ Beta(k/2, (d-k)/2), so f_r(r) = 2 r f_Beta(r^2)).
 * :func:`r_nulls_ecdf`: the ECDF of r_T against every control the measurements hold (random
   subspace, random subspace of the data span, top-k principal subspace, another image's
   tangent), with the chance median of r.
@@ -75,7 +75,8 @@ def _nk_words(n: np.ndarray, k: np.ndarray) -> str:
     def span(v: np.ndarray) -> str:
         return f"{v.min():g}" if v.min() == v.max() else f"{v.min():g}-{v.max():g}"
 
-    return f"n = {span(n)}, k = {span(k)}" if n.size else "n, k unknown"
+    # d: the dimension (pixels); n is the number of images everywhere in a report.
+    return f"d = {span(n)}, k = {span(k)}" if n.size else "d, k unknown"
 
 
 def _mixture_quantile(cdf: Callable[[np.ndarray], np.ndarray], lo: float, hi: float,
@@ -85,7 +86,7 @@ def _mixture_quantile(cdf: Callable[[np.ndarray], np.ndarray], lo: float, hi: fl
 
 
 def chance_r_median(n: npt.ArrayLike, k: npt.ArrayLike, weights: npt.ArrayLike) -> float:
-    """Median of r under chance for a mix of (n, k): sqrt of the median of Beta(k/2, (n-k)/2)
+    """Median of r under chance for a mix of (n, k): sqrt of the median of Beta(k/2, (d-k)/2)
     for one pair, the median of the weighted mixture otherwise.
 
     >>> round(chance_r_median([784], [16], [1.0]), 4)
@@ -107,7 +108,7 @@ def chance_cdf_log_on_off(x: npt.ArrayLike, n: npt.ArrayLike, k: npt.ArrayLike,
 
     For a locally linear classifier whose gradient is unrelated to the tangent space T, the
     minimal on- and off-manifold norms are |m| / ||P_T g|| and |m| / ||P_perp g||, so
-    on/off = sqrt((1 - B) / B) with B = r^2 ~ Beta(k/2, (n-k)/2); then
+    on/off = sqrt((1 - B) / B) with B = r^2 ~ Beta(k/2, (d-k)/2); then
     P(log(on/off) <= x) = P(B >= 1 / (1 + exp(2x))). Several (n, k) mix with ``weights``.
 
     Examples
@@ -147,7 +148,7 @@ def r_histograms(measurements: pd.DataFrame) -> Figure:
             grid = np.linspace(0.0, hi, 400)
             density = sum(wi * chance_pdf_r(grid, ni, ki) for ni, ki, wi in zip(n, k, w))
             ax.plot(grid, density, color="black", lw=1.2,
-                    label="chance (a random direction): r^2 ~ Beta(k/2, (n-k)/2)")
+                    label="chance (a random direction): r^2 ~ Beta(k/2, (d-k)/2)")
         ax.set_title(f"{name} ({_nk_words(n, k)}, {len(g)} images)")
         ax.set_xlabel(_SHARE)
         ax.set_ylabel("density")
@@ -160,7 +161,7 @@ def r_nulls_ecdf(measurements: pd.DataFrame) -> Figure:
     """ECDF of r_T against each control present, one panel per autoencoder (all seeds).
 
     A control is drawn when its column exists and holds a finite value for the autoencoder.
-    The vertical line is the chance median of r, sqrt(median Beta(k/2, (n-k)/2)): where a
+    The vertical line is the chance median of r, sqrt(median Beta(k/2, (d-k)/2)): where a
     random direction's share sits; "perpendicular" means r_T's curve well left of it.
     """
     names = sorted(measurements["autoencoder"].unique())
@@ -182,7 +183,7 @@ def r_nulls_ecdf(measurements: pd.DataFrame) -> Figure:
             med = chance_r_median(n, k, w)
             ax.axvline(med, color="0.4", lw=1.0, ls=(0, (1, 1)), gid="chance",
                        label=f"chance median of r = {med:.3g},\n"
-                       "sqrt(median of Beta(k/2, (n-k)/2))")
+                       "sqrt(median of Beta(k/2, (d-k)/2))")
             hi = max(hi, med)
         ax.set_xlim(0.0, min(1.0, hi * 1.05) if hi > 0 else 1.0)
         ax.set_ylim(0.0, 1.02)
@@ -220,7 +221,7 @@ def norm_ratio_ecdf(measurements: pd.DataFrame) -> Figure:
     censoring the blue curve is the ECDF; with it, a band between the ECDF with every censored
     ratio as small as its interval allows and as large (a bound is never drawn as a value), and
     the legend gives the interval the median lies in. The black curve is the distribution
-    dimension counting alone predicts, on/off = sqrt((1-B)/B) with B ~ Beta(k/2, (n-k)/2),
+    dimension counting alone predicts, on/off = sqrt((1-B)/B) with B ~ Beta(k/2, (d-k)/2),
     and the dotted line its median: the claim (dmm.norm_asymmetry) says the ECDF lies right
     of it.
     """
@@ -264,7 +265,7 @@ def norm_ratio_ecdf(measurements: pd.DataFrame) -> Figure:
             grid = np.linspace(lo, hi, 400)
             ax.plot(grid, chance_cdf_log_on_off(grid, n, k, w), color="black", lw=1.2,
                     gid="chance", label="dimension counting: on/off = sqrt((1-B)/B),\n"
-                    "B ~ Beta(k/2, (n-k)/2)")
+                    "B ~ Beta(k/2, (d-k)/2)")
             ax.axvline(med, color="black", lw=0.9, ls=(0, (1, 1)), gid="chance median",
                        label=f"its median, log(on/off) = {med:.3g} (on/off = {math.exp(med):.3g})")
         total = int(ok.sum())
@@ -290,7 +291,7 @@ def training_curves(training: pd.DataFrame) -> Figure:
 
     The left panel is the boundary distance the claim says falls fast then slowly; the right
     one the share of the perturbation in the tangent space against the chance median of r,
-    sqrt(median Beta(k/2, (n-k)/2)), and the median of the random-subspace control r_R measured
+    sqrt(median Beta(k/2, (d-k)/2)), and the median of the random-subspace control r_R measured
     on the same perturbations. One pair of panels per autoencoder when the table has that
     column.
     """

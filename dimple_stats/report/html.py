@@ -51,7 +51,7 @@ CAPTIONS: dict[str, str] = {
     "norm_on_off_vs_dimension_counting.png": (
         "Distribution (ECDF) over images of log(norm of the minimal on-manifold perturbation / "
         "norm of the minimal off-manifold one), per autoencoder, against the distribution "
-        "dimension counting alone predicts (on/off = sqrt((1-B)/B), B ~ Beta(k/2, (n-k)/2)) and "
+        "dimension counting alone predicts (on/off = sqrt((1-B)/B), B ~ Beta(k/2, (d-k)/2)) and "
         "its median. Images whose on- or off-manifold attack failed are ticks below the curve "
         "(their ratio is only a bound); the legend counts them."),
     "training_curves.png": (
@@ -199,7 +199,11 @@ def _verdicts(items: Iterable[Any]) -> list[dict[str, str]]:
     return [{"claim": v.claim, "autoencoder": v.autoencoder, "category": v.category,
              "label": getattr(v, "label", "") or v.category,
              "css": "v-" + v.category.replace(" ", "-"), "hypothesis": v.hypothesis,
-             "text": v.text} for v in items]
+             "text": v.text,
+             # one badge per reading when the nulls disagree or are several
+             "nulls": [{"css": "v-" + reading.replace(" ", "-"), "text": f"{reading} {names}"}
+                       for reading, names in getattr(v, "null_readings", lambda: [])()]}
+            for v in items]
 
 
 def _counts(items: Sequence[Any]) -> list[tuple[str, int]]:

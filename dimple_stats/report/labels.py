@@ -31,7 +31,7 @@ R_QUANTITIES = {
 VARIANT_WORDS = {
     "random_subspace": "against a random subspace of the same dimension",
     "other_image": "against the tangent space at another image of the same class",
-    "beta": "against a random direction (chance: r^2 ~ Beta(k/2, (n-k)/2))",
+    "beta": "against a random direction (chance: r^2 ~ Beta(k/2, (d-k)/2))",
     "pca": "against the top-k principal subspace of the training images",
     "data_random": "against a random k-dim subspace of the training images' span",
     "same_share": "local tangent space against the top-k principal subspace",

@@ -38,6 +38,23 @@ class Robustness:
     #: Supported specifications of a two-sided claim by the sign of the estimate's change
     #: (``> 0`` / ``< 0`` relative to its null value): which way the claim holds.
     directions: dict[str, int] = field(default_factory=dict)
+    #: Each null's readings across the specifications (short null name -> category -> count),
+    #: data-shaped nulls included; empty for a claim tested against one null.
+    by_null: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def null_line(self) -> str:
+        """'vs random subspace: supported in 0/40, contradicted in 36/40; vs data-shaped PCA
+        subspace: supported in 17/40, ...' ("" with one null)."""
+        if len(self.by_null) < 2:
+            return ""
+        parts = []
+        for name, counts in self.by_null.items():
+            n = sum(counts.values())
+            words = [f"supported in {counts.get('supported', 0)}/{n}"]
+            words += [f"{c} in {counts[c]}/{n}" for c in CATEGORIES
+                      if c != "supported" and counts.get(c)]
+            parts.append(f"vs {name}: " + ", ".join(words))
+        return "By null: " + "; ".join(parts) + "."
 
     @property
     def supported(self) -> int:
@@ -76,7 +93,8 @@ class Robustness:
             if mixed:
                 parts.append("by choice: " + ", ".join(mixed))
             text += "; supported " + "; ".join(parts)
-        return text + "."
+        nulls = self.null_line()
+        return text + "." + (f" {nulls}" if nulls else "")
 
 
 def spec_verdicts(results: pd.DataFrame, cell_rows: pd.DataFrame, *,
@@ -106,6 +124,9 @@ def robustness(results: pd.DataFrame, *, confidence: float = 0.95) -> list[Robus
             rob.total += 1
             rob.counts[v.category] = rob.counts.get(v.category, 0) + 1
             rob.specs.append((str(spec), v.autoencoder, v.category))
+            for name, reading in v.by_null:
+                counts = rob.by_null.setdefault(name, {})
+                counts[reading] = counts.get(reading, 0) + 1
             if v.category == "supported":
                 decide = deciding_rows(g[(g["claim"] == v.claim)
                                          & (g["autoencoder"] == v.autoencoder)])

@@ -85,7 +85,12 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunData:
     try:
         protocol = protocol_from_json(manifest["protocol"])
     except ValidationError as exc:
-        raise RunDirError(f"{manifest_path}: invalid protocol: {exc}") from exc
+        # One line: pydantic's text spans several (a header, then each error and a URL).
+        issues = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'protocol'}: {e['msg']}"
+                           for e in exc.errors()[:3])
+        more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+        raise RunDirError(f"{manifest_path}: invalid protocol under 'protocol': {issues}{more}"
+                          ) from None
     measurements_path = path / TABLE_FILES["measurements"]
     if not measurements_path.is_file():
         raise RunDirError(f"{path}: not a run directory: {TABLE_FILES['measurements']} is "
@@ -94,15 +99,45 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunData:
     tables = {kind: read_measurements(path / name, kind, require=())  # type: ignore[arg-type]
               for kind, name in TABLE_FILES.items()
               if kind != "measurements" and (path / name).is_file()}
+    if not len(measurements) and not any(len(t) for t in tables.values()):
+        # (a defense-only run has an empty measurements table beside its defense table)
+        raise RunDirError(f"{path}: every table has no rows (nothing was measured); re-run "
+                          "the protocol")
     gallery = read_gallery(path / GALLERY_FILE) if (path / GALLERY_FILE).is_file() else None
+    named = {TABLE_FILES["measurements"]: measurements,
+             **{TABLE_FILES[kind]: table for kind, table in tables.items()},
+             **({GALLERY_FILE: gallery} if gallery is not None else {})}
+    _check_tables_match(path, protocol, manifest, named)
     return RunData(path, protocol, measurements, tables, manifest, gallery)
+
+
+def _check_tables_match(path: Path, protocol: Protocol, manifest: Mapping[str, Any],
+                        tables: Mapping[str, pd.DataFrame]) -> None:
+    """Refuse tables whose autoencoder or seed the manifest does not name: an autoencoder
+    name becomes part of figure file names (``gallery_<name>.png``), so an edited table must not
+    steer a write outside the report, and rows of a seed that was not run are not this run's."""
+    names = {name for _, cell in protocol.cell_protocols() for name in cell.autoencoders}
+    seeds = manifest.get("seeds")
+    for file, table in tables.items():
+        if "autoencoder" in table.columns:
+            unknown = sorted(set(map(str, table["autoencoder"].dropna().unique())) - names)
+            if unknown:
+                raise RunDirError(f"{path / file}: column 'autoencoder' holds "
+                                  f"{', '.join(map(repr, unknown[:3]))}, which the manifest's "
+                                  f"protocol does not name (it names {', '.join(sorted(names))})")
+        if isinstance(seeds, list) and "seed" in table.columns:
+            odd = sorted(set(table["seed"].dropna().unique()) - set(seeds), key=str)
+            if odd:
+                raise RunDirError(f"{path / file}: column 'seed' holds {odd[0]!r}, a seed the "
+                                  f"manifest's run did not have (seeds {seeds})")
 
 
 def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None,
                *, formats: Iterable[str] | None = None, correction: str | None = None,
                alpha: float | None = None, figures: bool | None = None, html: bool = True
                ) -> tuple[pd.DataFrame, list[Path]]:
-    """Re-analyse a run directory and write its report (into the run directory by default).
+    """Re-analyse a run directory and write its report (into the run directory by default,
+    staged: :func:`~dimple_stats.report.destination.staged_render`).
 
     ``formats``, ``figures`` default to the protocol's ``report``; ``correction`` and ``alpha``
     override its ``stats``; ``html`` writes ``report.html`` with the manifest's provenance.
@@ -110,6 +145,7 @@ def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
     """
     from dimple_stats.api import analyse
     from dimple_stats.report import GALLERY, write_report
+    from dimple_stats.report.destination import staged_render
 
     run = read_run(run_dir)
     overrides = {k: v for k, v in (("correction", correction), ("alpha", alpha)) if v is not None}
@@ -123,11 +159,20 @@ def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
         results = analyse_sweep(run.measurements, run.protocol, tables=run.tables, stats=stats)
     else:
         results = analyse(run.measurements, run.protocol, tables=run.tables, stats=stats)
-    paths = write_report(
-        results, run.measurements, run.path if out_dir is None else out_dir,
-        formats=run.protocol.report.formats if formats is None else formats,
-        figures=run.protocol.report.figures if figures is None else figures,
-        title=f"{run.protocol.name}: dimple-stats results", html=html,
-        tables=run.tables if run.gallery is None else {**run.tables, GALLERY: run.gallery},
-        manifest=run.manifest, protocol=protocol)
+    def render(folder: Path) -> list[Path]:
+        return write_report(
+            results, run.measurements, folder,
+            formats=run.protocol.report.formats if formats is None else formats,
+            figures=run.protocol.report.figures if figures is None else figures,
+            title=f"{run.protocol.name}: dimple-stats results", html=html,
+            tables=run.tables if run.gallery is None else {**run.tables, GALLERY: run.gallery},
+            manifest=run.manifest, protocol=protocol)
+
+    if out_dir is not None:
+        paths = render(Path(out_dir))
+    else:
+        # In place: rendered beside the inputs, then swapped in, so an interrupted render
+        # leaves the old report whole and no output of an earlier render survives as stale.
+        with staged_render(run.path) as staging:
+            paths = [run.path / p.relative_to(staging) for p in render(staging)]
     return results, paths

@@ -4,7 +4,9 @@ Top panel: one point per specification (cell x autoencoder), the pooled estimate
 deciding variant with its confidence interval, sorted by estimate, coloured by the
 specification's verdict (:func:`dimple_stats.report.verdicts.verdicts` on its cell's rows, so the
 colour says what the report says in words); the dashed line is the estimate's value under H0.
-Bottom panel: the choices of each specification, one row per (swept field, value), a dot where
+Middle panel (a claim tested against several nulls): each null's reading in each
+specification, the data-shaped nulls included, coloured as above. Bottom panel: the choices of
+each specification, one row per (swept field, value), a dot where
 the specification made that choice, so a reader sees at a glance which choices the verdict
 follows.
 """
@@ -55,8 +57,7 @@ def spec_points(results: pd.DataFrame, claim: str, *, confidence: float = 0.95
     rows = []
     of_claim = results[results["claim"] == claim]
     for (_, spec), g in of_claim.groupby([CELL, SPECIFICATION], sort=False):
-        found = {v.autoencoder: v.category
-                 for v in spec_verdicts(results, g, confidence=confidence)}
+        found = {v.autoencoder: v for v in spec_verdicts(results, g, confidence=confidence)}
         for ae, h in g.groupby("autoencoder", sort=False):
             decide = deciding_rows(h)
             decide = decide[decide["test"].astype(str) != "descriptive"]
@@ -70,7 +71,9 @@ def spec_points(results: pd.DataFrame, claim: str, *, confidence: float = 0.95
                          "ci_high": float(r["ci_high"]),
                          "null_value": float(r["null_value"]),
                          "meaning": str(r["estimate_meaning"]),
-                         "category": found.get(str(ae), "uninformative")})
+                         "category": found[str(ae)].category,
+                         # each null's reading, data-shaped ones included (empty: one null)
+                         "by_null": dict(found[str(ae)].by_null)})
     frame = pd.DataFrame(rows)
     if not len(frame):
         return frame
@@ -100,13 +103,25 @@ def spec_curve(results: pd.DataFrame, claim: str, *, confidence: float = 0.95) -
     title = wrap(f"{claim}: {claim_words(claim)}", chars)
     title_in = 0.17 * (title.count("\n") + 2) + 0.15
     top_in, gap_in, bottom_in = 2.4, 0.15, 0.17 * max(len(choice_rows), 1) + 0.2
+    # Every null's reading per specification, data-shaped nulls included: the top panel shows
+    # the deciding null's estimate only.
+    nulls = list(dict.fromkeys(name for readings in (points["by_null"] if len(points) else ())
+                               for name in readings))
+    nulls_in = 0.17 * len(nulls) + 0.2 if len(nulls) > 1 else 0.0
     xlabel_in = 0.45
-    height = title_in + top_in + gap_in + bottom_in + xlabel_in
+    title_gap_in = 0.3  # room for the middle panel's title
+    height = title_in + top_in + gap_in + bottom_in + xlabel_in + (title_gap_in + nulls_in
+                                                                   if nulls_in else 0.0)
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
+    label_in = max(label_in, 0.065 * max((len(t) for t in nulls), default=0) + 0.25)
     left, right = label_in / width, 1 - 0.2 / width
-    top = fig.add_axes((left, (xlabel_in + bottom_in + gap_in) / height, right - left,
-                        top_in / height))
+    above_choices = xlabel_in + bottom_in + gap_in
+    middle = None
+    if nulls_in:
+        middle = fig.add_axes((left, above_choices / height, right - left, nulls_in / height))
+        above_choices += nulls_in + title_gap_in
+    top = fig.add_axes((left, above_choices / height, right - left, top_in / height))
     bottom = fig.add_axes((left, xlabel_in / height, right - left, bottom_in / height),
                           sharex=top)
     top.tick_params(labelbottom=False)
@@ -127,12 +142,28 @@ def spec_curve(results: pd.DataFrame, claim: str, *, confidence: float = 0.95) -
         top.set_ylabel(wrap(str(points["meaning"].iloc[0]).split(",")[0], 30))
         top.set_title(wrap("; ".join(variant_words(v) for v in variants), chars), loc="left",
                       fontsize=8)
+    shown = set(points["category"]) if len(points) else set()
+    if middle is not None:
+        shown |= {c for readings in points["by_null"] for c in readings.values()}
     handles = [Line2D([], [], marker="o", linestyle="", markerfacecolor=c,
                       markeredgecolor="black", label=k) for k, c in CATEGORY_COLOURS.items()
-               if len(points) and k in set(points["category"])]
+               if k in shown]
     if handles:
         top.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False,
                    ncol=len(handles), title=None, handletextpad=0.2, columnspacing=0.8)
+    if middle is not None:
+        middle.sharex(top)
+        for row, name in enumerate(nulls):
+            shown = [(i, readings[name]) for i, readings in enumerate(points["by_null"])
+                     if name in readings]
+            middle.scatter([i for i, _ in shown], np.full(len(shown), row), marker="s", s=22,
+                           c=[CATEGORY_COLOURS.get(c, "0.8") for _, c in shown],
+                           edgecolors="black", linewidths=0.5)
+        middle.set_yticks(range(len(nulls)), [f"vs {name}" for name in nulls])
+        middle.set_ylim(len(nulls) - 0.5, -0.5)
+        middle.tick_params(labelbottom=False)
+        middle.spines["left"].set_visible(False)
+        middle.set_title("each null's reading", loc="left", fontsize=8)
     for row, choice in enumerate(choice_rows):
         hit = np.array([choice in chosen for chosen in points["choices"]], dtype=bool) \
             if len(points) else np.zeros(0, dtype=bool)

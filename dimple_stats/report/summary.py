@@ -77,7 +77,11 @@ def verdict_lines(found: Sequence[Verdict]) -> list[str]:
                 if a]
         who = f" ({'; '.join(whom)})" if whom else ""
         claim = f"{v.hypothesis} " if v.hypothesis else ""
-        lines.append(f"- **{v.category.capitalize()}**: `{v.claim}`{who}: {claim}{v.body}")
+        # With several nulls the head names each one's reading, in words of the four verdicts.
+        nulls = getattr(v, "null_readings", lambda: [])()
+        each = (" (" + "; ".join(f"{reading} {names}" for reading, names in nulls) + ")"
+                if nulls else "")
+        lines.append(f"- **{v.category.capitalize()}**{each}: `{v.claim}`{who}: {claim}{v.body}")
     return lines
 
 

@@ -105,7 +105,37 @@ VARIANT_WORDS: dict[str, str] = {
     "unchanged_vs_pca": "r_T - r_PCA unchanged by adversarial training (data-shaped)",
     "unchanged_vs_data_random": "r_T - r_Rdata unchanged by adversarial training (data-shaped)",
 }
+#: Short names of the nulls for headlines; other variants print as named.
+NULL_NAMES: dict[str, str] = {
+    "random_subspace": "random subspace",
+    "beta": "Beta law",
+    "other_image": "another image's tangent",
+    "pca": "data-shaped PCA subspace",
+    "data_random": "data-shaped random subspace",
+    "beyond_dimension_counting": "dimension counting",
+    "beyond_first_order": "first-order prediction",
+    "non_inferiority": "a random subspace less the margin",
+    "greater": "a random subspace (superiority)",
+    "unchanged": "isotropic null",
+    "unchanged_vs_pca": "data-shaped PCA subspace",
+    "unchanged_vs_data_random": "data-shaped random subspace",
+}
 _VS = re.compile(r"^vs (?P<base>.+) @ eps=(?P<eps>\S+)$")
+_TEST_SUFFIX = re.compile(r"^(?P<base>\S+) (?P<test>\(\w+\))$")
+
+
+def _null_name(variant: str) -> str:
+    """A null's short name for headlines; a non-default test's suffix is kept.
+
+    >>> _null_name("pca"), _null_name("random_subspace (wilcoxon)")
+    ('data-shaped PCA subspace', 'random subspace (wilcoxon)')
+    >>> _null_name("vs plain @ eps=1")  # not a null's name: kept
+    'vs plain @ eps=1'
+    """
+    m = _TEST_SUFFIX.match(variant)
+    if m and m["base"] in NULL_NAMES:
+        return f"{NULL_NAMES[m['base']]} {m['test']}"
+    return NULL_NAMES.get(variant, variant)
 
 _CI_SUFFIX = re.compile(r",?\s*(paired Newcombe|bootstrap|Fisher-z|Wilson|Hartung-Knapp)?\s*CI\b.*$")
 
@@ -131,6 +161,23 @@ class Verdict:
     #: Whom the verdict is about: the deciding pooled rows' scope ("these 3 models", "training
     #: runs (5 seeds)"); "" where the rows are per seed or disagree.
     scope: str = ""
+    #: Each null's reading, ``(null's short name, reading)``, deciding nulls first; empty when
+    #: the claim was tested against one null only.
+    by_null: tuple[tuple[str, str], ...] = ()
+
+    def null_readings(self) -> list[tuple[str, str]]:
+        """``(reading, "vs A, B and C")`` per distinct reading, in order of first appearance:
+        the headline names what each null says, so a claim contradicted against isotropic
+        nulls and supported against a data-shaped one does not read as one word."""
+        groups: dict[str, list[str]] = {}
+        for name, reading in self.by_null:
+            groups.setdefault(reading, []).append(name)
+        return [(reading, "vs " + _and(names)) for reading, names in groups.items()]
+
+    def headline(self) -> str:
+        """'contradicted vs random subspace and Beta law; supported vs PCA (data-shaped)'
+        ("" with one null)."""
+        return "; ".join(f"{reading} {names}" for reading, names in self.null_readings())
 
 
 def _g(x: float) -> str:
@@ -366,10 +413,10 @@ def _combine(readings: Sequence[Category]) -> Category:
     return "not supported"
 
 
-def _hypothesis(claim: str) -> str:
+def _hypothesis(claim: str, autoencoder: str = "") -> str:
     from dimple_stats.claims.catalogue import CATALOGUE
 
-    return CATALOGUE[claim].hypothesis if claim in CATALOGUE else ""
+    return CATALOGUE[claim].words_for(autoencoder) if claim in CATALOGUE else ""
 
 
 def _verdict_on(claim: str) -> tuple[tuple[str, ...], ...]:
@@ -429,9 +476,16 @@ def _one(claim: str, autoencoder: str, rows: pd.DataFrame, ctx: _Context) -> Ver
                 f"{_variant_words(str(r['variant']))}: {c}, {_numbers(r, ctx)}"
                 f"{_why(r, c, ctx)}" for r, c in differ) + ".")
     body = " ".join(parts)
+    ordered = [*main.iterrows(), *beside.iterrows()]
+    # Only named nulls: iso.defense's comparisons ("vs plain @ eps=1") are one claim's sub-tests,
+    # already named one by one in the text.
+    by_null = tuple((_null_name(str(r["variant"])), _row_reading(r, ctx)) for _, r in ordered
+                    if _null_name(str(r["variant"])) != str(r["variant"]))
+    if len({name for name, _ in by_null}) < 2:
+        by_null = ()
     return Verdict(claim=claim, autoencoder=autoencoder, category=category,
-                   hypothesis=_hypothesis(claim), text=f"{lead} {body}", body=body,
-                   scope=_scope(main),
+                   hypothesis=_hypothesis(claim, autoencoder), text=f"{lead} {body}", body=body,
+                   scope=_scope(main), by_null=by_null,
                    variants=tuple(main["variant"].astype(str)),
                    n_seeds=int(main["n_seeds"].max()) if len(main) else 0)
 

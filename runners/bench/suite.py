@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from dimple_stats.atomic import write_text_atomic
 from dimple_stats.registry import Registry
 from runners.bench.core import Benchmark, machine_info
 
@@ -93,8 +94,8 @@ def run_benchmarks(*, quick: bool, out: Path, only: list[str] | None = None,
     out.mkdir(parents=True, exist_ok=True)
     if only:
         data = _merge_into_existing(out / "benchmarks.json", data)
-    (out / "benchmarks.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
-    (out / "benchmarks.md").write_text(render_markdown(data))
+    write_text_atomic(out / "benchmarks.json", json.dumps(data, indent=2, default=str) + "\n")
+    write_text_atomic(out / "benchmarks.md", render_markdown(data))
     return data
 
 

@@ -3,6 +3,7 @@ report's own results.csv and summary.md."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -39,7 +40,9 @@ def test_verdicts_are_the_summaries(table: pd.DataFrame) -> None:
         summary = (REPORTS / report / "summary.md").read_text()
         verdict = g["verdict"].iloc[0]
         # the summary names the autoencoder, then whom the verdict is about ("these 3 models")
-        assert f"- **{verdict[:1].upper() + verdict[1:]}**: `{claim}` ({ae}" in summary
+        # (after the word, each null's reading when the claim has several nulls)
+        head = re.escape(f"- **{verdict[:1].upper() + verdict[1:]}**")
+        assert re.search(head + r"( \([^`]*\))?: " + re.escape(f"`{claim}` ({ae}"), summary)
 
 
 def test_contradicted_needs_the_ci_on_the_other_side(table: pd.DataFrame) -> None:
@@ -98,6 +101,16 @@ def _copy(report: str, tmp_path: Path) -> Path:
     (lambda t: t.assign(decision=t["decision"].where(t.index != 2, "accept H1")),
      "line 4: column decision must be one of"),
     (lambda t: t.drop(columns=["p_adj"]), "missing column(s) p_adj"),
+    # rows a report cannot have written (issue 32 F13): compare would show them as findings
+    (lambda t: t.assign(decision="reject H0", p_adj=0.9), "column decision must be 'retain H0'"),
+    (lambda t: t.assign(ci_low=t["ci_high"] + 1), "line 2: column ci_low must be at most"),
+    (lambda t: t.assign(ci_level=5.0), "column ci_level must be a level in (0, 1)"),
+    (lambda t: t.assign(n_seeds_reject=t["n_seeds"] + 1), "must be at most n_seeds"),
+    (lambda t: t.assign(n_censored=t["n"] + 1), "column n_censored must be at most n"),
+    (lambda t: pd.concat([t, t.iloc[[3]]]), "a repeated row"),
+    (lambda t: t.assign(seed=t["seed"].astype(str).where(t.index != 1, "x")),
+     "line 3: column seed must be a seed number or 'pooled'"),
+    (lambda t: t.iloc[:0], "has no rows"),
 ])
 def test_compare_refuses_a_damaged_results_table(damage, message, tmp_path: Path) -> None:
     run = _copy("quickstart", tmp_path)
@@ -126,3 +139,9 @@ def test_compare_out_at_a_file_and_a_sweep_alone_are_refused(tmp_path: Path) -> 
     assert result.exit_code == 2 and "nothing to compare" in result.output
     result = CliRunner().invoke(app, ["compare", str(run), str(sweep)])
     assert result.exit_code == 0 and "skipped sweep report(s)" in result.output
+
+
+def test_compare_refuses_a_report_named_twice(tmp_path: Path) -> None:
+    run = _copy("quickstart", tmp_path)
+    result = CliRunner().invoke(app, ["compare", str(run), str(tmp_path / "." / run.name)])
+    assert result.exit_code == 2 and "named twice" in result.output, result.output

@@ -350,3 +350,36 @@ def test_protocol_paths_that_are_not_small_regular_files_exit_2_at_once(
     result = runner.invoke(app, ["validate", str(path)])  # returns at all: no hang
     assert result.exit_code == 2, result.output
     assert ("not a regular file" if kind != "too_large" else "larger than") in result.output
+
+
+# --- issue 32 F12: booleans and numbers as written -------------------------------------------
+
+_SMALL = """
+name: t
+dataset: {name: digits}
+autoencoders: {plain: {arch: mlp, latent_dim: 8}}
+claims:
+  - zp.not_below_random: {margin: 0.1}
+seeds: [0]
+"""
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("claims.0.zp.not_below_random.margin=true", "a boolean (true/false) where a number"),
+    ("stats.alpha=true", "a boolean (true/false) where a number"),
+    ("dataset.download=1", "true or false, got 1"),
+    ("attack.early_stop=0", "true or false, got 0"),
+    ("report.figures=1", "true or false, got 1"),
+    ("dataset.download='true'", "true or false, got 'true'"),
+])
+def test_a_boolean_for_a_number_or_a_number_for_a_boolean_is_refused(override: str,
+                                                                     needle: str) -> None:
+    found = issues_of(_SMALL, (override,))
+    assert any(needle in str(issue) for issue in found), found
+
+
+def test_booleans_and_numbers_as_written_still_load() -> None:
+    protocol = load_protocol_text(_SMALL, overrides=(
+        "claims.0.zp.not_below_random.margin=0.05", "dataset.download=false",
+        "attack.early_stop=true", "report.figures=false"))
+    assert protocol.report.figures is False and protocol.attack.early_stop is True

@@ -40,7 +40,8 @@ def test_markdown_puts_the_summary_first_and_lists_each_note_once(name: str) -> 
     assert heads[0].startswith("## Summary (")
     assert heads[1:4] == ["## Pooled over seeds", "## Per seed", "## Nulls and tests"]
     for v in verdicts(results):
-        assert f"**{v.category.capitalize()}**: `{v.claim}`" in md
+        head = f"**{v.category.capitalize()}**" + (f" ({v.headline()})" if v.headline() else "")
+        assert f"{head}: `{v.claim}`" in md
     pooled_part = md.split("## Pooled over seeds")[1].split("## Per seed")[0]
     n_pooled = int((results["seed"] == "pooled").sum())
     assert len([ln for ln in pooled_part.splitlines() if ln.startswith("| ")]) == n_pooled + 1

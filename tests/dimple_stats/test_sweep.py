@@ -275,6 +275,44 @@ def test_robustness_counts_specifications_and_says_where_a_claim_flips() -> None
     assert line.startswith("**dmm.perpendicular**: supported in 4/8 specifications")
     assert "in every specification with method=pgd" in line
     assert "in none with method=fmn" in line
+    assert "By null" not in line  # one null: nothing to break down
+
+
+def test_robustness_counts_the_data_shaped_nulls_too() -> None:
+    """A sweep's line says how each null reads across specifications (issue 31 item 7): here
+    the PCA null supports the claim in every specification while the isotropic one never does."""
+    def cell(index: int) -> pd.DataFrame:
+        rows = [ResultRow("dmm.perpendicular", variant, ae, seed, 400, 0,
+                          est + 0.01 * seed, est - 0.05, est + 0.05, 0.02,
+                          "median r_T - r_X per image", 0.5, "r", 1.0,
+                          "W+", p, "null", "t", "less", null_value=0.0)
+                for ae in ("plain", "iso") for seed in (0, 1, 2)
+                for variant, est, p in (("random_subspace", 0.02 * index, 0.6),
+                                        ("pca", -0.3, 1e-8))]
+        res = finalise(rows, StatsConfig())
+        res.insert(0, "attack.method", "pgd")
+        res.insert(0, SPECIFICATION, f"cell {index}")
+        res.insert(0, CELL, index)
+        return res
+
+    table = adjust_across_grid(pd.concat([cell(i) for i in range(3)], ignore_index=True),
+                               StatsConfig(), "claim")
+    rob, = robustness(table)
+    assert rob.total == 6 and rob.supported == 0
+    assert rob.by_null["data-shaped PCA subspace"] == {"supported": 6}
+    assert sum(rob.by_null["random subspace"].values()) == 6
+    assert rob.by_null["random subspace"].get("supported", 0) == 0
+    assert "vs data-shaped PCA subspace: supported in 6/6." in rob.line()
+    # ... and the specification curve draws each null's reading (a middle panel)
+    from dimple_stats.report.spec_curve import spec_curve, spec_points
+
+    points = spec_points(table, "dmm.perpendicular")
+    assert all(p["data-shaped PCA subspace"] == "supported" for p in points["by_null"])
+    fig = spec_curve(table, "dmm.perpendicular")
+    middle = [ax for ax in fig.axes if ax.get_title(loc="left") == "each null's reading"]
+    assert len(middle) == 1
+    assert [t.get_text() for t in middle[0].get_yticklabels()] == [
+        "vs random subspace", "vs data-shaped PCA subspace"]
 
 
 def test_sweep_config_refuses_more_cells_than_the_limit() -> None:

@@ -245,3 +245,50 @@ def test_variant_names_keep_their_case_and_name_the_null() -> None:
                  alternative="greater", null_value=-0.05) for s in range(2)]
     assert "Against r_T below a random subspace's share by the margin or more" in \
         _only(_table(*rows)).text
+
+
+def test_the_headline_names_each_nulls_reading() -> None:
+    """A claim contradicted against the isotropic nulls and supported against a data-shaped
+    one must not head its paragraph with one word (issue 31 item 7): summary.md, report.html
+    and the console name each null's reading."""
+    from dimple_stats.report.html import render_html
+    from dimple_stats.report.summary import verdict_lines
+
+    rows = [_row(s, est=3.5, p=0.999) for s in range(3)]
+    rows += [_row(s, variant="beta", est=3.4, p=0.999) for s in range(3)]
+    rows += [_row(s, variant="pca", est=-0.25, half=0.03, p=1e-9, null_value=0.0)
+             for s in range(3)]
+    res = _table(*rows)
+    v = _only(res)
+    assert v.category == "contradicted"
+    assert v.headline() == ("contradicted vs random subspace and Beta law; "
+                            "supported vs data-shaped PCA subspace")
+    (line,) = verdict_lines([v])
+    assert line.startswith("- **Contradicted** (contradicted vs random subspace and Beta law; "
+                           "supported vs data-shaped PCA subspace): `dmm.perpendicular`")
+    page = render_html(res)
+    assert '<span class="badge v-supported">supported vs data-shaped PCA subspace</span>' in page
+    assert ('<span class="badge v-contradicted">contradicted vs random subspace and Beta '
+            'law</span>') in page
+    # one null: no headline list
+    single = _only(_table(*(_row(s, est=3.5, p=0.999) for s in range(3))))
+    assert single.headline() == "" and verdict_lines([single])[0].startswith(
+        "- **Contradicted**: `dmm.perpendicular`")
+
+
+@pytest.mark.parametrize("defense, words", [
+    ("plain", "through the plain autoencoder, x -> D(E(x)),"),
+    ("plain:tangent", "onto the plain autoencoder's tangent plane at D(E(x))"),
+    ("isometric", "through the isometric autoencoder"),
+])
+def test_defense_verdicts_name_the_projection_their_rows_tested(defense: str,
+                                                                words: str) -> None:
+    """A plain autoencoder's defense row is not a verdict on the isometric hypothesis, and
+    the attack is named for what ran (no "adaptive" for fixed-budget PGD)."""
+    rows = [_row(s, claim="iso.defense", variant="vs none @ eps=1", ae=defense, est=-0.1,
+                 p=0.999, alternative="greater", null_value=0.0) for s in range(2)]
+    v = _only(_table(*rows))
+    assert words in v.hypothesis
+    assert "isometric" not in v.hypothesis or defense.startswith("isometric")
+    assert "adaptive" not in v.hypothesis and "white-box PGD through the projection" in \
+        v.hypothesis

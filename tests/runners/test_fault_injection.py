@@ -498,8 +498,15 @@ def test_a_device_or_store_this_machine_cannot_use_is_refused_before_compute(
     cases = [(["--store", "afile"], "--store", "is a file, not a folder")]
     if not torch.cuda.is_available():
         cases.append((["--device", "cuda:99"], "--device", "no CUDA GPU"))
+    # a path below a file (issue 32 F11): refused before training, not after it
+    cases.append((["--store", "afile/sub"], "--store", "is a file, so no folder can be made"))
     for extra, section, needle in cases:
         result = cli("run", "tiny.yaml", "--store", "store2", "--out", "r2", *extra, cwd=work)
         one_line_error(result, 2, section, needle)
+    for store, needle in (("afile", "is a file, not a folder"),
+                          ("afile/sub", "is a file, so no folder can be made")):
+        result = cli("train", "tiny.yaml", "--store", store, cwd=work)
+        one_line_error(result, 2, "--store", needle)
+        assert "epoch" not in result.stderr  # refused before any training
     assert not (work / "store2").exists() and not (work / "r2").exists()
     assert (work / "afile").read_text() == "x"

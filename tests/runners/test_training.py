@@ -172,6 +172,8 @@ def test_user_checkpoint_is_loaded_with_weights_only(digits, tmp_path: Path) -> 
 @pytest.mark.parametrize("content, needle", [
     ("empty", "cannot read: empty"),
     ("text", "not a torch checkpoint"),
+    ("hello", "not a torch checkpoint (KeyError)"),  # text whose bytes are pickle opcodes
+    ("yaml", "not a torch checkpoint (IndexError)"),
     ("list", "holds a list, not a state dict"),
     ("tensor", "holds a Tensor, not a state dict"),
     ("other_widths", "not weights of this MLPClassifier"),
@@ -183,6 +185,10 @@ def test_a_checkpoint_that_is_not_these_weights_is_a_one_line_error(
         path.write_bytes(b"")
     elif content == "text":
         path.write_text("not a checkpoint")
+    elif content == "hello":
+        path.write_text("hello")
+    elif content == "yaml":
+        path.write_text("a: 1\n")
     elif content == "list":
         torch.save([torch.zeros(3)], path)
     elif content == "tensor":
