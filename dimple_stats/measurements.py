@@ -244,9 +244,10 @@ def _out_of_range(table: pd.DataFrame, col: str, spec: Column) -> list[str]:
 _POSITIVE = ("norm_plain", "norm_on", "norm_off", "eps_plain", "eps_on", "eps_off")
 
 
-def _impossible(table: pd.DataFrame) -> list[str]:
+def _impossible(table: pd.DataFrame, kind: TableKind = "measurements") -> list[str]:
     """Problems no measurement can produce: a tangent dimension k outside 0 < k < n (the
-    chance laws need both sides), a zero minimal norm or budget."""
+    chance laws need both sides), a negative label; in the measurements table also a
+    successful attack's norm beyond its budget and a zero minimal norm or budget."""
     problems = []
     if {"n", "k"} <= set(table.columns) and len(table):
         n, k = table["n"].to_numpy(dtype=float), table["k"].to_numpy(dtype=float)
@@ -256,6 +257,31 @@ def _impossible(table: pd.DataFrame) -> list[str]:
             problems.append(f"column 'k' must satisfy 0 < k < n (the input dimension), got "
                             f"k {k[row]:g} with n {n[row]:g} in {int(bad.sum())} row(s), first "
                             f"at row {row}")
+    if "label" in table.columns and len(table):
+        negative = table["label"].to_numpy(dtype=float) < 0
+        if negative.any():
+            problems.append(f"column 'label' must be a class index >= 0, got "
+                            f"{table['label'].iloc[int(np.flatnonzero(negative)[0])]} in "
+                            f"{int(negative.sum())} row(s), first at row "
+                            f"{int(np.flatnonzero(negative)[0])}")
+    if kind != "measurements":
+        # (the training-dynamics tables record norm 0 for an image a checkpoint already gets
+        # wrong: nothing to attack)
+        return problems
+    for attack in ("plain", "on", "off"):
+        norm, eps, success = f"norm_{attack}", f"eps_{attack}", f"success_{attack}"
+        if {norm, eps, success} <= set(table.columns) and len(table):
+            # A successful attack's minimal norm lies within its budget (the search never
+            # leaves the eps-ball); 1e-6 relative for float32 norms.
+            over = (table[success].to_numpy(dtype=bool)
+                    & (table[norm].to_numpy(dtype=float)
+                       > table[eps].to_numpy(dtype=float) * (1 + 1e-6)))
+            if over.any():
+                row = int(np.flatnonzero(over)[0])
+                problems.append(f"column {norm!r} must be at most {eps!r} where {success!r} is "
+                                f"true, got {table[norm].iloc[row]:g} > "
+                                f"{table[eps].iloc[row]:g} in {int(over.sum())} row(s), first "
+                                f"at row {row}")
     for col in _POSITIVE:
         if col in table.columns:
             zero = table[col].to_numpy(dtype=float) == 0
@@ -275,7 +301,7 @@ def check_ranges(table: pd.DataFrame, kind: TableKind = "measurements") -> pd.Da
     for col, spec in SCHEMAS[kind].items():
         if col in table.columns and spec.dtype == "float":
             problems += _out_of_range(table, col, spec)
-    problems += _impossible(table)
+    problems += _impossible(table, kind)
     if problems:
         raise MeasurementsError(f"{kind} table: " + "; ".join(problems))
     return table

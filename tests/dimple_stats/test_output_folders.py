@@ -293,7 +293,8 @@ def test_a_stop_signal_mid_render_leaves_no_staging_and_a_nonzero_exit(
 # --- F8: tables no measurement can produce: exit 2 naming the column, no traceback -----------
 
 @pytest.mark.parametrize("column, value, words", [
-    ("k", 70, "0 < k < n"), ("k", 0, "0 < k < n"), ("norm_plain", 0.0, "must be > 0")])
+    ("k", 70, "0 < k < n"), ("k", 0, "0 < k < n"), ("norm_plain", 0.0, "must be > 0"),
+    ("label", -7, "class index >= 0"), ("norm_off", 1e6, "must be at most 'eps_off'")])
 def test_impossible_values_exit_2_naming_the_column(run_dir: Path, column: str, value: float,
                                                      words: str) -> None:
     table = read_measurements(run_dir / "measurements.parquet")
