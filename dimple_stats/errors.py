@@ -15,7 +15,8 @@ True
 
 from __future__ import annotations
 
-__all__ = ["BadInput", "EXIT_BAD_INPUT", "EXIT_RUN_FAILED", "RunFailure", "UnknownNameError"]
+__all__ = ["BadInput", "EXIT_BAD_INPUT", "EXIT_RUN_FAILED", "RunFailure", "UnknownNameError",
+           "format_warning", "install_warning_format"]
 
 #: Exit status of the command line for bad input (argparse's and click's convention).
 EXIT_BAD_INPUT = 2
@@ -56,3 +57,24 @@ class RunFailure(RuntimeError):
     damaged stored artifact, a collapsed autoencoder, models that output NaN. The command line
     prints the message (which says what to do) and exits with :data:`EXIT_RUN_FAILED`; what was
     computed before stays in the store."""
+
+
+def format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                   line: str | None = None) -> str:
+    """A library's warning (PIL, torch, numpy) as the tool's one-line ``warning:`` form: the
+    default format adds the source line on a second line, and some messages wrap.
+
+    >>> format_warning(UserWarning("a\\n  b"), UserWarning, "/x/y.py", 3)
+    'warning: UserWarning: a b (y.py:3)\\n'
+    """
+    import os
+
+    text = " ".join(str(message).split())
+    return f"warning: {category.__name__}: {text} ({os.path.basename(filename)}:{lineno})\n"
+
+
+def install_warning_format() -> None:
+    """Print every warning of this process in :func:`format_warning`'s one line."""
+    import warnings
+
+    warnings.formatwarning = format_warning  # type: ignore[assignment]

@@ -411,6 +411,20 @@ def _pool_kind(row: ResultRow) -> str:
     return "meta" if _finite(row.null_value) or "equivalence" in row.extra else "stouffer"
 
 
+def _censoring_test(rows: Sequence[ResultRow]) -> str:
+    """The test text a pooled row carries: that of a seed whose censored values sit at a bound
+    if any, else of a seed whose censored values were modelled, else the first seed's.
+
+    The seeds of one row differ in test text only by how censored values entered; the pooled
+    row must say the most conservative of them, and must not hide a modelled seed behind an
+    uncensored first seed (the verdict reads the text: a pooled row that said "sign test" with
+    1 censored pair counted as bounded and could not contradict, while every seed did).
+    """
+    censored = [r for r in rows if r.n_censored]
+    bounded = [r for r in censored if r.extra.get("bounded")]
+    return (bounded or censored or list(rows))[0].test
+
+
 def _pool_group(rows: Sequence[ResultRow], confidence: float,
                 n_resamples: int = 2000) -> ResultRow:
     first = rows[0]
@@ -450,7 +464,8 @@ def _pool_group(rows: Sequence[ResultRow], confidence: float,
     effects = effects[np.isfinite(effects)]
     sugg = np.array([r.suggested_n for r in informative], dtype=float)
     sugg = sugg[np.isfinite(sugg)]
-    test = first.test if first.test == DESCRIPTIVE or not how else f"{first.test}; {how}"
+    base = _censoring_test(rows)
+    test = base if base == DESCRIPTIVE or not how else f"{base}; {how}"
     scope = str(out.get("scope", scope_words(len(informative), False)))
     statistic_name = ({"meta": "t (Hartung-Knapp)" if scope.startswith("training")
                        else "z (fixed effect)", "mcnemar": "S (clustered McNemar)",

@@ -16,6 +16,7 @@ from dataclasses import replace
 from multiprocessing import get_context
 from typing import Any, Protocol, TypeVar
 
+from dimple_stats.errors import install_warning_format
 from dimple_stats.protocol.vocabulary import EXECUTORS
 from runners.progress import mode_of
 
@@ -64,7 +65,9 @@ def run_processes(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
              for t in tasks]
     outputs = []
     # spawn, not fork: a forked child inherits the parent's torch thread pools in a broken state.
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    # Workers print library warnings in the parent's one-line form.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=install_warning_format)
     try:
         for future in as_completed([pool.submit(fn, t) for t in tasks]):
             outputs.append(future.result())

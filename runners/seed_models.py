@@ -19,7 +19,9 @@ from runners.progress import log_line
 from runners.training import (
     DIAGNOSTICS_MAX_NK,
     TrainResult,
+    check_checkpoints,
     check_not_collapsed,
+    check_train_classes,
     resolve_device,
     train_autoencoder,
     train_classifier,
@@ -85,6 +87,11 @@ def train_seed_models(protocol: Any, data: Any, *, seed: int, store: Any, device
     reconstructs no better than the mean image (its weights stay in the store).
     """
     timings: dict[str, float] = {}
+    names = protocol.autoencoders if autoencoders is None else autoencoders
+    check_train_classes({n: protocol.autoencoders[n] for n in names}, data.train,
+                        protocol.dataset)
+    check_checkpoints(protocol, image_shape=data.image_shape, num_classes=data.num_classes,
+                      pixel_range=data.pixel_range)
     probe = data.eval.x[:64].to(device)
     rows = []
     clf = None
@@ -100,7 +107,6 @@ def train_seed_models(protocol: Any, data: Any, *, seed: int, store: Any, device
         check_finite_outputs("the classifier", seed, clf.model, probe, clf.key, store)
         rows.append(model_row(seed, "classifier", protocol.classifier, clf))
     trained: dict[str, TrainResult] = {}
-    names = protocol.autoencoders if autoencoders is None else autoencoders
     for name, config in ((n, protocol.autoencoders[n]) for n in names):
         clock = time.perf_counter()
         ae = train_autoencoder(config, data, data_config=protocol.dataset, seed=seed,

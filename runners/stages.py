@@ -295,9 +295,10 @@ def defense_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.DataFram
     from runners.defense import (
         NO_DEFENSE,
         ProjectionDefense,
+        attack_gradients,
         defense_frame,
         defense_name,
-        robust_correct,
+        robust_correct_every,
         threat_subspace,
     )
 
@@ -308,28 +309,33 @@ def defense_stage(ctx: SeedContext, models: list[dict[str, Any]]) -> pd.DataFram
     space = None
     if cfg.threat != "unrestricted":
         space = threat_subspace(ctx.autoencoders[threat_ae].model.eval(), x, p.tangent)
-    defenses: list[tuple[str, Any, dict[str, Any]]] = [
-        (NO_DEFENSE, ctx.clf.model, {})]
+    # Each defense with the models its attacks differentiate (one per gradient; the
+    # undefended classifier has only its own).
+    defenses: list[tuple[str, list[Any], dict[str, Any]]] = [
+        (NO_DEFENSE, [ctx.clf.model], {})]
     for name, ae in ctx.autoencoders.items():
         for projection in cfg.projections:
-            model = ProjectionDefense(ctx.clf.model, ae.model, projection=projection,
-                                      gradient=cfg.gradient, tangent=p.tangent,
-                                      bounds=ctx.data.pixel_range).eval()
-            defenses.append((defense_name(name, projection), model, {
+            models = [ProjectionDefense(ctx.clf.model, ae.model, projection=projection,
+                                        gradient=gradient, tangent=p.tangent,
+                                        bounds=ctx.data.pixel_range).eval()
+                      for gradient in attack_gradients(cfg.gradient)]
+            defenses.append((defense_name(name, projection), models, {
                 "autoencoder": ctx.identity(ae, p.autoencoders[name]),
                 "projection": projection}))
     frames = []
-    for name, model, ident in defenses:
-        model.eval()
+    for name, models, ident in defenses:
         for eps in _defense_eps(p):
-            def compute(model: Any = model, name: str = name, eps: float = eps) -> pd.DataFrame:
-                clean, robust = robust_correct(
-                    model, x, y, eps=eps, config=cfg, norm=p.attack.norm, threat_space=space,
-                    generator=ctx.generator("defense", name, eps),
+            def compute(models: list[Any] = models, name: str = name,
+                        eps: float = eps) -> pd.DataFrame:
+                clean, combined, used, broken_by = robust_correct_every(
+                    models, x, y, eps=eps, config=cfg, norm=p.attack.norm, threat_space=space,
+                    generators=[ctx.generator("defense", name, eps, *(("attack", i) if i else ()))
+                                for i in range(len(models))],
                     bounds=ctx.data.pixel_range, batch_size=p.attack.batch_size)
-                frame = defense_frame(ctx.seed, name, eps, samples, clean, robust,
+                frame = defense_frame(ctx.seed, name, eps, samples, clean, combined,
                                       cfg.threat)
-                frame["gradient"] = getattr(model, "gradient_used", "") or "autograd"
+                frame["gradient"] = used
+                frame["broken_by"] = broken_by
                 return frame
             frames.append(ctx.cached("defense", {
                 "defense": name, "eps": eps, "samples": len(x), **ident,

@@ -180,6 +180,32 @@ def _load_weights(path: str, model: nn.Module) -> None:
                               ) from None
 
 
+def check_checkpoints(protocol: Any, *, image_shape: tuple[int, int, int], num_classes: int,
+                      pixel_range: Any) -> None:
+    """Load every checkpoint ``protocol`` names into the model it is for, before anything is
+    trained: a wrong file is refused (:class:`CheckpointError`, naming the key and the file)
+    where the input decides it, not after the classifier or the other autoencoders trained.
+
+    ``validate`` calls it with the shape the dataset config fixes; ``run`` with the data's.
+    """
+    wanted: list[tuple[str, str, nn.Module]] = []
+    if protocol.classifier.checkpoint:
+        wanted.append(("classifier.checkpoint", protocol.classifier.checkpoint, build_classifier(
+            protocol.classifier, image_shape=image_shape, num_classes=num_classes)))
+    for name, config in protocol.autoencoders.items():
+        if config.checkpoint and config.arch != "oracle":
+            wanted.append((f"autoencoders.{name}.checkpoint", config.checkpoint,
+                           build_autoencoder(config, image_shape=image_shape,
+                                             pixel_range=pixel_range, manifold=None)))
+    for key, path, model in wanted:
+        try:
+            _load_weights(path, model)
+        except CheckpointError as exc:
+            keyed = CheckpointError(f"{key}: {exc}")
+            keyed.section = ""  # the key says where
+            raise keyed from None
+
+
 def _from_store(store: ArtifactStore | None, stage: str, role: str, config: Any, data_config: Any,
                 data: DatasetSplits, seed: int, model: nn.Module, device: torch.device
                 ) -> tuple[ArtifactKey | None, TrainResult | None]:
@@ -393,14 +419,43 @@ def check_not_collapsed(name: str, seed: int, config: AutoencoderConfig,
     )
 
 
+class TrainClassesError(BadInput):
+    """An autoencoder's ``train_classes`` select no training image of the data."""
+
+
+def _train_mask(split: Split, train_classes: tuple[int, ...], data_config: Any) -> Tensor:
+    classes = getattr(data_config, "classes", None)
+    wanted = [classes.index(c) for c in train_classes] if classes else list(train_classes)
+    return torch.isin(split.y, torch.tensor(wanted))
+
+
+def check_train_classes(autoencoders: dict[str, AutoencoderConfig], split: Split,
+                        data_config: Any) -> None:
+    """Refuse, before any training, an autoencoder whose ``train_classes`` select too few of
+    the training images to fit it (for an image folder the class ids are only known once the
+    folders are read: ``validate`` cannot see them; the run used to train on nothing and blame
+    the learning rate).
+
+    Raises :class:`TrainClassesError` naming the key, the classes the data has and how many
+    images the selection holds.
+    """
+    for name, config in autoencoders.items():
+        if not config.train_classes:
+            continue
+        count = int(_train_mask(split, config.train_classes, data_config).sum())
+        if count < 2:
+            present = sorted({int(c) for c in split.y.tolist()})
+            raise TrainClassesError(
+                f"autoencoders.{name}.train_classes {list(config.train_classes)} select "
+                f"{count} training image(s): the training split has class ids {present}")
+
+
 def _train_subset(split: Split, train_classes: tuple[int, ...] | None, data_config: Any) -> Split:
     if not train_classes:
         return split
     from runners.datasets.base import Split as SplitType
 
-    classes = getattr(data_config, "classes", None)
-    wanted = [classes.index(c) for c in train_classes] if classes else list(train_classes)
-    mask = torch.isin(split.y, torch.tensor(wanted))
+    mask = _train_mask(split, train_classes, data_config)
     return SplitType(x=split.x[mask], y=split.y[mask],
                      latent=None if split.latent is None else split.latent[mask],
                      manifold=split.manifold)

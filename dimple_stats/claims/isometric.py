@@ -215,8 +215,27 @@ def _robust_accuracy_rows(claim: str, g: pd.DataFrame, name: str, seed: int,
             statistic_name="", p=math.nan,
             null="(descriptive) robust accuracy under white-box PGD through the projection (an "
             "upper bound: a stronger attack can only lower it)",
-            test=DESCRIPTIVE, alternative=""))
+            test=DESCRIPTIVE, alternative="", note=_attack_audit(e)))
     return rows
+
+
+def _attack_audit(e: pd.DataFrame) -> str:
+    """Which attacks broke the images of one defense at one eps, where several ran per image
+    (``defense.gradient: every``): 'robust only if every attack fails (autograd, bpda); 101
+    images broken by autograd only, 0 by bpda only, 117 by both'.
+
+    Empty for a table with one attack per image (no ``broken_by`` column, or one attack).
+    """
+    if "broken_by" not in e.columns or "gradient" not in e.columns:
+        return ""
+    attacks = sorted({a for g in e["gradient"].astype(str) for a in g.split("+") if a})
+    if len(attacks) < 2:
+        return ""
+    broken = e["broken_by"].fillna("").astype(str)
+    counts = [f"{int((broken == a).sum())} by {a} only" for a in attacks]
+    every = int((broken.ne("") & broken.str.split("+").str.len().eq(len(attacks))).sum())
+    return (f"robust only if every attack fails ({', '.join(attacks)}); images broken: "
+            + ", ".join(counts) + f", {every} by all")
 
 
 def _defense_rows(claim: str, g: pd.DataFrame, name: str, base: str, seed: int,

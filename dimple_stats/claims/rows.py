@@ -44,8 +44,10 @@ from dimple_stats.stats.censored import (
     median_tost,
 )
 from dimple_stats.stats.censored_ratio import (
+    MODEL_BOTTOM_AT_MOST,
     MODELLED,
     CensoredLogRatio,
+    bottom_side,
     fit_bivariate_normal,
     model_median,
     model_sign_test,
@@ -265,20 +267,25 @@ def _modelled_location_row(
     except ValueError:
         return None
     res = model_sign_test(ratio, model, alternative=alternative, mu=mu)
-    side = {"greater": "lo", "less": "hi"}.get(alternative)
-    est = model_median(ratio, model, confidence=stats.confidence,
-                       side=side)  # type: ignore[arg-type]
+    side = bottom_side(ratio, alternative)
+    est = model_median(ratio, model, confidence=stats.confidence, side=side)
     observed = ratio.observed - mu
     decided = ~ratio.censored
     effect, effect_name = location_effect(observed[decided], "sign")
     n_cens = int(ratio.censored.sum())
-    failed_bottom = int((~np.asarray(ratio.bottom_ok, bool)).sum())
-    model_note = (f"{n_cens - failed_bottom} pair(s) with a failed top attack enter through a "
-                  f"model, not a bound: {model.describe()}, fit by maximum likelihood with "
+    n_bottom = int((~np.asarray(ratio.bottom_ok, bool)).sum())
+    failed_bottom = n_bottom if side is not None else 0  # those left at a bound
+    modelled_bottom = n_bottom - failed_bottom
+    model_note = (f"{n_cens - n_bottom} pair(s) with a failed top attack"
+                  + (f" and {modelled_bottom} with a failed bottom attack" if modelled_bottom
+                     else "")
+                  + f" enter through a model, not a bound: {model.describe()}, fit by maximum "
+                  "likelihood with "
                   "each failed attack's budget as a censoring point; an undecided sign counts "
                   "as its model probability, the CI inverts that sign test"
-                  + (f"; {failed_bottom} with a failed bottom attack sit at their bound least "
-                     "favourable to H1" if failed_bottom else ""))
+                  + (f"; {failed_bottom} with a failed bottom attack (more than "
+                     f"{MODEL_BOTTOM_AT_MOST:.0%} of the pairs, beyond what the model covers) "
+                     "sit at their bound least favourable to H1" if failed_bottom else ""))
     return ResultRow(
         claim=claim, variant=variant, autoencoder=autoencoder, seed=int(seed),
         n=int(ratio.top.size), n_censored=int(censored.sum()), estimate=est.estimate,

@@ -31,8 +31,10 @@ def main() -> None:
     code is 128 + the signal's number, never 0. The store's writes are atomic either way.
     """
     from dimple_stats import interrupts
+    from dimple_stats.errors import install_warning_format
 
     interrupts.install()
+    install_warning_format()  # a library's warning is one line, like the tool's own
     try:
         app(prog_name="dimple-stats")
     except SystemExit as exc:

@@ -33,6 +33,11 @@ def validate(
             typer.echo(str(exc), err=True)
             failed = True
             continue
+        problem = _checkpoint_problem(protocol)
+        if problem:
+            typer.echo(f"{file}: {problem}", err=True)
+            failed = True
+            continue
         warn(file, protocol)
         console.print(
             f"[green]ok[/green] {file}: {protocol.name} (hash {protocol.hash}), "
@@ -45,6 +50,35 @@ def validate(
         )
     if failed:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _checkpoint_problem(protocol: Protocol) -> str:
+    """Why a checkpoint the protocol names cannot be its model's weights, or "".
+
+    Checked where the dataset config alone fixes the image shape and class count (not an image
+    folder: ``run`` checks those once the folders are read, still before any training) and
+    torch is installed (the torch-free core validates the rest).
+    """
+    if not (protocol.classifier.checkpoint
+            or any(ae.checkpoint for ae in protocol.autoencoders.values())):
+        return ""
+    count, shape = protocol.dataset.known_shape()
+    if count is None or shape is None:
+        return ""
+    try:
+        from runners.training import check_checkpoints
+    except ImportError:  # no torch: nothing could load them here anyway
+        return ""
+    from dimple_stats.errors import BadInput
+
+    classes = protocol.dataset.classes
+    try:
+        check_checkpoints(protocol, image_shape=shape,
+                          num_classes=len(classes) if classes else count,
+                          pixel_range=protocol.dataset.pixel_range)
+    except BadInput as exc:
+        return str(exc)
+    return ""
 
 
 @command

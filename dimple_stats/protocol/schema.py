@@ -397,12 +397,15 @@ class DefenseConfig(Frozen):
     step: float | None = Field(
         None, gt=0, description="Step length as a FRACTION of eps (null: 2.5 / steps).")
     random_start: bool = Field(False, description="Start uniformly in the eps-ball.")
-    gradient: Literal["auto", "autograd", "bpda"] = Field(
-        "auto", description="How the attack differentiates the projection: 'autograd' through "
+    gradient: Literal["every", "auto", "autograd", "bpda"] = Field(
+        "every", description="How the attack differentiates the projection: 'autograd' through "
         "E and D; 'bpda' replaces the backward pass of P by the tangent projector Q Q^T at P(x) "
         "(the exact derivative of an orthogonal projection onto the manifold at a point on it); "
         "'auto' uses autograd and falls back to BPDA when P's output carries no gradient (an "
-        "encoder computed under no_grad, e.g. the oracle's iterative inversion).")
+        "encoder computed under no_grad, e.g. the oracle's iterative inversion); 'every' (the "
+        "default) runs both 'auto' and 'bpda' on each image, which counts as robust only if "
+        "every attack fails (AutoAttack's per-image worst case: neither gradient is the "
+        "stronger on every image).")
 
     def step_fraction(self) -> float:
         """Step length per unit of eps."""

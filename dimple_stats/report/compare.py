@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -76,14 +77,31 @@ def _manifest(run_dir: Path) -> dict:
     return manifest
 
 
+def _check_rectangular(path: Path) -> None:
+    """Every record of a CSV has as many fields as its header (pandas pads a short row with
+    empty values and reads it as a row; a report never writes one)."""
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError("empty file")
+        for record in reader:
+            if len(record) != len(header):
+                raise ValueError(f"line {reader.line_num}: {len(record)} field(s) where the "
+                                 f"header has {len(header)}")
+
+
 def read_results_csv(path: Path) -> pd.DataFrame:
     """A report's results.csv, checked: the columns compare reads, numbers where numbers
     belong, p and p_adj in [0, 1] (or empty), counts non-negative, decisions from the known
     set. Anything else is a :class:`CompareInputError` naming the file, column and row."""
     try:
+        _check_rectangular(path)
         results = pd.read_csv(path, dtype={"seed": str, "variant": str})
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise CompareInputError(f"{path}: not a readable results table ({exc})") from None
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, csv.Error) as exc:
+        # One line: the parser's messages end in a newline inside the parentheses.
+        raise CompareInputError(f"{path}: not a readable results table "
+                                f"({' '.join(str(exc).split())})") from None
     missing = [c for c in NEEDED if c not in results.columns]
     if missing:
         raise CompareInputError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -113,12 +113,37 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunData:
 
 def _check_tables_match(path: Path, protocol: Protocol, manifest: Mapping[str, Any],
                         tables: Mapping[str, pd.DataFrame]) -> None:
-    """Refuse tables whose autoencoder or seed the manifest does not name: an autoencoder
-    name becomes part of figure file names (``gallery_<name>.png``), so an edited table must not
-    steer a write outside the report, and rows of a seed that was not run are not this run's."""
-    names = {name for _, cell in protocol.cell_protocols() for name in cell.autoencoders}
+    """Refuse tables whose autoencoder, defense or seed the manifest does not name: an
+    autoencoder name becomes part of figure file names (``gallery_<name>.png``), so an edited
+    table must not steer a write outside the report, and rows of a seed that was not run are
+    not this run's. Image dimensions ``n`` must be the data's pixel count (where the config
+    fixes it) and ``sample`` an index among the run's evaluation images."""
+    cells = [cell for _, cell in protocol.cell_protocols()]
+    names = {name for cell in cells for name in cell.autoencoders}
     seeds = manifest.get("seeds")
+    shapes = [cell.dataset.known_shape()[1] for cell in cells]
+    pixels = ({s[0] * s[1] * s[2] for s in shapes if s is not None}
+              if all(s is not None for s in shapes) else None)
+    most = max(cell.dataset.eval_samples for cell in cells)
     for file, table in tables.items():
+        if pixels and "n" in table.columns:
+            odd_n = sorted(set(table["n"].dropna().astype(int).unique()) - pixels)
+            if odd_n:
+                raise RunDirError(f"{path / file}: column 'n' holds {odd_n[0]}, but the "
+                                  f"manifest's data have {', '.join(map(str, sorted(pixels)))} "
+                                  "pixels per image")
+        if "sample" in table.columns and len(table) and (
+                (table["sample"] < 0) | (table["sample"] >= most)).any():
+            bad = table["sample"][(table["sample"] < 0) | (table["sample"] >= most)].iloc[0]
+            raise RunDirError(f"{path / file}: column 'sample' holds {bad}, outside the "
+                              f"manifest's {most} evaluation image(s) (0 to {most - 1})")
+        if "defense" in table.columns:
+            known = {"none"} | {f"{n}{suffix}" for n in names for suffix in ("", ":tangent")}
+            alien = sorted(set(map(str, table["defense"].dropna().unique())) - known)
+            if alien:
+                raise RunDirError(f"{path / file}: column 'defense' holds {alien[0]!r}, which "
+                                  "is neither 'none' nor a projection of an autoencoder the "
+                                  "manifest's protocol names")
         if "autoencoder" in table.columns:
             unknown = sorted(set(map(str, table["autoencoder"].dropna().unique())) - names)
             if unknown:

@@ -112,6 +112,20 @@ def _load_images(paths: list[str], size: int) -> torch.Tensor:
     return out
 
 
+def _integer_bits(img: object) -> int | None:
+    """Bits per sample of an integer-mode (``I``/``I;16``) image as its file declares them: the
+    mode for ``I;16``, the TIFF BitsPerSample tag, 16 for a PNG (PIL opens only 16-bit PNGs in an
+    integer mode); None where the file does not say."""
+    mode, fmt = getattr(img, "mode", ""), getattr(img, "format", None)
+    if str(mode).startswith("I;16"):
+        return 16
+    declared = getattr(img, "tag_v2", {}).get(258)
+    if declared:
+        values = declared if isinstance(declared, tuple) else (declared,)
+        return int(values[0])
+    return 16 if fmt == "PNG" else None
+
+
 def _to_rgb(img: object, path: str) -> object:
     """``img`` as 8-bit RGB, keeping the dynamic range of 16-bit grayscale: PIL's
     ``convert("RGB")`` clips an ``I;16`` image's values at 255 (a 16-bit PNG became {0, 255})."""
@@ -119,10 +133,16 @@ def _to_rgb(img: object, path: str) -> object:
 
     assert isinstance(img, Image.Image)
     if img.mode.startswith("I;16") or img.mode == "I":
+        bits = _integer_bits(img)
+        if bits != 16:
+            # A 32-bit integer image has no one intensity scale (counts, labels, 8-bit values
+            # stored wide): scaling it by 16-bit's 257 made an 8-bit-valued TIFF near-black.
+            raise DataFileError(f"imagefolder: {path}: "
+                                f"{'32-bit' if bits == 32 else 'integer'} pixels of no known "
+                                "intensity scale; save the image with 8 or 16 bits per channel")
         values = np.asarray(img, dtype=np.int64)
         if values.min() < 0 or values.max() > 65535:
-            raise DataFileError(f"imagefolder: {path}: 32-bit integer pixels outside 0-65535 "
-                                "cannot be read as 8- or 16-bit intensities")
+            raise DataFileError(f"imagefolder: {path}: 16-bit pixels outside 0-65535")
         eight = np.round(values / 257.0).astype(np.uint8)  # 65535 -> 255
         return Image.fromarray(eight).convert("RGB")
     if img.mode == "F":

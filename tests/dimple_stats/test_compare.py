@@ -128,6 +128,27 @@ def test_compare_refuses_an_empty_or_binary_results_table(content: bytes, tmp_pa
     assert result.exit_code == 2 and "results.csv" in result.output, result.output
 
 
+@pytest.mark.parametrize("row, fields, message", [
+    (5, 32, "line 6: 32 field(s) where the header has 30"),   # two fields too many
+    (8, 10, "line 9: 10 field(s) where the header has 30"),   # pandas read this as NaNs
+])
+def test_compare_refuses_a_ragged_results_table_in_one_line(row: int, fields: int, message: str,
+                                                            tmp_path: Path) -> None:
+    """Issue 32 row 20 (rest): a record with more fields was a two-line parser message, one
+    with fewer was read with empty values as if a report had written it."""
+    import csv
+
+    run = _copy("quickstart", tmp_path)
+    with (run / "results.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
+    rows[row] = (rows[row] + ["x", "y"])[:fields]
+    with (run / "results.csv").open("w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    result = CliRunner().invoke(app, ["compare", str(run)])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
 def test_compare_out_at_a_file_and_a_sweep_alone_are_refused(tmp_path: Path) -> None:
     run = _copy("quickstart", tmp_path)
     (tmp_path / "afile").write_text("x")

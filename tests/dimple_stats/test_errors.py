@@ -65,3 +65,18 @@ def test_registry_rejects_duplicates_and_suggests() -> None:
     with reg.registered("beta", 2):
         assert reg.names() == ("alpha", "beta")
     assert reg.names() == ("alpha",)
+
+
+def test_the_command_line_prints_a_library_warning_in_one_line() -> None:
+    """Issue 32 row 17 (rest): PIL's and torch's warnings printed the source line on a second
+    line (and some wrap); under the command line every warning is one ``warning:`` line."""
+    import subprocess
+    import sys
+
+    code = ("import sys, warnings\nsys.argv = ['dimple-stats', 'claims']\n"
+            "from dimple_stats.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "warnings.warn('first part\\n    second part', UserWarning)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["warning: UserWarning: first part second part (<string>:8)"], result.stderr

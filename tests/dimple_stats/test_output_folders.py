@@ -131,6 +131,23 @@ def test_rows_of_a_seed_the_run_did_not_have_are_refused(run_dir: Path) -> None:
     assert code == 2 and "seed" in text and "99" in text, text
 
 
+@pytest.mark.parametrize("column, value, message", [
+    ("n", 10, "column 'n' holds 10, but the manifest's data have 64 pixels per image"),
+    ("sample", 10_000, "column 'sample' holds 10000, outside the manifest's"),
+    ("sample", -1, "column 'sample' holds -1"),
+])
+def test_rows_the_manifests_data_cannot_have_are_refused(column: str, value: int, message: str,
+                                                         run_dir: Path) -> None:
+    """Issue 32 row 7 (rest): an image dimension other than the data's (it sets the chance
+    law Beta(k/2, (d-k)/2) every perpendicularity test uses) or a sample index beyond the
+    run's evaluation images is not this run's measurement."""
+    table = read_measurements(run_dir / "measurements.parquet")
+    table.loc[table.index[0], column] = value  # one row: (seed, autoencoder, sample) is a key
+    write_measurements(table, run_dir / "measurements.parquet")
+    code, text = report(run_dir, *FAST)
+    assert code == 2 and message in text, text
+
+
 # --- F3, F16: compare, schema and bench never overwrite someone's file ---------------------------
 
 def test_compare_out_refuses_someone_elses_compare_md_and_replaces_its_own(

@@ -752,6 +752,30 @@ def test_imagefolder_16_bit_grayscale_keeps_its_intensities(tmp_path: Path) -> N
     assert len(torch.unique(got)) > 50  # convert("RGB") clipped it to {0, 1}
 
 
+def test_imagefolder_16_bit_tiff_keeps_its_intensities_and_32_bit_is_refused(
+        tmp_path: Path) -> None:
+    """A 16-bit TIFF reads like a 16-bit PNG; a 32-bit integer TIFF (here 8-bit values stored
+    wide) has no intensity scale: it was divided by 16-bit's 257 (a near-black image) and is
+    now refused in one line naming the file."""
+    from runners.datasets.base import DataFileError
+
+    write_imagefolder(tmp_path)
+    ramp = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1040)
+    path = tmp_path / "val" / "bee" / "000.png"
+    path.unlink()
+    Image.fromarray(ramp).save(path.with_suffix(".tif"))
+    cfg = ImageFolderDataset(name="imagefolder", root=str(tmp_path), image_size=8, eval_samples=12)
+    data = load_dataset(cfg, seed=0)
+    expected = torch.from_numpy(np.round(ramp / 257.0)).float() / 255.0
+    assert torch.allclose(data.eval.x[4][0], expected)
+    wide = tmp_path / "val" / "bee" / "001.png"
+    wide.unlink()
+    Image.fromarray((np.arange(64).reshape(8, 8) * 4).astype(np.int32)).save(
+        wide.with_suffix(".tif"))
+    with pytest.raises(DataFileError, match=r"001\.tif: 32-bit pixels of no known intensity"):
+        load_dataset(cfg, seed=0)
+
+
 @pytest.mark.parametrize("content, what", [
     (b"", "cannot decode"),                                 # empty .png
     (b"this is not a png at all", "cannot decode"),         # a text file named .png

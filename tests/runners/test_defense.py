@@ -165,3 +165,33 @@ def test_pipeline_writes_the_defense_table_and_the_claim_rejects(tmp_path: Path)
     again = run_protocol(protocol, store_root=tmp_path / "store", out_dir=tmp_path / "rep2")
     assert again.manifest["shards"]["0"]["computed"] == 0
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rep2" / "defense.parquet"), table)
+
+
+def test_every_attack_counts_an_image_robust_only_if_each_attack_fails(linear_world) -> None:
+    """``defense.gradient: every`` (the default): the per-image worst case over the autograd
+    and BPDA attacks through a learned (non-orthogonal) projection, as AutoAttack combines its
+    attacks. The combined flags are the AND of the two attacks run on their own, and
+    ``broken_by`` names the attacks that flipped each image."""
+    from dimple_stats.protocol.schema import AutoencoderConfig
+    from runners.defense import attack_gradients, robust_correct_every
+
+    protocol, data, clf, _, _ = linear_world
+    ae = train_autoencoder(AutoencoderConfig(arch="mlp", latent_dim=8, hidden=(64,), epochs=10),
+                           data, data_config=protocol.dataset, seed=0).model.eval()
+    config = DefenseConfig(threat="unrestricted", steps=20)
+    x, y = data.eval.x[:40], data.eval.y[:40]
+    models = [ProjectionDefense(clf, ae, gradient=g).eval() for g in attack_gradients("every")]
+    alone = {}
+    for model in models:
+        clean, rob = robust_correct(model, x, y, eps=EPS, config=config, bounds=None)
+        alone[model.gradient_used] = rob
+    assert set(alone) == {"autograd", "bpda"}
+    clean, combined, used, broken_by = robust_correct_every(models, x, y, eps=EPS,
+                                                            config=config, bounds=None)
+    assert used == "autograd+bpda"
+    np.testing.assert_array_equal(combined, alone["autograd"] & alone["bpda"])
+    for name in ("autograd", "bpda"):
+        flipped = clean & ~alone[name]
+        assert [name in b for b in broken_by] == flipped.tolist()
+    assert (broken_by[~clean] == "").all() and (broken_by[combined] == "").all()
+    assert combined.sum() < clean.sum()  # the budget breaks some images: not a vacuous AND

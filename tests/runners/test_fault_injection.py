@@ -510,3 +510,58 @@ def test_a_device_or_store_this_machine_cannot_use_is_refused_before_compute(
         assert "epoch" not in result.stderr  # refused before any training
     assert not (work / "store2").exists() and not (work / "r2").exists()
     assert (work / "afile").read_text() == "x"
+
+
+def test_train_classes_an_image_folder_lacks_are_refused_before_training(tmp_path: Path) -> None:
+    """Issue 32 row 21: an image folder's class ids are known only once its folders are read,
+    so ``validate`` passes ``train_classes: [42]``; the run then trained the autoencoder on no
+    image and blamed its learning rate ("collapsed ... try a smaller lr"). Now exit 2 naming
+    the key and the class ids the data has, before any model is trained."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 20), ("val", 6)):
+        for cls in ("ant", "bee"):
+            folder = tmp_path / "imgs" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(
+                    folder / f"{i}.png")
+    text = TINY.replace("{name: digits, eval_samples: 12, pixel_range: [-1, 1]}",
+                        f"{{name: imagefolder, root: {tmp_path / 'imgs'}, image_size: 8, "
+                        "eval_samples: 6}").replace("epochs: 10}", "epochs: 10, train_classes: [42]}")
+    (tmp_path / "p.yaml").write_text(text)
+    assert cli("validate", "p.yaml", cwd=tmp_path).returncode == 0
+    line = one_line_error(cli("run", "p.yaml", "--store", "store", "--out", "out", "-q",
+                              cwd=tmp_path), 2, "autoencoders.plain.train_classes [42]",
+                          "class ids [0, 1]")
+    assert "lr" not in line
+    assert not any((tmp_path / "store").glob("train_*/*/_meta.json"))  # nothing trained
+
+
+def test_a_checkpoint_of_the_wrong_model_is_refused_by_validate_and_before_training(
+        tmp_path: Path) -> None:
+    """Issue 32 rows 12/16 (``validate`` passed a checkpoint that is not the model's weights;
+    ``run`` refused it only after training the classifier): both now load every checkpoint
+    into its model first. The right weights still pass."""
+    import torch
+
+    from dimple_stats.protocol import load_protocol_text
+    from runners.models import build_autoencoder
+
+    torch.save({"w": torch.zeros(3)}, tmp_path / "wrong.pt")
+    text = TINY.replace("epochs: 10}", "epochs: 10, checkpoint: wrong.pt}")
+    (tmp_path / "p.yaml").write_text(text)
+    line = one_line_error(cli("validate", "p.yaml", cwd=tmp_path), 2,
+                          "autoencoders.plain.checkpoint: wrong.pt: not weights of this")
+    assert "p.yaml" in line
+    one_line_error(cli("run", "p.yaml", "--store", "store", "--out", "out", "-q", cwd=tmp_path),
+                   2, "autoencoders.plain.checkpoint: wrong.pt")
+    assert not any((tmp_path / "store").glob("train_*/*/_meta.json"))  # no classifier trained
+    protocol = load_protocol_text(text)
+    config = protocol.autoencoders["plain"]
+    right = build_autoencoder(config, image_shape=(1, 8, 8),
+                              pixel_range=protocol.dataset.pixel_range, manifold=None)
+    torch.save(right.state_dict(), tmp_path / "wrong.pt")
+    ok = cli("validate", "p.yaml", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
