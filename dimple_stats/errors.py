@@ -24,7 +24,26 @@ EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 1
 
 
-class BadInput(ValueError):
+def _rebuild(cls: type[BaseException], args: tuple[object, ...],
+             state: dict[str, object]) -> BaseException:
+    """Unpickle an error without calling its ``__init__`` (see :meth:`BadInput.__reduce__`)."""
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class _Picklable:
+    """Errors raised in a process-pool worker are pickled back to the parent. The default
+    pickling calls ``cls(*args)``, which fails for an error whose ``__init__`` takes other
+    arguments than its message (``DatasetNotFoundError``): the parent then saw a broken pool and
+    printed a traceback instead of the one-line message. This rebuilds the error as it was."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))  # type: ignore[attr-defined]
+
+
+class BadInput(_Picklable, ValueError):
     """Input the tool cannot use; the message names what and where (file, line, key).
 
     Attributes
@@ -52,7 +71,7 @@ class UnknownNameError(BadInput, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class RunFailure(RuntimeError):
+class RunFailure(_Picklable, RuntimeError):
     """A run that cannot go on to a trustworthy result for a reason other than its input: a
     damaged stored artifact, a collapsed autoencoder, models that output NaN. The command line
     prints the message (which says what to do) and exits with :data:`EXIT_RUN_FAILED`; what was

@@ -565,3 +565,17 @@ def test_a_checkpoint_of_the_wrong_model_is_refused_by_validate_and_before_train
     torch.save(right.state_dict(), tmp_path / "wrong.pt")
     ok = cli("validate", "p.yaml", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_missing_data_under_the_process_executor_is_one_line(tmp_path: Path) -> None:
+    """An error raised in a process-pool worker is pickled back to the parent; an error whose
+    ``__init__`` takes more than its message (``DatasetNotFoundError``) could not be unpickled,
+    so the parent printed a broken-pool traceback (found recording isometric_defense without
+    ``dataset.root``). Now the worker's one-line message and exit 2, as with the serial run."""
+    text = TINY.replace("{name: digits, eval_samples: 12, pixel_range: [-1, 1]}",
+                        f"{{name: mnist, root: {tmp_path / 'nowhere'}, download: false, "
+                        "eval_samples: 12}").replace("seeds: [0]", "seeds: [0, 1]")
+    (tmp_path / "p.yaml").write_text(text)
+    one_line_error(cli("run", "p.yaml", "--store", "store", "--out", "out", "-q",
+                       "--executor", "processes", cwd=tmp_path), 2,
+                   "dataset 'mnist' not found", str(tmp_path / "nowhere"))
