@@ -173,4 +173,25 @@ def analyse(measurements: pd.DataFrame | None, protocol: Protocol, *,
         analysis = get_analysis(entry.id)
         rows += claim_rows(entry.id, _table_for(analysis, measurements, tables), entry.options,
                            stats_)
-    return finalise(rows, stats_)
+    return finalise(_once(rows), stats_)
+
+
+def _once(rows: list[ResultRow]) -> list[ResultRow]:
+    """Each (claim, variant, autoencoder, seed) row once. A claim listed twice with different
+    options (``iso.defense`` at two budget lists) gives the rows its options do not change
+    twice (its per-seed clean-cost rows): kept twice, the pooled row counted one seed twice.
+    Two different rows under one name are an error: the options would change a row its name
+    does not say."""
+    from dimple_stats.claims.analysis import AnalysisError
+
+    first: dict[tuple[str, str, str, str], ResultRow] = {}
+    for row in rows:
+        key = (row.claim, row.variant, row.autoencoder, str(row.seed))
+        if key not in first:
+            first[key] = row
+        elif not all(a == b or (a != a and b != b) for a, b in zip(  # NaN == NaN here
+                (row.estimate, row.p, row.n), (first[key].estimate, first[key].p, first[key].n))):
+            raise AnalysisError(f"{row.claim} is listed twice with options that give two "
+                                f"different rows {row.variant!r} ({row.autoencoder}, seed "
+                                f"{row.seed}); list it once with the options you want")
+    return list(first.values())

@@ -98,6 +98,12 @@ _Loader.add_implicit_resolver(
 )
 
 
+#: The tags a protocol's values may carry: YAML's plain scalars, lists and mappings, as
+#: resolved without a tag (dates and merge keys included), never an application's type.
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in (
+    "null", "bool", "int", "float", "str", "seq", "map", "timestamp", "merge"))
+
+
 def fmt_path(path: Iterable[str | int]) -> str:
     return ".".join(str(p) for p in path)
 
@@ -177,6 +183,13 @@ def compose_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, int]]:
         def build(node: yaml.Node, path: KeyPath) -> Any:
             nonlocal built
             built += 1
+            if node.tag not in _PLAIN_TAGS:
+                # PyYAML's safe constructors drop a tag on a list or mapping and keep the value
+                # (`hidden: !!python/object/apply:os.system [32]` read as [32]): nothing runs,
+                # but a protocol that names code must not pass as valid.
+                raise refuse(node.start_mark.line + 1, path,
+                             f"YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not "
+                             "allowed: a protocol holds plain values (remove the tag)")
             if built > MAX_VALUES:
                 if aliases:
                     line, where = aliases[0]

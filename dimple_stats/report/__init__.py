@@ -113,11 +113,12 @@ def write_report(results: pd.DataFrame, measurements: pd.DataFrame | None,
 
         sweep_renderers = {"markdown": sweep_text.sweep_markdown,
                            "latex": sweep_text.sweep_latex, "summary": sweep_text.sweep_summary}
-    elif len(results) and "decision" in results.columns:
+    if len(results) and "decision" in results.columns:
         from dimple_stats.report.verdicts import with_verdicts
 
         # Every table says each row's verdict, not just its decision: a retained H0 whose CI
-        # lies on the other side with a significant reverse test reads "contradicted".
+        # lies on the other side with a significant reverse test reads "contradicted" (a
+        # sweep's rows in their sweep family).
         results = with_verdicts(results)
     written: list[Path] = []
     if protocol is None and manifest and isinstance(manifest.get("protocol"), Mapping):

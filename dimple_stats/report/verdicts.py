@@ -519,10 +519,35 @@ def row_verdicts(results: pd.DataFrame) -> list[str]:
     return out
 
 
+def sweep_row_verdicts(results: pd.DataFrame) -> list[str]:
+    """:func:`row_verdicts` for a sweep's table: each row read in its own family, the pooled
+    or per-seed rows of its claim (``sweep_family: claim``), of its cell (``cell``) or of the
+    whole grid, as the sweep adjusted them (:func:`dimple_stats.sweep.family_size`)."""
+    from dimple_stats.sweep import CELL, FAMILY
+
+    if not len(results):
+        return []
+    alpha = float(results["alpha"].iloc[0])
+    family = str(results[FAMILY].iloc[0]) if FAMILY in results.columns else "claim"
+    scope_key = {"claim": ["claim"], "cell": [CELL]}.get(family, [])
+    is_pooled = results["seed"].astype(str) == POOLED
+    finite = pd.Series(np.isfinite(results["p_adj"].to_numpy(dtype=float)), index=results.index)
+    keys = [results[k] for k in scope_key] + [is_pooled]
+    sizes = finite.groupby(keys).transform("sum")
+    none = results.iloc[0:0]
+    return ["descriptive" if str(r["test"]) == DESCRIPTIVE else
+            _row_reading(r, _Context(alpha, int(sizes[i]), None, none))
+            for i, r in results.iterrows()]
+
+
 def with_verdicts(results: pd.DataFrame) -> pd.DataFrame:
-    """``results`` with a ``verdict`` column after ``decision`` (see :func:`row_verdicts`)."""
+    """``results`` with a ``verdict`` column after ``decision`` (see :func:`row_verdicts`; a
+    sweep's rows by :func:`sweep_row_verdicts`)."""
+    from dimple_stats.sweep import is_sweep
+
     out = results.drop(columns=["verdict"], errors="ignore")
-    out.insert(list(out.columns).index("decision") + 1, "verdict", row_verdicts(out))
+    readings = sweep_row_verdicts(out) if is_sweep(out) else row_verdicts(out)
+    out.insert(list(out.columns).index("decision") + 1, "verdict", readings)
     return out
 
 

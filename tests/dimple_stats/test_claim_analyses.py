@@ -446,3 +446,23 @@ def test_off_succeeds_more_says_how_many_on_failures_had_room_inside_the_box() -
     text = verdicts(res)[0].text
     assert "of the 16 failed on-manifold attacks 12 had no feasible set certified to reach eps" \
         in text and "the box, not the boundary, may be what stopped them" in text
+
+
+def test_a_claim_listed_twice_with_different_options_counts_each_row_once(
+        synthetic: SimpleNamespace) -> None:
+    """Issue 32 row 24 (a re-probe's variant): ``iso.defense`` at eps [0.5] and again at [1]
+    gave its per-seed clean-cost rows twice, and the pooled row counted one seed twice (n 24,
+    "2 seed(s)" from one seed, a narrower interval). Each row now enters once; the budgets'
+    own rows are all there."""
+    protocol = ds.load_protocol_text(PROTOCOL.replace(
+        "  - iso.defense\n", "  - iso.defense: {eps: [0.5]}\n  - iso.defense: {eps: [1.0]}\n"))
+    only = protocol.model_copy(update={"claims": tuple(
+        c for c in protocol.claims if c.id == "iso.defense")})
+    res = ds.analyse(None, only, tables={"defense": synthetic.defense()})
+    keys = res[["claim", "variant", "autoencoder", "seed"]].astype(str)
+    assert not keys.duplicated().any()
+    alone = ds.test_claim(synthetic.defense(), "iso.defense", stats=FAST)
+    cost = one(res, autoencoder="isometric", variant="clean cost vs none", seed="pooled")
+    assert cost["n_seeds"] == one(alone, autoencoder="isometric", variant="clean cost vs none",
+                                  seed="pooled")["n_seeds"]
+    assert {"vs none @ eps=0.5", "vs none @ eps=1"} <= set(res["variant"])

@@ -240,3 +240,21 @@ def test_no_committed_row_shows_a_censored_norm_as_observed(run_dir: Path) -> No
     bad = [f"{r.claim} / {r.variant} / {r.autoencoder} / seed {r.seed}: {r.n_censored} censored"
            for r in rows[~said].itertuples()]
     assert bad == []
+
+
+@pytest.mark.parametrize("run_dir", SWEEPS, ids=lambda p: p.name)
+def test_a_committed_sweep_table_says_each_rows_verdict(run_dir: Path) -> None:
+    """Issue 31 item 7: results.csv of a sweep carries the verdict column too, each row read in
+    its sweep family, and its pooled readings are the ones the summary counts per null."""
+    import pandas as pd
+
+    from dimple_stats.report.robustness import robustness
+
+    res = pd.read_csv(run_dir / "results.csv", dtype={"seed": str})
+    assert "verdict" in res.columns
+    rob = {r.claim: r for r in robustness(res.drop(columns=["verdict"]))}
+    pooled = res[(res["seed"] == "pooled") & (res["claim"] == "dmm.perpendicular")]
+    counted = {variant: dict(g["verdict"].value_counts())
+               for variant, g in pooled.groupby("variant")}
+    assert sorted(map(sorted, (c.items() for c in counted.values()))) == sorted(
+        map(sorted, (c.items() for c in rob["dmm.perpendicular"].by_null.values())))

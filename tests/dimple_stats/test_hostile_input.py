@@ -136,6 +136,24 @@ def test_alias_to_itself_is_an_error_not_a_recursion(text: str) -> None:
     assert issue.line == 7 and ("contains it" in issue.message or "into itself" in issue.message)
 
 
+@pytest.mark.parametrize("tagged", [
+    "classifier: {hidden: !!python/object/apply:os.system [32]}\n",
+    "classifier: !!python/object:argparse.Namespace {hidden: [32]}\n",
+    "classifier: {hidden: !!python/tuple [32]}\n",
+    "classifier: {hidden: !custom [32]}\n",
+    "description: !!python/object/apply:os.getcwd []\n",
+], ids=["apply-on-list", "object-on-mapping", "tuple", "local-tag", "apply-on-scalar-field"])
+def test_a_tag_on_a_list_or_mapping_is_refused_naming_its_line(tagged: str) -> None:
+    """Issue 32's re-probe: PyYAML's safe constructors dropped a tag on a list or mapping and
+    kept the value, so ``hidden: !!python/object/apply:os.system [32]`` validated as [32]
+    (nothing ran). A protocol holds plain values: any tag is refused, in the file and in
+    ``--set``, naming the line and key."""
+    (issue,) = issues_of(MINIMAL + tagged)
+    assert issue.line == 7 and "YAML tag" in issue.message and "not allowed" in issue.message
+    (issue,) = issues_of(MINIMAL, overrides=("classifier.hidden=!!python/tuple [3]",))
+    assert "YAML tag !!python/tuple is not allowed" in issue.message
+
+
 def test_anchors_aliases_and_merge_keys_still_work() -> None:
     text = MINIMAL.replace("  plain: {arch: mlp, latent_dim: 8}\n", """\
   plain: &ae {arch: mlp, latent_dim: 8, epochs: 5}
