@@ -235,7 +235,7 @@ def _attack_audit(e: pd.DataFrame) -> str:
     counts = [f"{int((broken == a).sum())} by {a} only" for a in attacks]
     every = int((broken.ne("") & broken.str.split("+").str.len().eq(len(attacks))).sum())
     return (f"robust only if every attack fails ({', '.join(attacks)}); images broken: "
-            + ", ".join(counts) + f", {every} by all")
+            + ", ".join(counts) + f", {every} by {'both' if len(attacks) == 2 else 'all'}")
 
 
 def _defense_rows(claim: str, g: pd.DataFrame, name: str, base: str, seed: int,
