@@ -279,12 +279,13 @@ def robust_correct_every(
     robust: dict[str, np.ndarray] = {}
     clean = np.zeros(len(x), bool)
     for i, model in enumerate(models):
+        if getattr(model, "gradient", "") == "bpda" and "bpda" in robust:
+            continue  # an "auto" attack already fell back to BPDA: the same attack again
         clean, rob = robust_correct(
             model.eval(), x, y, eps=eps, config=config, norm=norm, threat_space=threat_space,
             generator=generators[i] if generators else None, bounds=bounds,
             batch_size=batch_size)
         used = getattr(model, "gradient_used", "") or "autograd"
-        # "auto" falls back to BPDA where P carries no gradient: then both are one attack.
         robust[used] = robust[used] & rob if used in robust else rob
     combined, broken_by = worst_over_attacks(robust)
     return clean, combined, "+".join(robust), np.where(clean, broken_by, "").astype(str)
