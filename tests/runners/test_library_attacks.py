@@ -5,8 +5,9 @@ images, seed 0), each library attack's refined minimal L2 norms have a median wi
 refined PGD's (over the images both break), and the share of the perturbation in the tangent
 space of a small autoencoder, r_T = ||P_T delta|| / ||delta||, a median within 0.02 of PGD's.
 Measured here (median norm relative to PGD's; r_T median minus PGD's): fmn -1.4%, -0.003;
-ddn +1.2%, -0.004; deepfool +0.0%, -0.008 (on the 80 images of 141 it breaks: torchattacks
-clips every DeepFool step to the pixel box and stalls there on the others, which are censored);
+ddn +1.2%, -0.004; deepfool +0.0%, -0.008 (on the 80 images of 141 it breaks, 68 on another
+CPU: torchattacks clips every DeepFool step to the pixel box and stalls there on the others,
+which are censored);
 fab -1.3%, +0.000. Where PGD and the library differ it is PGD that is not minimal: on some
 images FMN and FAB (which agree with each other within 1.5%) find boundary points up to 25%
 closer than the end of PGD's gradient path. On other models of the same data the medians
@@ -94,8 +95,10 @@ def test_minimal_norms_and_tangent_shares_match_refined_pgd(digits, method: str)
     res = make_attack(method, "l2", eps=40.0, steps=100, refine=True, refine_steps=16,
                       bounds=bounds)(clf, x, y)
     both = res.success & pgd.success
-    # DeepFool breaks 80 of the 141 (see the module notes); the others all of them.
-    assert int(both.sum()) >= (70 if method == "deepfool" else len(x))
+    # DeepFool broke 80 of 141 on one CPU and 68 on another (the classifier's training rounds
+    # differently across CPUs, see the module notes); 50 pairs still pin a median within 5%.
+    # The other attacks break every image.
+    assert int(both.sum()) >= (50 if method == "deepfool" else len(x))
     median, reference = float(res.norm[both].median()), float(pgd.norm[both].median())
     assert abs(median / reference - 1) < 0.05, (median, reference)
     r_t = float(space.ratio(res.delta[both].double()).median())

@@ -54,8 +54,11 @@ def _slsqp_projection(u: np.ndarray, v: np.ndarray, lower: np.ndarray, upper: np
     cons = [{"type": "ineq", "fun": lambda c: u @ c - lower, "jac": lambda c: u},
             {"type": "ineq", "fun": lambda c: upper - u @ c, "jac": lambda c: -u}]
     if np.isfinite(radius):
-        cons.append({"type": "ineq", "fun": lambda c: np.array([radius ** 2 - c @ c]),
-                     "jac": lambda c: -2 * c[None]})
+        # (r^2 - |c|^2) / 2r, not r^2 - |c|^2: scaled like the box rows. Unscaled, SLSQP's line
+        # search stopped at the optimum (1e-10 away) with "positive directional derivative" on
+        # one CPU and succeeded on another.
+        cons.append({"type": "ineq", "fun": lambda c: np.array([(radius ** 2 - c @ c) / (2 * radius)]),
+                     "jac": lambda c: -c[None] / radius})
     res = minimize(lambda c: 0.5 * np.sum((c - v) ** 2), np.zeros_like(v), jac=lambda c: c - v,
                    constraints=cons, method="SLSQP", options={"ftol": 1e-12, "maxiter": 1000})
     assert res.success, res.message
