@@ -7,7 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["fsync_dir", "fsync_tree", "write_atomic", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["cannot_write_beside", "fsync_dir", "fsync_tree", "write_atomic", "write_bytes_atomic",
+           "write_text_atomic"]
 
 
 def _default_mode() -> int:
@@ -92,3 +93,24 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
             fh.write(text)
 
     return write_atomic(path, write)
+
+
+def cannot_write_beside(path: str | os.PathLike[str]) -> str | None:
+    """Why nothing can be created next to ``path`` (in its nearest existing parent), or None.
+
+    A real try (a folder made and removed), not ``os.access``: that passes for root on a
+    read-only mount's permission bits and for an immutable folder (``chattr +i``), where the
+    write after a long run would fail.
+
+    >>> import tempfile
+    >>> cannot_write_beside(Path(tempfile.mkdtemp()) / "new" / "report") is None
+    True
+    """
+    parent = next((p for p in Path(os.path.abspath(path)).parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        return None  # the caller's own checks name a file in the way
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".dimple-stats-probe-", dir=parent))
+    except OSError as exc:
+        return f"{parent} is not writable ({exc.strerror or exc})"
+    return None

@@ -1,5 +1,5 @@
 """Models that read booleans and numbers as written: no ``true`` for 1, no ``yes`` or ``0`` for
-a boolean.
+a boolean, no quoted ``"12"`` for a number.
 
 pydantic's lax mode converts ``true`` to 1.0 for a float field and ``"yes"``, ``"on"``, ``1``
 or ``0`` to a boolean. In a protocol or a ``--set`` override those are slips, not settings:
@@ -14,8 +14,9 @@ import typing
 from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, model_validator
+from pydantic_core import PydanticCustomError
 
-__all__ = ["StrictScalars"]
+__all__ = ["SLIP", "StrictScalars"]
 
 
 def _holds_bool(value: Any) -> bool:
@@ -23,6 +24,29 @@ def _holds_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return True
     return isinstance(value, (list, tuple)) and any(_holds_bool(v) for v in value)
+
+
+#: The error type of a scalar written as the wrong kind; its ``field`` lets the protocol
+#: loader name the key (and a ``--set`` that gave it) rather than the enclosing section.
+SLIP = "scalar_as_written"
+
+
+def _slip(name: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(SLIP, "{field}: {what}", {"field": name, "what": message})
+
+
+def _holds_str(value: Any) -> bool:
+    """A string, or a list or tuple with one somewhere inside."""
+    if isinstance(value, str):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds_str(v) for v in value)
+
+
+def _numbers_only(text: str) -> bool:
+    """Whether an annotation (as text) takes numbers and no names: ``int``, ``float``,
+    ``tuple[int, ...]``, ``float | None``; not ``int | str``, a ``Literal`` or ``Any``."""
+    return (("int" in text or "float" in text)
+            and not any(name in text for name in ("str", "Literal", "Any", "dict", "BaseModel")))
 
 
 def _bool_only(annotation: Any) -> bool:
@@ -53,10 +77,12 @@ class StrictScalars(BaseModel):
             annotation = hints.get(name, field.annotation)
             if _bool_only(annotation):
                 if value is not None and not isinstance(value, bool):
-                    raise ValueError(f"{name}: true or false, got {value!r}")
+                    raise _slip(name, f"true or false, got {value!r}")
                 continue
             text = str(annotation)
             if _holds_bool(value) and "bool" not in text and "Any" not in text:
-                raise ValueError(f"{name}: a boolean (true/false) where a number or name is "
-                                 "expected")
+                raise _slip(name, "a boolean (true/false) where a number or name is expected")
+            if _holds_str(value) and _numbers_only(text):
+                # A quoted "12" is a slip (or a number pasted as text), not a number.
+                raise _slip(name, f"a number, got the text {value!r}; write it without quotes")
         return data

@@ -238,8 +238,12 @@ def run_protocol(
     limit: int | None = None,
     progress: bool | str = False,
     on_seed: Callable[[SeedOutput], None] | None = None,
+    replace: bool = False,
 ) -> RunOutcome:
     """Run a protocol end to end and write its report directory.
+
+    An earlier run's folder at ``out_dir`` is replaced only when it is a run of the same
+    protocol (by name) or ``replace`` is set.
 
     The report is written by the same code as ``dimple-stats report`` (from the stored
     ``measurements.parquet`` and ``manifest.json``), so re-rendering it gives identical files.
@@ -262,7 +266,8 @@ def run_protocol(
     store = ArtifactStore(store_root).check_location()
     # Checked before any compute: a run must not end by refusing its destination.
     out = check_destination(Path(out_dir) if out_dir is not None
-                            else Path("reports") / protocol.name, keep=store.root)
+                            else Path("reports") / protocol.name, keep=store.root,
+                            protocol=protocol.name, replace=replace)
     started = time.perf_counter()
     # Read before any compute: a long run must name the code it started with, even if the
     # checkout moves on while it runs.
@@ -317,7 +322,8 @@ def run_protocol(
         "attacks": attack_audit(measurements),
     }
     # Replaces an earlier report at `out` as a whole; the store is checked again at the end.
-    with staged_report(out, keep=store.root) as staging:
+    with staged_report(out, keep=store.root, protocol=protocol.name,
+                       replace=replace) as staging:
         write_measurements(measurements, staging / "measurements.parquet")
         for kind, table in tables.items():
             write_measurements(table, staging / TABLE_FILES[kind], kind=kind)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -141,6 +142,10 @@ class CheckpointError(BadInput):
     section = "checkpoint"
 
 
+#: How to write a checkpoint this tool reads (ending the errors about unreadable files).
+_SAVE = "save it with torch.save(model.state_dict(), PATH)"
+
+
 def _load_weights(path: str, model: nn.Module) -> None:
     """``model``'s weights from a user's checkpoint file (a state dict, or a dict holding one
     under ``state_dict``); anything else is a :class:`CheckpointError` saying what is wrong."""
@@ -152,25 +157,34 @@ def _load_weights(path: str, model: nn.Module) -> None:
     try:
         # weights_only: a user's checkpoint file is untrusted input; full unpickling would run
         # code. torch's own refusal text suggests weights_only=False, which is not for here.
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A raw (non-zip) pickle makes torch warn before it refuses; the refusal below is
+            # the one line a user sees.
+            warnings.simplefilter("ignore")
+            state = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" in str(exc).lower():  # a class to build: the pickle names code
             raise CheckpointError(f"{path}: holds objects other than tensors (refused unread: "
                                   "loading them could run code); save model.state_dict()"
                                   ) from None
-        raise CheckpointError(f"{path}: cannot read: not a torch checkpoint") from None
+        raise CheckpointError(f"{path}: cannot read: not a torch checkpoint; {_SAVE}") from None
     # Reading an arbitrary file as a legacy pickle fails in many ways (a text file's bytes are
     # pickle opcodes: KeyError, IndexError, ...): every one means "not a torch checkpoint".
     except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError,
             IndexError, TypeError, AttributeError, UnicodeDecodeError, MemoryError) as exc:
         why = "empty" if file.is_file() and file.stat().st_size == 0 else (
             f"not a torch checkpoint ({type(exc).__name__})")
-        raise CheckpointError(f"{path}: cannot read: {why}") from None
+        raise CheckpointError(f"{path}: cannot read: {why}; {_SAVE}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state dict of "
-                              "tensors; save model.state_dict()")
+                              f"tensors; {_SAVE}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if broken:  # a diverged training's weights: every prediction would be NaN
+        raise CheckpointError(f"{path}: weight {broken[0]} holds NaN or inf ({len(broken)} "
+                              "tensor(s) such); save the weights of a model that trained without "
+                              "diverging")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -10,6 +10,9 @@ imports it.
 
 from __future__ import annotations
 
+import signal
+import sys
+
 # Importing the command modules registers their commands on ``app``, in the order --help lists
 # them: reading commands, computing commands, then report.
 # isort: off
@@ -37,8 +40,21 @@ def main() -> None:
     install_warning_format()  # a library's warning is one line, like the tool's own
     try:
         app(prog_name="dimple-stats")
+    except KeyboardInterrupt:
+        _say_stopped(interrupts.received() or signal.SIGINT)
+        raise SystemExit(128 + signal.SIGINT) from None
     except SystemExit as exc:
         signum = interrupts.received()
-        if signum is not None and exc.code in (0, None):
-            raise SystemExit(128 + signum) from None
+        if signum is not None:
+            _say_stopped(signum)
+            if exc.code in (0, None):
+                raise SystemExit(128 + signum) from None
         raise
+
+
+def _say_stopped(signum: int) -> None:
+    """One line on stderr for a stopped command: a bare exit code 130 or 143 left a user (or a
+    scheduler's log) not knowing whether the run failed, and what survived."""
+    name = signal.Signals(signum).name
+    sys.stderr.write(f"dimple-stats: stopped by {name}; finished stages stay in the store and "
+                     "an earlier report is left whole: run the same command again to resume\n")

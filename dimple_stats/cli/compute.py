@@ -14,6 +14,7 @@ from dimple_stats.cli.display import print_metrics, print_summary, seed_line
 from dimple_stats.cli.options import (
     DeviceOption,
     QuietOption,
+    ReplaceOption,
     SeedsOption,
     SetOption,
     StoreOption,
@@ -72,13 +73,12 @@ def run(
     set_: SetOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
+    replace: ReplaceOption = False,
 ) -> None:
     """Run a protocol end to end: train or load, attack and measure, test every claim, report."""
     mode = progress_mode(quiet, verbose)
-    overrides = list(set_ or ())
-    if executor is not None:
-        overrides.append(f"executor={executor}")
-    protocol, seed_list = load_for_compute(protocol_file, overrides, seeds, device, address=address)
+    protocol, seed_list = load_for_compute(protocol_file, list(set_ or ()), seeds, device,
+                                           address=address, executor=executor)
     # Imported here: everything above runs without torch.
     from runners.pipeline import run_protocol
 
@@ -86,7 +86,7 @@ def run(
     try:
         outcome = run_protocol(
             protocol, seeds=seed_list, address=address, store_root=store, out_dir=out,
-            limit=limit, progress=mode,
+            limit=limit, progress=mode, replace=replace,
             on_seed=lambda o: console.print(seed_line(o), highlight=False),
         )
     except BadInput as exc:  # dataset files, dataset settings, claims the run cannot serve

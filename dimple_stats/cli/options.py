@@ -3,6 +3,7 @@ defaults cannot drift."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from dimple_stats.cli.app import fail
 from dimple_stats.protocol import Protocol, ProtocolError, load_protocol
 from dimple_stats.seeds import parse_seeds
 
-__all__ = ["DeviceOption", "QuietOption", "SeedsOption", "SetOption", "StoreOption",
+__all__ = ["DeviceOption", "QuietOption", "ReplaceOption", "SeedsOption", "SetOption", "StoreOption",
            "VerboseOption", "check_executor_options", "load_for_compute", "progress_mode", "warn"]
 
 # Options the compute commands share: declared once, so their help and defaults cannot drift.
@@ -28,6 +29,9 @@ QuietOption = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress output (errors and the summary only).")]
 VerboseOption = Annotated[bool, typer.Option(
     "--verbose", "-v", help="Progress as a line per epoch and shard, also on a terminal.")]
+ReplaceOption = Annotated[bool, typer.Option(
+    "--replace", help="Let --out replace the folder of another run (its measurements are "
+    "deleted); without it only a run of the same protocol is replaced.")]
 
 
 def progress_mode(quiet: bool, verbose: bool) -> str:
@@ -83,7 +87,8 @@ def check_executor_options(executor: str, address: str | None = None) -> None:
 
 
 def load_for_compute(protocol_file: Path, overrides: list[str], seeds: str | None,
-                     device: str | None = None, address: str | None = None
+                     device: str | None = None, address: str | None = None,
+                     executor: str | None = None,
                      ) -> tuple[Protocol, tuple[int, ...] | None]:
     """Protocol and --seeds of `train` and `run` (--device overrides the protocol's): exit 2 on
     bad input, warnings to stderr.
@@ -91,8 +96,10 @@ def load_for_compute(protocol_file: Path, overrides: list[str], seeds: str | Non
     ``seeds`` None means the protocol's; a given but empty ``--seeds ""`` is an error, not the
     protocol's seeds. ``address`` (run's ``--address``) is checked against the executor.
     """
-    if device is not None:
-        overrides = [*overrides, f"device={device}"]
+    # --device and --executor are overrides of their keys; their errors name the option.
+    flags = {key: value for key, value in (("device", device), ("executor", executor))
+             if value is not None}
+    overrides = [*overrides, *(f"{key}={value}" for key, value in flags.items())]
     # Seeds and protocol are read apart, so each error names its own source and both are shown.
     problems: list[str] = []
     seed_list = None
@@ -104,6 +111,9 @@ def load_for_compute(protocol_file: Path, overrides: list[str], seeds: str | Non
     try:
         protocol = load_protocol(protocol_file, overrides=overrides)
     except ProtocolError as exc:
+        exc.issues = [dataclasses.replace(issue, origin=f"--{issue.origin.removeprefix('--set ')}")
+                      if issue.origin and issue.origin.removeprefix("--set ") in flags else issue
+                      for issue in exc.issues]
         problems.insert(0, str(exc))
     if problems:
         raise fail("\n".join(problems))

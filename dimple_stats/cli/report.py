@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from dimple_stats.cli.app import command, fail
+from dimple_stats.cli.options import ReplaceOption
 from dimple_stats.errors import BadInput
 
 
@@ -32,6 +33,7 @@ def report(
     html: Annotated[bool, typer.Option(
         "--html/--no-html", help="Write report.html: the whole report in one self-contained "
         "page.")] = True,
+    replace: ReplaceOption = False,
 ) -> None:
     """Re-analyse a stored run and write results.csv/.tex/.md, figures/*.png and report.html
     (no torch)."""
@@ -51,7 +53,10 @@ def report(
     if out is not None and same_folder(out, run_dir):
         out = None  # --out naming the run folder itself: rendered in place
     if out is not None:
-        check_destination(out)  # before any work: a file or someone's folder is refused
+        try:  # before any work: a file, someone's folder or another run's folder is refused
+            check_destination(out, replace=replace)
+        except BadInput as exc:
+            raise fail(exc.located("dimple-stats report")) from None
     formats = None
     if format_ is not None:
         formats = [f.strip() for f in format_.split(",") if f.strip()]
@@ -73,10 +78,12 @@ def report(
         else:
             # Replaced as a whole: an earlier report there (a run's or a render's) leaves no
             # file of its own beside this one, and an interrupted render leaves it whole.
-            with staged_report(out) as staging:
+            with staged_report(out, replace=replace) as staging:
                 results, paths = report_run(run_dir, staging, **options)
                 paths.append(mark_rendered(staging, run_dir))
-    except (BadInput, ValidationError) as exc:
+    except BadInput as exc:
+        raise fail(exc.located("dimple-stats report")) from None
+    except ValidationError as exc:
         raise fail(f"dimple-stats report: {exc}") from None
     from dimple_stats.cli.display import print_summary
 

@@ -32,6 +32,7 @@ from dimple_stats.protocol.yaml_reader import (
     decode_text,
     fmt_path,
 )
+from dimple_stats.strict_model import SLIP
 from dimple_stats.suggest import closest
 
 #: The largest protocol file read (the shipped ones are 1-5 kB).
@@ -136,7 +137,10 @@ def _issue_from_error(
     allowed: tuple[str, ...] = ()
     suggestion = None
     message = str(err["msg"]).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
+    if kind == SLIP:  # raised by the section's model: the key is in its context
+        path = path + (err["ctx"]["field"],)
+        message = str(err["ctx"]["what"])
+    elif kind == "extra_forbidden":
         allowed = _allowed_keys(types[-2] if len(types) >= 2 else None)
         suggestion = closest(str(path[-1]), allowed)
         message = "unknown key"
@@ -171,6 +175,20 @@ def _issue_from_error(
 
 # --------------------------------------------------------------------------- cross-field checks
 
+#: The most weights a protocol's model may have: (65536, 65536, 65536) hidden widths passed
+#: the per-layer bound and asked for 34 GB of weights, refused only by the allocator after the
+#: data loaded. 2**28 weights train in about 4 GiB (weights, gradients, Adam's two moments).
+MAX_WEIGHTS = 1 << 28
+
+
+def _weights_at_least(hidden: tuple[int, ...], pixels: int | None) -> int:
+    """A lower bound on a model's weights from its widths: each layer joins consecutive widths
+    (a convolution's kernel only multiplies that), and a dense model's first layer reads every
+    pixel (``pixels``, when known)."""
+    widths = ([pixels] if pixels else []) + list(hidden)
+    return sum(a * b for a, b in zip(widths, widths[1:]))
+
+
 def _semantic_issues(protocol: Protocol) -> list[tuple[KeyPath, str]]:
     """Checks that span sections; each returns the key path it concerns and a message."""
     found: list[tuple[KeyPath, str]] = []
@@ -183,6 +201,16 @@ def _semantic_issues(protocol: Protocol) -> list[tuple[KeyPath, str]]:
     if train is not None and in_use is not None and train < in_use:
         found.append((("dataset", "train_samples"),
                       f"{train} training images cannot cover the {in_use} classes in use"))
+    models = [(("classifier", "hidden"), protocol.classifier.hidden,
+               protocol.classifier.arch == "mlp")]
+    models += [(("autoencoders", name, "hidden"), ae.hidden, ae.arch == "mlp")
+               for name, ae in protocol.autoencoders.items() if ae.hidden]
+    for key, hidden, dense in models:
+        weights = _weights_at_least(hidden, pixels if dense else None)
+        if weights > MAX_WEIGHTS:
+            found.append((key, f"widths {list(hidden)} make at least {weights:,} weights "
+                          f"(at most {MAX_WEIGHTS:,}: about {MAX_WEIGHTS * 16 // 2**30} GiB "
+                          "to train with Adam); use narrower or fewer layers"))
     for name, ae in protocol.autoencoders.items():
         if pixels is not None and ae.latent_dim is not None and ae.latent_dim >= pixels:
             found.append((("autoencoders", name, "latent_dim"),

@@ -53,9 +53,18 @@ _SHORT = {"supported": "supported", "not supported": "not supported",
 
 class CompareInputError(BadInput):
     """A report ``compare`` reads is damaged: its results.csv or manifest.json cannot be read,
-    lacks a column, or holds values no analysis writes."""
+    lacks a column, or holds values no analysis writes. The message ends in what to do
+    (``remedy``; by default, render the report again from its measurements)."""
 
     section = "compare"
+
+    def __init__(self, message: str, *, remedy: str | None = None) -> None:
+        super().__init__(f"{message}; {remedy or _RERENDER}")
+
+
+#: What to do about a damaged results.csv: a report's tables come back from its measurements.
+_RERENDER = ("render it again from its measurements with `dimple-stats report RUN_DIR`, or "
+             "leave that report out")
 
 
 #: Columns of results.csv that compare reads.
@@ -71,10 +80,17 @@ def _manifest(run_dir: Path) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise CompareInputError(f"{path}: not a readable manifest ({exc})") from None
+        raise CompareInputError(f"{path}: not a readable manifest ({exc})",
+                                remedy=_NO_MANIFEST) from None
     if not isinstance(manifest, dict):
-        raise CompareInputError(f"{path}: not a readable manifest (not a JSON object)")
+        raise CompareInputError(f"{path}: not a readable manifest (not a JSON object)",
+                                remedy=_NO_MANIFEST)
     return manifest
+
+
+#: What to do about a missing or damaged manifest.json (only a run writes one).
+_NO_MANIFEST = ("name a report folder that `dimple-stats run` wrote (its manifest.json comes "
+                "only from the run), or leave that folder out")
 
 
 def _check_rectangular(path: Path) -> None:
@@ -161,6 +177,16 @@ def _check_consistent(path: Path, results: pd.DataFrame,
     upside = results["ci_low"] > results["ci_high"]
     if upside.any():
         raise bad("ci_low", upside, "at most ci_high")
+    # Every analysis's estimate lies in its own CI, and is infinite only as a bound of
+    # censored values (checked over the 11,000 rows of the committed reports).
+    slack = 1e-9 * results["estimate"].abs().where(results["estimate"].abs() < math.inf, 0)
+    outside = (results["estimate"] < results["ci_low"] - slack) | (
+        results["estimate"] > results["ci_high"] + slack)
+    if outside.any():
+        raise bad("estimate", outside, "inside [ci_low, ci_high]")
+    endless = results["estimate"].abs().eq(math.inf) & results["n_censored"].fillna(0).eq(0)
+    if endless.any():
+        raise bad("estimate", endless, "finite where no value is censored (n_censored 0)")
     if "ci_level" in results.columns:
         level = pd.to_numeric(results["ci_level"], errors="coerce")
         out = results["ci_level"].notna() & ~((level > 0) & (level < 1))
@@ -178,7 +204,19 @@ def _check_consistent(path: Path, results: pd.DataFrame,
 
 def _read(run_dir: Path) -> tuple[pd.DataFrame, float | None]:
     results = read_results_csv(run_dir / "results.csv")
-    confidence = (_manifest(run_dir).get("protocol") or {}).get("stats", {}).get("confidence")
+    protocol = _manifest(run_dir).get("protocol") or {}
+    named = {next(iter(c)) if isinstance(c, dict) and c else c
+             for c in protocol.get("claims") or () if isinstance(c, (dict, str))}
+    # A claim the run did not ask for is no analysis's row (a plugin's claim is named there
+    # too, so it needs no registration in this process).
+    stray = ~results["claim"].astype(str).isin(named)
+    if stray.any():
+        row = int(stray.to_numpy().nonzero()[0][0])
+        raise CompareInputError(
+            f"{run_dir / 'results.csv'}: line {row + 2}: column claim must be a claim its "
+            f"manifest.json names ({', '.join(sorted(map(str, named))) or 'none'}), got "
+            f"{results['claim'].iloc[row]!r}")
+    confidence = protocol.get("stats", {}).get("confidence")
     return results, confidence
 
 
@@ -201,8 +239,8 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     for run_dir in map(Path, run_dirs):
         real = os.path.realpath(run_dir)
         if real in seen:
-            raise CompareInputError(f"{run_dir}: named twice (also as {seen[real]}); name each "
-                                    "report once")
+            raise CompareInputError(f"{run_dir}: named twice (also as {seen[real]})",
+                                    remedy="name each report once")
         seen[real] = run_dir
         if is_sweep_report(run_dir):
             continue

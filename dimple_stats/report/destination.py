@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dimple_stats import interrupts
-from dimple_stats.atomic import fsync_dir
+from dimple_stats.atomic import cannot_write_beside, fsync_dir
 from dimple_stats.errors import BadInput
 
 __all__ = ["BENCHMARKS", "COMPARISON", "OutputFolder", "REPORT", "ReportDestinationError",
@@ -113,7 +113,8 @@ BENCHMARKS = OutputFolder("dimple-stats benchmark report",
 
 def check_destination(path: str | os.PathLike[str], *,
                       keep: str | os.PathLike[str] | None = None,
-                      output: OutputFolder = REPORT) -> Path:
+                      output: OutputFolder = REPORT, protocol: str | None = None,
+                      replace: bool = False) -> Path:
     """``path`` as an absolute path if ``output`` may be written there, else
     :class:`ReportDestinationError`.
 
@@ -121,7 +122,11 @@ def check_destination(path: str | os.PathLike[str], *,
     target); a folder that holds the current directory (also through a link); a non-empty
     folder that is not ``output``'s (an entry it does not write, or one of the wrong kind, such
     as a folder named ``summary.md`` or a checkpoint inside ``figures/``); and a folder that
-    holds ``keep`` (the artifact store: replacing the report would delete it).
+    holds ``keep`` (the artifact store: replacing the report would delete it). A run's folder
+    (its measurements and ``manifest.json``) is replaced only by a run of the same protocol
+    (``protocol``, its name); ``report --out`` (``protocol=None``) and a run of another
+    protocol are refused there unless ``replace``: its measurements cannot be re-derived
+    without the store that made them.
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -147,7 +152,8 @@ def check_destination(path: str | os.PathLike[str], *,
         kept = Path(os.path.realpath(keep))
         if kept == real or real in kept.parents:
             raise ReportDestinationError(f"{path} holds the artifact store {keep}; replacing the "
-                                         "report would delete it")
+                                         "report would delete it: name another --out, or keep "
+                                         "the store outside it (--store DIR)")
     if out.exists() and not out.is_dir():
         raise ReportDestinationError(f"{out} is a file, not a folder; name a new folder")
     if out.is_dir():
@@ -157,7 +163,29 @@ def check_destination(path: str | os.PathLike[str], *,
                 f"{out} is not a {output.what} ({why}) and not empty; name a new or empty "
                 f"folder (a {output.what.removeprefix('dimple-stats ')} folder is replaced as a "
                 "whole)")
+        if output is REPORT and not replace:
+            _check_not_another_run(out, protocol)
+    why = cannot_write_beside(out)  # found now, not when the finished report is renamed in
+    if why:
+        raise ReportDestinationError(f"{path}: {why}; name a folder you can write to")
     return out
+
+
+def _check_not_another_run(out: Path, protocol: str | None) -> None:
+    """Refuse ``out`` when it holds the run (measurements and manifest) of a protocol other
+    than ``protocol`` (any run when ``protocol`` is None)."""
+    if not (out / MARKER).is_file():
+        return
+    try:
+        name = json.loads((out / MARKER).read_text(encoding="utf-8"))["protocol"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        name = None
+    if protocol is not None and name == protocol:
+        return
+    whose = f"protocol {name!r}" if isinstance(name, str) else "another protocol"
+    raise ReportDestinationError(
+        f"{out} holds the run of {whose} (its measurements and manifest.json), which replacing "
+        "it would delete; name another folder, or pass --replace to replace that run")
 
 
 def _shown(names: list[str]) -> str:
@@ -267,7 +295,8 @@ def _staging(tmp: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def staged_report(path: str | os.PathLike[str], *,
                   keep: str | os.PathLike[str] | None = None,
-                  output: OutputFolder = REPORT) -> Iterator[Path]:
+                  output: OutputFolder = REPORT, protocol: str | None = None,
+                  replace: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder to write a report into; on success it replaces
     ``path`` (checked with :func:`check_destination`), on an exception it is deleted and
     ``path`` is left as it was.
@@ -276,7 +305,8 @@ def staged_report(path: str | os.PathLike[str], *,
     moved aside, the new one into place, then the old one deleted. Only a crash between the two
     renames leaves no folder at ``path``; the old report is then the ``.<name>.old-*`` sibling.
     """
-    out = check_destination(path, keep=keep, output=output)
+    checks = dict(keep=keep, output=output, protocol=protocol, replace=replace)
+    out = check_destination(path, **checks)
     out.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:12]
     tmp = out.parent / f".{out.name}.tmp-{tag}"
@@ -286,7 +316,7 @@ def staged_report(path: str | os.PathLike[str], *,
     if out.exists():
         try:
             # it may have changed during a long run
-            check_destination(out, keep=keep, output=output)
+            check_destination(out, **checks)
         except ReportDestinationError as exc:
             raise ReportDestinationError(f"{exc}; the finished report was kept at {tmp}") from None
         os.rename(out, old)

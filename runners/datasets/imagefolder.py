@@ -104,7 +104,8 @@ def _load_images(paths: list[str], size: int) -> torch.Tensor:
             # UnidentifiedImageError and truncated files are OSErrors; the decompression-bomb
             # limit stays (a one-line error, not a traceback).
             raise DataFileError(f"imagefolder: {path}: cannot decode as an image "
-                                f"({type(exc).__name__}: {exc})") from None
+                                f"({type(exc).__name__}: {exc}); remove it or replace it with "
+                                "an intact image") from None
         # PIL returns an unchanged copy when the size already matches, so exact-size PNGs keep
         # their pixel values bit for bit.
         rgb = F.center_crop(F.resize(rgb, size), [size, size])
@@ -142,7 +143,8 @@ def _to_rgb(img: object, path: str) -> object:
                                 "intensity scale; save the image with 8 or 16 bits per channel")
         values = np.asarray(img, dtype=np.int64)
         if values.min() < 0 or values.max() > 65535:
-            raise DataFileError(f"imagefolder: {path}: 16-bit pixels outside 0-65535")
+            raise DataFileError(f"imagefolder: {path}: 16-bit pixels outside 0-65535; save the "
+                                "image with 8 or 16 bits per channel")
         eight = np.round(values / 257.0).astype(np.uint8)  # 65535 -> 255
         return Image.fromarray(eight).convert("RGB")
     if img.mode == "F":
@@ -197,6 +199,12 @@ def load_imagefolder(config: ImageFolderDataset, seed: int = 0) -> DatasetSplits
     eval_paths, eval_labels = _list_files(eval_dir, class_to_idx)
 
     plan = plan_classes("imagefolder", names, config.classes, config.eval_classes)
+    absent = [names[c] for c in plan.eval_classes if not (eval_labels == c).any()]
+    if absent:  # its eval images would silently come from the other classes only
+        raise DataFileError(
+            f"imagefolder: {eval_dir} has no folder for the class(es) {', '.join(absent)} that "
+            f"{config.train_dir} has; add their eval images, or leave them out with "
+            "dataset.classes or dataset.eval_classes")
     train_idx = select(
         "imagefolder", "train", train_labels, plan.mask(train_labels), config.train_samples,
         rng_for(seed, "train"), field="train_samples", what=f" in {train_dir}",

@@ -109,6 +109,9 @@ def _splits(config: TorchvisionDataset, raw: _Raw, seed: int) -> DatasetSplits:
 
 #: IDX headers with a rank above this are not image or label files.
 _MAX_IDX_RANK = 4
+#: What to do about a damaged or mismatched IDX file, ending each such error line.
+_REPLACE = ("; replace it with an intact copy of the dataset's files (the four from one "
+            "source, gunzipped or not)")
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -129,20 +132,20 @@ def read_idx(path: str | Path) -> np.ndarray:
         raw = p.read_bytes()
         data = gzip.decompress(raw) if p.suffix == ".gz" else raw
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataFileError(f"{p}: cannot read ({exc})") from None
+        raise DataFileError(f"{p}: cannot read ({exc}){_REPLACE}") from None
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
         raise DataFileError(f"{p}: not an IDX file of unsigned bytes (its first 4 bytes are "
-                            f"{data[:4].hex() or 'missing'}, expected 000008 and a rank)")
+                            f"{data[:4].hex() or 'missing'}, expected 000008 and a rank){_REPLACE}")
     rank = data[3]
     if not 1 <= rank <= _MAX_IDX_RANK or len(data) < 4 + 4 * rank:
-        raise DataFileError(f"{p}: IDX header of rank {rank} is damaged or truncated")
+        raise DataFileError(f"{p}: IDX header of rank {rank} is damaged or truncated{_REPLACE}")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank)
     expected = int(np.prod(shape, dtype=np.int64))
     if body.size != expected:
         what = "truncated" if body.size < expected else "followed by trailing bytes"
         raise DataFileError(f"{p}: {body.size} bytes of data for the header's shape {shape} "
-                            f"({what})")
+                            f"({what}){_REPLACE}")
     return body.reshape(shape)
 
 
@@ -152,18 +155,18 @@ def _checked_split(images_path: Path, labels_path: Path, classes: int) -> _IdxSp
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) == 0:
         raise DataFileError(f"{images_path}: expected (n, 28, 28) images, got shape "
-                            f"{images.shape}")
+                            f"{images.shape}{_REPLACE}")
     if labels.ndim != 1:
         raise DataFileError(f"{labels_path}: expected one label per image, got shape "
-                            f"{labels.shape}")
+                            f"{labels.shape}{_REPLACE}")
     if len(labels) != len(images):
         raise DataFileError(f"{labels_path}: {len(labels)} labels for the {len(images)} images "
-                            f"of {images_path.name}")
+                            f"of {images_path.name}{_REPLACE}")
     bad = labels >= classes
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise DataFileError(f"{labels_path}: label {int(labels[first])} at position {first} is "
-                            f"not a class id 0-{classes - 1} ({int(bad.sum())} such labels)")
+                            f"not a class id 0-{classes - 1} ({int(bad.sum())} such labels){_REPLACE}")
     return _IdxSplit(torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)))
 
 

@@ -107,6 +107,32 @@ def test_validate_set_override(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "[from --set attack.norm]" in result.output
 
 
+def test_an_option_or_override_error_names_its_source_not_a_file_line(tmp_path: Path) -> None:
+    """A value from --set, --device or --executor is not on any line of the file: the error
+    names the option (it once blamed the file's line of the section, or '--set device')."""
+    protocol = tmp_path / "p.yaml"
+    protocol.write_text("name: p\ndataset: {name: digits, eval_samples: 12}\nautoencoders:\n"
+                        "  plain: {arch: mlp, latent_dim: 8}\nclaims:\n"
+                        "  - dmm.perpendicular: {null: beta}\n")
+    cases = [(["validate", str(protocol), "--set", "dataset.eval_samples=true"],
+              "p.yaml: dataset.eval_samples: a boolean (true/false) where a number or name is "
+              "expected [from --set dataset.eval_samples]"),
+             (["run", str(protocol), "--device", "gpu0"],
+              "got 'gpu0' [from --device]"),
+             (["run", str(protocol), "--executor", "foo"],
+              "unknown executor 'foo'; known: local, processes, ray [from --executor]")]
+    for args, expected in cases:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and expected in " ".join(result.output.split()), \
+            result.output
+        assert "p.yaml:2" not in result.output, result.output
+    quoted = protocol.read_text().replace("eval_samples: 12", 'eval_samples: "12"')
+    protocol.write_text(quoted)  # in the file: its line
+    result = runner.invoke(app, ["validate", str(protocol)])
+    assert result.exit_code == 2
+    assert "p.yaml:2: dataset.eval_samples: a number, got the text '12'" in result.output
+
+
 def test_schema_is_json_schema() -> None:
     result = runner.invoke(app, ["schema"])
     assert result.exit_code == 0

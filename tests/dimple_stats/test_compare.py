@@ -111,6 +111,14 @@ def _copy(report: str, tmp_path: Path) -> Path:
     (lambda t: t.assign(seed=t["seed"].astype(str).where(t.index != 1, "x")),
      "line 3: column seed must be a seed number or 'pooled'"),
     (lambda t: t.iloc[:0], "has no rows"),
+    # an estimate outside its own CI, an infinite one with nothing censored, a claim the run
+    # never asked for (each was shown as a finding)
+    (lambda t: t.assign(estimate=t["estimate"].where(t.index != 0, float("inf"))),
+     "line 2: column estimate must be inside [ci_low, ci_high], got inf"),
+    (lambda t: t.assign(estimate=float("inf"), ci_high=float("inf"), n_censored=0),
+     "column estimate must be finite where no value is censored"),
+    (lambda t: t.assign(claim=t["claim"].where(t.index != 2, "dmm.made_up")),
+     "line 4: column claim must be a claim its manifest.json names"),
 ])
 def test_compare_refuses_a_damaged_results_table(damage, message, tmp_path: Path) -> None:
     run = _copy("quickstart", tmp_path)
@@ -118,6 +126,9 @@ def test_compare_refuses_a_damaged_results_table(damage, message, tmp_path: Path
     result = CliRunner().invoke(app, ["compare", str(run)])
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output
+    # and what to do: the table comes back from the run's measurements
+    assert "render it again from its measurements with `dimple-stats report RUN_DIR`" in \
+        " ".join(result.output.split()), result.output
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00\x01\xff binary"])

@@ -389,6 +389,10 @@ seeds: [0]
     ("attack.early_stop=0", "true or false, got 0"),
     ("report.figures=1", "true or false, got 1"),
     ("dataset.download='true'", "true or false, got 'true'"),
+    # a quoted number was read as the number (pydantic's lax str -> int)
+    ('dataset.eval_samples="12"', "a number, got the text '12'"),
+    ("stats.alpha='0.05'", "a number, got the text '0.05'"),
+    ('classifier.hidden=["8", 4]', "a number, got the text ['8', 4]"),
 ])
 def test_a_boolean_for_a_number_or_a_number_for_a_boolean_is_refused(override: str,
                                                                      needle: str) -> None:
@@ -401,3 +405,6 @@ def test_booleans_and_numbers_as_written_still_load() -> None:
         "claims.0.zp.not_below_random.margin=0.05", "dataset.download=false",
         "attack.early_stop=true", "report.figures=false"))
     assert protocol.report.figures is False and protocol.attack.early_stop is True
+    written = load_protocol_text(_SMALL, overrides=("dataset.eval_samples=12",
+                                                    "stats.alpha=1e-2"))
+    assert written.dataset.eval_samples == 12 and written.stats.alpha == 0.01

@@ -207,7 +207,12 @@ def test_report_out_over_another_runs_report_replaces_it_as_a_whole(
     manifest["versions"] = {"dimple-stats": __version__}
     (other / "manifest.json").write_text(json.dumps(manifest))
     assert report(other, "--format", "csv,latex", "--no-figures", "--no-html")[0] == 0
+    before = {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()}
+    # a run's folder holds measurements only its store can re-derive: refused unless asked
     code, text = report(run_dir, "--out", other, *FAST)
+    assert code == 2 and "holds the run of" in text and "--replace" in text, text
+    assert {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()} == before
+    code, text = report(run_dir, "--out", other, "--replace", *FAST)
     assert code == 0, text
     names = sorted(p.name for p in other.iterdir())
     # nothing of the other run survives: not its manifest, tables or LaTeX table

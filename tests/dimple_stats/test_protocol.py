@@ -275,7 +275,8 @@ def test_data_shaped_nulls_of_the_gradient_claim_are_refused_at_their_key() -> N
 ])
 def test_a_boolean_where_a_number_belongs_is_refused(override: str, key: str) -> None:
     (issue,) = issues_of(MINIMAL, overrides=(override,))
-    assert "a boolean" in issue.message and key in issue.message
+    assert "a boolean" in issue.message and issue.path.endswith(key)
+    assert issue.origin is not None and issue.line is None  # the --set, not a line of the file
     # where a boolean belongs it is still read
     assert load_protocol_text(MINIMAL, overrides=("attack.early_stop=false",)).attack.early_stop \
         is False
@@ -303,6 +304,9 @@ def test_a_claim_listed_twice_is_an_error_not_deduplicated() -> None:
     ("autoencoders.plain.hidden=[-5]", "greater than or equal to 1"),
     ("autoencoders.plain.hidden=[0]", "greater than or equal to 1"),
     ("autoencoders.plain.hidden=[1000000000000]", "less than or equal to 65536"),
+    # each width allowed, together 34 GB of weights (the first layer reads 64 pixels)
+    ("classifier.hidden=[65536, 65536, 65536]", "make at least 8,594,128,896 weights"),
+    ("autoencoders.plain.hidden=[16384, 16384]", "make at least 269,484,032 weights"),
     ("classifier.hidden=[0, 8]", "greater than or equal to 1"),
     ("autoencoders.plain.latent_dim=65", "must be smaller than the digits image dimension 64"),
     ("dataset.train_samples=1", "greater than or equal to 2"),

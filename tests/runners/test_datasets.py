@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import struct
 from pathlib import Path
 
@@ -713,6 +714,7 @@ def test_a_damaged_idx_file_is_a_one_line_error_naming_it(file: str, kind: str, 
         load_dataset(TorchvisionDataset(name="mnist", root=str(tmp_path), eval_samples=20),
                      seed=0)
     assert file in str(info.value) and message in str(info.value)
+    assert "; replace it with an intact copy" in str(info.value)  # what to do, not only what
 
 
 def test_idx_labels_must_match_their_images_in_count_and_class(tmp_path: Path) -> None:
@@ -722,7 +724,7 @@ def test_idx_labels_must_match_their_images_in_count_and_class(tmp_path: Path) -
     raw = tmp_path / "MNIST" / "raw"
     cfg = TorchvisionDataset(name="mnist", root=str(tmp_path), eval_samples=20)
     write_idx(raw / "train-labels-idx1-ubyte", files["train_y"][:-1])  # one label short
-    with pytest.raises(DataFileError, match="59 labels for the 60 images"):
+    with pytest.raises(DataFileError, match="59 labels for the 60 images.*; replace it"):
         load_dataset(cfg, seed=0)
     bad = files["train_y"].copy()
     bad[7] = 42  # not a class: it used to be dropped silently and another subset drawn
@@ -793,6 +795,7 @@ def test_imagefolder_undecodable_file_is_one_line_naming_it(content, what, tmp_p
     with pytest.raises(DataFileError) as info:
         load_dataset(cfg, seed=0)
     assert str(path) in str(info.value) and what in str(info.value)
+    assert "; remove it or replace it with an intact image" in str(info.value)
 
 
 def test_imagefolder_decompression_bomb_is_refused_in_one_line(tmp_path: Path,
@@ -814,3 +817,18 @@ def test_imagefolder_empty_class_folder_is_refused(tmp_path: Path) -> None:
     cfg = ImageFolderDataset(name="imagefolder", root=str(tmp_path), image_size=8, eval_samples=12)
     with pytest.raises(DataFileError, match="dog holds no image file"):
         load_dataset(cfg, seed=0)
+
+
+def test_imagefolder_eval_split_without_a_class_folder_is_refused(tmp_path: Path) -> None:
+    """val/ lacks a class train/ has: the eval images came from the other classes without a
+    word. Leaving the class out of the eval classes is the way to say it is meant."""
+    from runners.datasets.base import DataFileError
+
+    write_imagefolder(tmp_path, per_class=6)
+    shutil.rmtree(tmp_path / "val" / "cat")
+    cfg = ImageFolderDataset(name="imagefolder", root=str(tmp_path), image_size=8, eval_samples=8)
+    with pytest.raises(DataFileError, match=r"val has no folder for the class\(es\) cat that "
+                                            r"train has; add their eval images"):
+        load_dataset(cfg, seed=0)
+    meant = load_dataset(cfg.model_copy(update={"eval_classes": (0, 1)}), seed=0)
+    assert set(meant.eval.y.tolist()) == {0, 1} and len(meant.eval.y) == 8

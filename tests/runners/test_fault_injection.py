@@ -232,6 +232,36 @@ def test_out_replaces_an_earlier_report_as_a_whole(work: Path) -> None:
     assert not [p for p in work.iterdir() if p.name.startswith(".report.")]
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_out_keeps_the_run_of_another_protocol_unless_told_to_replace_it(work: Path) -> None:
+    """The folder of another protocol's run holds measurements only its store can re-derive:
+    ``run --out`` and ``report --out`` refuse it (exit 2, the run's files byte-identical),
+    ``--replace`` replaces it; a run of the same protocol replaces its own folder."""
+    (work / "other.yaml").write_text(TINY.replace("name: tiny", "name: other"))
+    before = _files(work / "report")
+    assert "measurements.parquet" in before
+    result = cli("run", "other.yaml", "--store", "store", "--out", "report", cwd=work)
+    one_line_error(result, 2, "--out", "holds the run of protocol 'tiny'", "--replace")
+    rendered = cli("report", "report", "--out", "report2", cwd=work)  # a render: no measurements
+    assert rendered.returncode == 0, rendered.stderr
+    shutil.copytree(work / "report", work / "copy")
+    again = cli("report", "copy", "--out", "report", cwd=work)  # a render over a run's folder
+    one_line_error(again, 2, "--out", "holds the run of protocol 'tiny'", "--replace")
+    assert _files(work / "report") == before
+    replaced = cli("run", "other.yaml", "--store", "store", "--out", "report", "--replace",
+                   cwd=work)
+    assert replaced.returncode == 0, replaced.stderr
+    manifest = json.loads((work / "report" / "manifest.json").read_text())
+    assert manifest["protocol"]["name"] == "other"
+    forced = cli("report", "copy", "--out", "report", "--replace", cwd=work)
+    assert forced.returncode == 0, forced.stderr
+    assert not (work / "report" / "measurements.parquet").exists()
+
+
 def test_another_checkpoint_at_the_same_path_is_another_model(tmp_path: Path) -> None:
     """A user checkpoint is named by its path in the config: its content hash enters the keys,
     so swapping the file recomputes every measurement instead of reusing the old ones."""
@@ -345,7 +375,9 @@ def test_a_classifier_that_outputs_nan_is_a_clear_error(mnist_sample: Path,
     model = build_classifier(load_protocol_text(text).classifier, image_shape=(1, 28, 28),
                              num_classes=10)
     state = model.state_dict()
-    next(iter(state.values())).view(-1)[0] = float("nan")  # one NaN weight poisons every logit
+    # Finite weights whose products overflow: inf in the first layer, inf - inf = NaN in the
+    # next. (A NaN weight itself is refused as bad input before any compute: test_training.)
+    next(iter(state.values())).fill_(3e38)
     torch.save(state, tmp_path / "clf.pt")
     (tmp_path / "m.yaml").write_text(MNIST.format(root=mnist_sample, n=600, extra="",
                                                   checkpoint=", checkpoint: clf.pt"))
@@ -451,7 +483,11 @@ def test_sigterm_stops_the_process_pool_workers_and_leaves_no_staging(work: Path
     time.sleep(2)  # let them start computing
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
+    # one line says what happened and what to do (a bare 143 once said nothing)
+    assert err.rstrip().splitlines()[-1] == (
+        "dimple-stats: stopped by SIGTERM; finished stages stay in the store and an earlier "
+        "report is left whole: run the same command again to resume"), err
     time.sleep(1)
     assert not [p for p in workers if _alive(p)], "pool workers kept computing after SIGTERM"
     assert not [p for p in work.iterdir() if p.name.startswith(".report.")]
@@ -510,6 +546,24 @@ def test_a_device_or_store_this_machine_cannot_use_is_refused_before_compute(
         assert "epoch" not in result.stderr  # refused before any training
     assert not (work / "store2").exists() and not (work / "r2").exists()
     assert (work / "afile").read_text() == "x"
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None, reason="needs chattr (e2fsprogs)")
+def test_an_out_folder_nobody_can_write_is_refused_before_compute(work: Path) -> None:
+    """An immutable folder (as a read-only mount, unwritable even for root): the run once
+    trained and measured, then failed to rename the report in."""
+    locked = work / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("this filesystem has no immutable attribute")
+    try:
+        result = cli("run", "tiny.yaml", "--store", "store2", "--out", "locked/report", cwd=work)
+        one_line_error(result, 2, "--out", "locked is not writable", "name a folder you can write")
+        rendered = cli("report", "report", "--out", "locked/r", cwd=work)
+        one_line_error(rendered, 2, "--out", "locked is not writable")
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    assert not (work / "store2").exists()  # nothing computed
 
 
 def test_train_classes_an_image_folder_lacks_are_refused_before_training(tmp_path: Path) -> None:

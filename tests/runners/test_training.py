@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import pickle
+import warnings
 from pathlib import Path
 
 import pytest
@@ -177,6 +179,8 @@ def test_user_checkpoint_is_loaded_with_weights_only(digits, tmp_path: Path) -> 
     ("list", "holds a list, not a state dict"),
     ("tensor", "holds a Tensor, not a state dict"),
     ("other_widths", "not weights of this MLPClassifier"),
+    ("nan", "weight net.1.weight holds NaN or inf"),  # a diverged training's weights
+    ("raw_pickle", "cannot read: not a torch checkpoint"),  # and no torch warning line
 ])
 def test_a_checkpoint_that_is_not_these_weights_is_a_one_line_error(
         content: str, needle: str, digits, tmp_path: Path) -> None:
@@ -193,15 +197,31 @@ def test_a_checkpoint_that_is_not_these_weights_is_a_one_line_error(
         torch.save([torch.zeros(3)], path)
     elif content == "tensor":
         torch.save(torch.zeros(3), path)
+    elif content == "nan":
+        state = train_classifier(FAST_MLP.model_copy(update={"epochs": 1}), digits,
+                                 data_config=DIGITS, seed=0).model.state_dict()
+        state["net.1.weight"][0, 0] = float("nan")
+        torch.save(state, path)
+    elif content == "raw_pickle":  # a plain pickle (protocol 4: torch warns) that names code
+        path.write_bytes(pickle.dumps({"w": _Evil()}, protocol=4))
     else:  # a classifier of other widths
         other = FAST_MLP.model_copy(update={"hidden": (7,), "epochs": 1})
         torch.save(train_classifier(other, digits, data_config=DIGITS, seed=0).model.state_dict(),
                    path)
-    with pytest.raises(CheckpointError) as info:
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(CheckpointError) as info:
+        warnings.simplefilter("always")
         train_classifier(FAST_MLP.model_copy(update={"checkpoint": str(path)}), digits,
                          data_config=DIGITS, seed=0)
     assert str(path) in str(info.value) and needle in str(info.value)
     assert "\n" not in str(info.value)
+    assert not [w for w in caught if "torch" in w.filename], [str(w.message) for w in caught]
+    if "cannot read" in str(info.value) or "not a state dict" in str(info.value):
+        assert str(info.value).endswith("save it with torch.save(model.state_dict(), PATH)")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("unpickled",))
 
 
 # --------------------------------------------------------------------------- autoencoder training
