@@ -35,6 +35,16 @@ R = TypeVar("R")
 OnResult = Callable[[Any], None] | None
 
 
+def _with_plugins(fn: Callable[[T], R], task: T) -> R:
+    """``fn(task)`` in a worker, after the installed plugins are loaded there: a spawned or Ray
+    worker starts with the built-in registries only, and its protocol may name a plugin's
+    claim, attack or dataset (:mod:`dimple_stats.plugins`)."""
+    from dimple_stats.plugins import load_plugins
+
+    load_plugins()
+    return fn(task)
+
+
 def _no_terminal(progress: bool | str) -> str:
     """A worker's progress mode: log lines where the driver would draw bars (a worker's
     stderr is a pipe or shared, never a terminal a bar could redraw)."""
@@ -69,7 +79,7 @@ def run_processes(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
                                initializer=install_warning_format)
     try:
-        for future in as_completed([pool.submit(fn, t) for t in tasks]):
+        for future in as_completed([pool.submit(_with_plugins, fn, t) for t in tasks]):
             outputs.append(future.result())
             if on_result:
                 on_result(outputs[-1])
@@ -102,14 +112,23 @@ def run_ray(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
                  ignore_reinit_error=True)
     try:
         gpus = 1 if any(str(getattr(t, "device", "")).startswith("cuda") for t in tasks) else 0
-        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(fn)
-        pending = [remote.remote(replace(t, threads=t.threads or 1,
-                                         progress=_no_terminal(t.progress)))
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_with_plugins)
+        pending = [remote.remote(fn, replace(t, threads=t.threads or 1,
+                                             progress=_no_terminal(t.progress)))
                    for t in tasks]
         outputs = []
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            outputs.append(ray.get(done[0]))
+            try:
+                outputs.append(ray.get(done[0]))
+            except ray.exceptions.RayTaskError as exc:
+                # The task's own exception, as the other executors raise it: Ray's wrapper
+                # prints the worker's traceback in its message, and a one-line error (a
+                # collapsed autoencoder, bad input) must stay one line.
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, Exception):
+                    raise cause from None
+                raise
             if on_result:
                 on_result(outputs[-1])
         return outputs

@@ -24,6 +24,7 @@ import pandas as pd
 from dimple_stats.attack_audit import attack_audit
 from dimple_stats.errors import BadInput
 from dimple_stats.protocol import Protocol
+from dimple_stats.protocol.worker import worker_protocol
 from dimple_stats.report.run import MANIFEST, protocol_json
 from runners import provenance
 from runners.executors import run_tasks
@@ -95,7 +96,7 @@ def _run_seed(task: SeedTask) -> SeedOutput:
     from runners.store import ArtifactStore
     from runners.training import resolve_device
 
-    protocol = Protocol.model_validate(task.protocol)
+    protocol = worker_protocol(task.protocol)
     store = ArtifactStore(task.store_root, origin={
         "protocol": protocol.name, "protocol_hash": protocol.hash, "seed": task.seed})
     device = resolve_device(task.device)

@@ -222,14 +222,14 @@ def train_model_task(task: ModelTask) -> list[dict[str, Any]]:
     """Run a :class:`ModelTask`; returns the metrics rows of its models."""
     import torch
 
-    from dimple_stats.protocol import Protocol
+    from dimple_stats.protocol.worker import worker_protocol
     from runners.store import ArtifactStore
 
     previous = torch.get_num_threads()
     if task.threads:
         torch.set_num_threads(task.threads)
     try:
-        protocol = Protocol.model_validate(task.protocol)
+        protocol = worker_protocol(task.protocol)
         store = ArtifactStore(task.store_root, origin={
             "protocol": protocol.name, "protocol_hash": protocol.hash, "seed": task.seed})
         data = load_seed_data(protocol, task.seed, task.limit)

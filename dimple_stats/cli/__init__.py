@@ -35,9 +35,15 @@ def main() -> None:
     """
     from dimple_stats import interrupts
     from dimple_stats.errors import install_warning_format
+    from dimple_stats.plugins import PluginError, load_plugins
 
     interrupts.install()
     install_warning_format()  # a library's warning is one line, like the tool's own
+    try:
+        load_plugins()  # before the commands read any name a plugin registers
+    except PluginError as exc:
+        sys.stderr.write(f"dimple-stats: {exc}\n")
+        raise SystemExit(2) from None
     try:
         app(prog_name="dimple-stats")
     except KeyboardInterrupt:

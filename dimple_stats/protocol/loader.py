@@ -21,6 +21,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from dimple_stats.claims.entry import ClaimEntry, entry_model
+from dimple_stats.plugins import load_plugins
 from dimple_stats.protocol.errors import ProtocolError, ProtocolIssue
 from dimple_stats.protocol.overrides import apply_overrides, parse_overrides
 from dimple_stats.protocol.schema import AutoencoderConfig, LiveDatasets, Protocol, dataset_union
@@ -441,6 +442,7 @@ def load_protocol_text(
 
     ``check_files``: also require every checkpoint path to name a readable file (relative paths
     from the current directory), as a run will; off for text not tied to a place."""
+    load_plugins()  # installed plugins' claims, attacks and datasets are names a protocol may use
     data, lines = compose_yaml(text, file)
     if data is None:
         raise ProtocolError([ProtocolIssue(file, 1, "", "the protocol file is empty")])

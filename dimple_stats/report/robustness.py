@@ -8,6 +8,7 @@ adjusted in the sweep's family.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,10 +110,26 @@ def spec_verdicts(results: pd.DataFrame, cell_rows: pd.DataFrame, *,
     return out
 
 
+#: The last frame read, its confidence and its counts: one report asks for the same counts
+#: three or four times (summary.md, results.md, report.html, the console), each 23 s on the
+#: 120 specifications of multiverse_digits. The frame itself is held, so its identity cannot
+#: be taken by another frame; the renderers never modify it.
+_LAST: list[tuple[pd.DataFrame, float, list[Robustness]]] = []
+
+
 def robustness(results: pd.DataFrame, *, confidence: float = 0.95) -> list[Robustness]:
     """One :class:`Robustness` per claim of a sweep's results: each (cell, autoencoder)'s verdict
     (:func:`dimple_stats.report.verdicts.verdicts` on the cell's rows, at the sweep family's
     size), counted; supported two-sided claims also by the sign of their deciding estimate."""
+    for frame, level, found in _LAST:
+        if frame is results and level == confidence:
+            return copy.deepcopy(found)
+    found = _count(results, confidence)
+    _LAST[:] = [(results, confidence, found)]
+    return copy.deepcopy(found)
+
+
+def _count(results: pd.DataFrame, confidence: float) -> list[Robustness]:
     axes = swept_paths(results)
     found: dict[str, Robustness] = {}
     # A cell's own rows and each classifier pair's rows differ in their specification label.

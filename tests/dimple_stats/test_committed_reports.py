@@ -70,7 +70,7 @@ def test_a_rerendered_sweep_names_the_correction_it_was_adjusted_with(tmp_path: 
     prose that explains them says so (it once kept naming the protocol file's Holm)."""
     import pandas as pd
 
-    run_dir = REPORTS / "multiverse_digits"
+    run_dir = REPORTS / "multiverse_mnist"  # the smaller sweep: half the re-analysis time
     committed = (run_dir / "summary.md").read_text()
     assert "(correction: holm)" in committed and "alpha = 0.05" in committed
     results, _ = report_run(run_dir, tmp_path, correction="fdr_bh", alpha=0.1, figures=False,
