@@ -52,7 +52,12 @@ from dimple_stats.stats.censored_ratio import (
     model_median,
     model_sign_test,
 )
-from dimple_stats.stats.correlation import spearman, spearman_ci
+from dimple_stats.stats.correlation import (
+    FIELLER_VARIANCE,
+    fisher_z_se,
+    spearman,
+    spearman_ci,
+)
 from dimple_stats.stats.effect_size import location_effect
 from dimple_stats.stats.mcnemar import discordant_pairs, mcnemar_exact, paired_risk_difference
 from dimple_stats.stats.paired import PairedTest
@@ -437,7 +442,7 @@ def spearman_tost_row(
     lo, hi, se = spearman_ci(res.statistic, res.n, confidence=stats.confidence)
     p = z_stat = math.nan
     if res.defined and res.n > 3 and abs(res.statistic) < 1:
-        se_z = math.sqrt(1.06 / (res.n - 3))
+        se_z = fisher_z_se(res.n)
         z = math.atanh(res.statistic)
         z_low, z_high = (z - math.atanh(-margin)) / se_z, (math.atanh(margin) - z) / se_z
         z_stat = min(z_low, z_high)
@@ -449,7 +454,7 @@ def spearman_tost_row(
         effect_size=res.statistic, effect_name="Spearman rho", statistic=z_stat,
         statistic_name="z (binding side of the two one-sided tests)", p=p, null=null,
         test=test_text(f"TOST on Spearman's rho within +-{margin:g} (two one-sided z tests on "
-                        "Fisher z, variance 1.06/(n-3))", statistic_text),
+                        f"Fisher z, variance {FIELLER_VARIANCE:g}/(n-3))", statistic_text),
         alternative="equivalence",
         note=join_notes(dropped_note(int((~keep).sum())),
                    "" if math.isfinite(p) else "test undefined (constant values or n < 4)"),

@@ -30,6 +30,7 @@ from scipy import stats
 from statsmodels.stats.power import NormalIndPower, TTestPower
 from statsmodels.stats.proportion import proportion_effectsize
 
+from dimple_stats.stats.correlation import FIELLER_VARIANCE
 from dimple_stats.stats.paired import PairedTest
 from dimple_stats.stats.result import Alternative
 
@@ -272,6 +273,6 @@ def suggested_n_spearman(rho: float, *, alternative: Alternative = "two-sided",
     """
     if not math.isfinite(rho) or abs(rho) >= 1:
         return math.nan
-    z = _directed(math.atanh(rho), alternative) / math.sqrt(1.06)
+    z = _directed(math.atanh(rho), alternative) / math.sqrt(FIELLER_VARIANCE)
     n = _solve(NormalIndPower(), z, alpha, power, alternative, n_min=1, ratio=0.0)
     return float(n + 3) if math.isfinite(n) else math.nan

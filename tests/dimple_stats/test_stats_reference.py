@@ -393,3 +393,57 @@ def test_two_segment_fit_by_hand() -> None:
     # A straight line has no change point to find.
     flat = fit_two_segment(e, 5 - 0.3 * e + 0.1 * (-1) ** np.arange(10))
     assert flat.pvalue > 0.05
+
+
+# --- references that are not the formula under test (issue 33: three one-line mutations of the
+# statistics survived the suite; each of these fails on one) ---------------------------------------
+
+def test_spearman_ci_covers_at_its_level_only_with_the_fieller_variance() -> None:
+    """40,000 samples of 30 bivariate-normal pairs (r = 0.6; Spearman's population rho
+    (6/pi) asin(r/2)): the 95% interval covers 94.7% (MC error 0.11%) with the variance
+    1.06/(n-3); with Pearson's 1/(n-3) (the mutation) it covers 94.0%."""
+    from scipy import stats as scipy_stats
+
+    rng = np.random.default_rng(1)
+    n, r, trials = 30, 0.6, 40_000
+    xy = rng.multivariate_normal([0.0, 0.0], [[1.0, r], [r, 1.0]], size=(trials, n))
+    rx, ry = (scipy_stats.rankdata(xy[..., i], axis=1) for i in (0, 1))
+    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
+    rho = (rx * ry).sum(1) / np.sqrt((rx**2).sum(1) * (ry**2).sum(1))
+    true = 6 / math.pi * math.asin(r / 2)
+    bounds = np.array([spearman_ci(float(v), n)[:2] for v in rho])
+    coverage = float(((bounds[:, 0] <= true) & (true <= bounds[:, 1])).mean())
+    assert 0.944 <= coverage <= 0.952, coverage
+
+
+def test_rank_biserial_drops_zero_differences_as_wilcoxon_does() -> None:
+    """r = 2 W+ / (n'(n'+1)/2) - 1 over the n' non-zero differences, W+ from scipy's Wilcoxon
+    with zero_method 'wilcox' (zeros dropped, Kerby 2014); keeping the zeros (the mutation)
+    shifts every rank."""
+    from scipy import stats as scipy_stats
+
+    d = np.array([0.0, 0.4, -0.1, 0.0, 0.7, 0.25, -0.3, 0.0, 0.9, 0.15])
+    w_plus = scipy_stats.wilcoxon(d, zero_method="wilcox", alternative="greater").statistic
+    nz = int((d != 0).sum())
+    assert rank_biserial(d) == pytest.approx(2 * w_plus / (nz * (nz + 1) / 2) - 1, abs=1e-12)
+    # by hand: |d| ranks 0.1 (1, -), 0.15 (2), 0.25 (3), 0.3 (4, -), 0.4 (5), 0.7 (6), 0.9 (7)
+    assert rank_biserial(d) == pytest.approx((23 - 5) / 28, abs=1e-12)
+
+
+def test_clustered_mcnemar_two_sided_is_statsmodels_exact_mcnemar_without_repeats() -> None:
+    """With every image once, the clustered test is the exact McNemar test: its two-sided p is
+    statsmodels' (twice the smaller tail; the mutation kept one tail)."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    from dimple_stats.stats.mcnemar import clustered_mcnemar
+
+    first = [np.array([1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 0, 1], dtype=bool),
+             np.array([0, 0, 1, 0, 0, 1, 0], dtype=bool)]
+    second = [np.array([1, 1, 1, 1, 1, 0, 1, 0, 1, 1, 0, 1], dtype=bool),
+              np.array([1, 1, 1, 0, 1, 1, 0], dtype=bool)]
+    ids = [np.arange(12), np.arange(100, 107)]
+    a, b = np.concatenate(first), np.concatenate(second)
+    table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
+    reference = mcnemar(table, exact=True).pvalue  # 1 vs 8 discordant: 2 * (1 + 9) / 512
+    got = clustered_mcnemar(first, second, ids, alternative="two-sided").pvalue
+    assert got == pytest.approx(reference, abs=1e-12) and reference == pytest.approx(20 / 512)
