@@ -1,7 +1,8 @@
 """dimple-stats: significance tests for the dimpled manifold model of adversarial examples.
 
-This package is the declarative side (protocols, the claim catalogue, statistics, reports, CLI) and
-never imports torch; the compute side lives in the ``runners`` package.
+This package is the declarative side (protocols, the claim catalogue, statistics, reports, CLI);
+its core never imports torch. The compute side lives in the ``runners`` package, which the CLI's
+computing commands (train, run, bench) import inside the command, after their input is checked.
 
 The analysis API (``read_measurements``, ``test_claim``, ``analyse``, ``write_report``,
 ``report_run`` ...) is imported on first use, so ``import dimple_stats`` stays light for the

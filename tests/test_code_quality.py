@@ -75,3 +75,20 @@ def test_a_new_core_module_that_imports_torch_is_caught(tmp_path: Path) -> None:
                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert out.returncode != 0, out.stdout
     assert "dimple_stats.stray -> torch" in out.stdout, out.stdout
+
+
+def test_every_file_a_docstring_or_comment_names_exists() -> None:
+    """A path named in the code's prose (a test file, a page under docs) is a promise to a
+    reader; one named a test file that did not exist (issue 33)."""
+    import re
+
+    pattern = re.compile(r"\b((?:tests|dimple_stats|runners|docs|protocols|reports|\.ci)/"
+                         r"[A-Za-z0-9_./-]+\.(?:py|md|yaml|toml|csv|json|j2))\b")
+    missing = []
+    for package in ("dimple_stats", "runners", "tests"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                for named in pattern.findall(line):
+                    if not (ROOT / named).exists():
+                        missing.append(f"{path.relative_to(ROOT)}:{number}: {named}")
+    assert missing == [], missing

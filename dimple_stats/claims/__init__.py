@@ -11,7 +11,8 @@ Adding a claim takes two steps and touches no other module:
    table it reads and the analysis as a ``"module:function"`` target.
 
 Protocols, ``dimple-stats claims``, ``dimple-stats run`` and ``report`` then know it
-(``tests/dimple_stats/test_toy_claim.py`` does exactly this, in the test).
+(``tests/runners/test_toy_extensions.py`` does exactly this, in the test; as an installed
+plugin, ``tests/runners/test_plugins.py``).
 """
 
 from dimple_stats.claims.catalogue import CATALOGUE, ClaimDefinition, get_claim, list_claims

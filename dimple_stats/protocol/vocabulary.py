@@ -105,5 +105,5 @@ class DatasetEntry:
 
 
 #: Datasets: ``dataset.name`` -> :class:`DatasetEntry`. The built-in ones are registered by
-#: :mod:`dimple_stats.protocol.schema`, beside their config models.
+#: :mod:`dimple_stats.protocol.datasets`, beside their config models.
 DATASETS: Registry[DatasetEntry] = Registry("dataset")

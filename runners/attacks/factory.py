@@ -1,7 +1,8 @@
 """One way to build an attack: by method name (:data:`ATTACKS`), norm and options.
 
-Measurement, the projection defense and adversarial training all build their attacks here, so
-a registered attack is available to each of them.
+Measurement and the projection defense build their attacks here, so a registered attack is
+available to both. Adversarial training builds its attack here too, but always PGD (Madry's
+recipe: ``runners.training``), whatever ``attack.method`` says.
 """
 
 from __future__ import annotations
