@@ -154,6 +154,11 @@ class ClaimDefinition:
         makes every row it matches decide, and the claim's other tested variants are read
         beside them ("the other nulls agree" or "change the reading"). Empty: every tested
         variant decides.
+    variant_words : dict
+        Variant name -> the null it tests in words, for the verdict's "Against <words>". A
+        claim added outside this module names its own; a variant it does not name prints as
+        named (never in another claim's words: the built-in claims share
+        :data:`dimple_stats.report.verdicts.VARIANT_WORDS`).
     """
 
     id: str
@@ -169,6 +174,7 @@ class ClaimDefinition:
     verdict_on: tuple[tuple[str, ...], ...] = ()
     measured_by: dict[str, str] = field(default_factory=dict)
     hypothesis_for: str | Callable[[str], str] | None = field(repr=False, default=None)
+    variant_words: dict[str, str] = field(default_factory=dict)
 
     def words_for(self, autoencoder: str) -> str:
         """H1 in words for one autoencoder (or defended model) of the results: the claim's own
@@ -519,6 +525,10 @@ for _definition in (
     ),
 ):
     CATALOGUE.register(_definition.id, _definition)
+
+#: The claims defined above, whose variants share the words of
+#: :data:`dimple_stats.report.verdicts.VARIANT_WORDS`; a claim registered later does not.
+BUILT_IN_CLAIMS = frozenset(CATALOGUE.names())
 
 
 def get_claim(claim_id: str) -> ClaimDefinition:

@@ -261,7 +261,7 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
                 out.append({
                     "report": run_dir.name, "autoencoder": str(autoencoder),
                     "claim": str(claim), "variant": str(r["variant"]),
-                    "null": _variant_words(str(r["variant"])), "deciding": idx in decide,
+                    "null": _variant_words(str(r["variant"]), str(claim)), "deciding": idx in decide,
                     "reading": _row_reading(r, ctx),
                     "verdict": verdict_of.get((claim, autoencoder), ""),
                     "quantity": quantity(str(r["estimate_meaning"])),
@@ -298,7 +298,7 @@ def compare_matrix(table: pd.DataFrame) -> pd.DataFrame:
         number = _number(r)
         cells[(r["claim"], r["variant"])][f"{r['report']}: {r['autoencoder']}"] = (
             _SHORT[r["reading"]] + (f" {number}" if number else ""))
-    matrix = pd.DataFrame([{"claim": c, "null": _variant_words(v),
+    matrix = pd.DataFrame([{"claim": c, "null": _variant_words(v, c),
                             **{col: cells[(c, v)].get(col, "") for col in cols}}
                            for c, v in rows])
     return matrix
@@ -322,7 +322,7 @@ def compare_markdown(table: pd.DataFrame, *, title: str = "Claims across reports
     lines += _pipe(compare_matrix(table)) + [""]
     for claim, variant in _row_order(table):
         g = table[(table["claim"] == claim) & (table["variant"] == variant)]
-        lines += [f"## {claim}: against {_variant_words(variant)}", "",
+        lines += [f"## {claim}: against {_variant_words(variant, claim)}", "",
                   f"Quantity: {g['quantity'].iloc[0]}"
                   + ("" if g["deciding"].all() else " (read beside the deciding null)"), ""]
         detail = pd.DataFrame({

@@ -365,13 +365,20 @@ def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _variant_words(variant: str) -> str:
-    """The null a variant tests, in words ("vs none @ eps=1" -> equal robust accuracy ...)."""
+def _variant_words(variant: str, claim: str) -> str:
+    """The null a variant of ``claim`` tests, in words ("vs none @ eps=1" -> equal robust
+    accuracy ...): the claim's own :attr:`~dimple_stats.claims.ClaimDefinition.variant_words`,
+    then, for a built-in claim, :data:`VARIANT_WORDS`; else the variant as named (a plugin's
+    variant named like a built-in one once printed that claim's words)."""
+    from dimple_stats.claims.catalogue import BUILT_IN_CLAIMS, CATALOGUE
+
     vs = _VS.match(variant)
     if vs:
         return f"equal robust accuracy with {vs['base']} at eps {vs['eps']}"
     base = variant.split(" (")[0]
-    return VARIANT_WORDS.get(base, variant) + (variant[len(base):] if base != variant else "")
+    words = {**(VARIANT_WORDS if claim in BUILT_IN_CLAIMS else {}),
+             **(CATALOGUE[claim].variant_words if claim in CATALOGUE else {})}
+    return words.get(base, variant) + (variant[len(base):] if base != variant else "")
 
 
 def _and(items: Sequence[str]) -> str:
@@ -459,10 +466,10 @@ def _one(claim: str, autoencoder: str, rows: pd.DataFrame, ctx: _Context) -> Ver
                      "claim" + (f" ({n_unf} cannot answer)" if n_unf else "") + ".")
     for (_, r), reading in zip(main.iterrows(), readings):
         if len(main) > 1:  # several comparisons decide: name each with its own reading
-            parts.append(f"Against {_variant_words(str(r['variant']))}: {reading}, "
+            parts.append(f"Against {_variant_words(str(r['variant']), claim)}: {reading}, "
                          f"{_numbers(r, ctx)}{_why(r, reading, ctx)}.")
         else:
-            parts.append(f"Against {_variant_words(str(r['variant']))}: "
+            parts.append(f"Against {_variant_words(str(r['variant']), claim)}: "
                          f"{_numbers(r, ctx)}{_why(r, reading, ctx)}.")
     if len(beside):
         other = [(r, _row_reading(r, ctx)) for _, r in beside.iterrows()]
@@ -470,10 +477,10 @@ def _one(claim: str, autoencoder: str, rows: pd.DataFrame, ctx: _Context) -> Ver
         differ = [(r, c) for r, c in other if c != category]
         if same:
             parts.append(f"Also {category} against "
-                         + _and([_variant_words(str(r["variant"])) for r in same]) + ".")
+                         + _and([_variant_words(str(r["variant"]), claim) for r in same]) + ".")
         if differ:
             parts.append("The reading changes against " + "; ".join(
-                f"{_variant_words(str(r['variant']))}: {c}, {_numbers(r, ctx)}"
+                f"{_variant_words(str(r['variant']), claim)}: {c}, {_numbers(r, ctx)}"
                 f"{_why(r, c, ctx)}" for r, c in differ) + ".")
     body = " ".join(parts)
     ordered = [*main.iterrows(), *beside.iterrows()]

@@ -292,3 +292,30 @@ def test_defense_verdicts_name_the_projection_their_rows_tested(defense: str,
     assert "isometric" not in v.hypothesis or defense.startswith("isometric")
     assert "adaptive" not in v.hypothesis and "white-box PGD through the projection" in \
         v.hypothesis
+
+
+def test_a_claim_added_later_speaks_its_own_variant_words_never_another_claims() -> None:
+    """Issue 33: a contributor's claim with a variant named "same_share" printed
+    ae.local_vs_global's words ("equal shares in the local tangent and the top-k principal
+    subspace"). Its own words now, or the variant as named."""
+    import dataclasses
+
+    from dimple_stats.claims import CATALOGUE
+
+    base = CATALOGUE["dmm.perpendicular"]
+    mine = dataclasses.replace(base, id="toy.follows_gradient",
+                               variant_words={"same_share": "the share of a random direction"})
+    bare = dataclasses.replace(base, id="toy.bare", variant_words={})
+    for definition, words in ((mine, "Against the share of a random direction:"),
+                              (bare, "Against same_share:")):
+        with CATALOGUE.registered(definition.id, definition):
+            rows = [_row(s, claim=definition.id, variant="same_share", est=0.6, p=1e-6)
+                    for s in range(3)]
+            text = _only(_table(*rows)).text
+        assert words in text, text
+        assert "top-k principal subspace" not in text, text
+    # a built-in claim keeps the shared words
+    rows = [_row(s, claim="ae.local_vs_global", variant="same_share", est=0.6, p=1e-6)
+            for s in range(3)]
+    assert "Against equal shares in the local tangent and the top-k principal subspace" in \
+        _only(_table(*rows)).text
