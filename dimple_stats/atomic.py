@@ -7,8 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["cannot_write_beside", "fsync_dir", "fsync_tree", "write_atomic", "write_bytes_atomic",
-           "write_text_atomic"]
+__all__ = ["cannot_write_beside", "cannot_write_in", "fsync_dir", "fsync_tree", "write_atomic",
+           "write_bytes_atomic", "write_text_atomic"]
 
 
 def _default_mode() -> int:
@@ -109,8 +109,19 @@ def cannot_write_beside(path: str | os.PathLike[str]) -> str | None:
     parent = next((p for p in Path(os.path.abspath(path)).parents if p.exists()), None)
     if parent is None or not parent.is_dir():
         return None  # the caller's own checks name a file in the way
+    return cannot_write_in(parent)
+
+
+def cannot_write_in(folder: str | os.PathLike[str]) -> str | None:
+    """Why nothing can be created inside the existing ``folder`` (or renamed: an immutable
+    folder refuses both), or None; tried as :func:`cannot_write_beside` does.
+
+    >>> import tempfile
+    >>> cannot_write_in(tempfile.mkdtemp()) is None
+    True
+    """
     try:
-        os.rmdir(tempfile.mkdtemp(prefix=".dimple-stats-probe-", dir=parent))
+        os.rmdir(tempfile.mkdtemp(prefix=".dimple-stats-probe-", dir=folder))
     except OSError as exc:
-        return f"{parent} is not writable ({exc.strerror or exc})"
+        return f"{folder} is not writable ({exc.strerror or exc})"
     return None

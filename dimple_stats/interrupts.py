@@ -12,10 +12,12 @@ and before the command exits.
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from types import FrameType
 
-__all__ = ["check", "install", "received"]
+__all__ = ["check", "held", "install", "received"]
 
 #: Signals that stop a command (those the platform has): SIGINT raises KeyboardInterrupt, the
 #: others ``SystemExit(128 + signum)`` as a shell reports a killed process.
@@ -23,6 +25,8 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
                      if hasattr(signal, name))
 
 _received: list[int] = []
+#: Depth of :func:`held` blocks: while positive, the handler records a signal and returns.
+_holding = 0
 
 
 def _exception(signum: int) -> BaseException:
@@ -33,7 +37,8 @@ def _exception(signum: int) -> BaseException:
 
 def _handler(signum: int, frame: FrameType | None) -> None:
     _received.append(signum)
-    raise _exception(signum)
+    if not _holding:
+        raise _exception(signum)
 
 
 def install() -> None:
@@ -55,3 +60,25 @@ def check() -> None:
     """
     if _received:
         raise _exception(_received[0])
+
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold stop signals back for the body (a few renames and deletions that must not stop
+    half way: a report's swap); one that came meanwhile raises on exit. Deferred in the
+    handler, not with ``pthread_sigmask``: a mask holds only this thread, and the signal then
+    reaches another (torch's and pyarrow's threads), whose handler call runs here anyway.
+
+    >>> with held():
+    ...     pass
+    """
+    global _holding
+    before = len(_received)
+    _holding += 1
+    try:
+        yield
+    finally:
+        _holding -= 1
+    if not _holding and len(_received) > before:
+        raise _exception(_received[before])

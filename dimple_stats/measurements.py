@@ -402,9 +402,8 @@ def read_measurements(path: str | os.PathLike[str], kind: TableKind = "measureme
         df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise MeasurementsError(f"{kind} table: cannot read {path}: {exc}") from exc
-    table = validate(df, kind, require=require)
-    try:
-        return check_ranges(table, kind)
+    try:  # every error names the file: a run folder holds several tables
+        return check_ranges(validate(df, kind, require=require), kind)
     except MeasurementsError as exc:
         raise MeasurementsError(f"{path}: {exc}") from None
 

@@ -16,7 +16,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, model_validator
 from pydantic_core import PydanticCustomError
 
-__all__ = ["SLIP", "StrictScalars"]
+__all__ = ["KEYED", "StrictScalars", "keyed_error"]
 
 
 def _holds_bool(value: Any) -> bool:
@@ -26,13 +26,18 @@ def _holds_bool(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and any(_holds_bool(v) for v in value)
 
 
-#: The error type of a scalar written as the wrong kind; its ``field`` lets the protocol
-#: loader name the key (and a ``--set`` that gave it) rather than the enclosing section.
-SLIP = "scalar_as_written"
+#: The error type of a model-level check about one field (a scalar written as the wrong kind,
+#: a class id the dataset lacks); its ``field`` lets the protocol loader name the key (and a
+#: ``--set`` that gave it) rather than the enclosing section.
+KEYED = "keyed_value_error"
 
 
-def _slip(name: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError(SLIP, "{field}: {what}", {"field": name, "what": message})
+def keyed_error(name: str, message: str) -> PydanticCustomError:
+    """An error a model validator raises about its field ``name`` (see :data:`KEYED`)."""
+    return PydanticCustomError(KEYED, "{field}: {what}", {"field": name, "what": message})
+
+
+_slip = keyed_error
 
 
 def _holds_str(value: Any) -> bool:

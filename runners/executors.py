@@ -16,7 +16,7 @@ from dataclasses import replace
 from multiprocessing import get_context
 from typing import Any, Protocol, TypeVar
 
-from dimple_stats.errors import install_warning_format
+from dimple_stats.errors import RunFailure, install_warning_format
 from dimple_stats.protocol.vocabulary import EXECUTORS
 from runners.progress import mode_of
 
@@ -107,9 +107,15 @@ def run_ray(fn: Callable[[T], R], tasks: list[T], on_result: OnResult,
         # No address: a local Ray instance on this machine. Workers import this package, so it
         # must be importable there (installed, or on a shared filesystem).
         # log_to_driver: the workers' progress lines reach this terminal (prefixed by Ray).
-        ray.init(address=address, include_dashboard=False,
-                 log_to_driver=any(mode_of(t.progress) != "off" for t in tasks),
-                 ignore_reinit_error=True)
+        try:
+            ray.init(address=address, include_dashboard=False,
+                     log_to_driver=any(mode_of(t.progress) != "off" for t in tasks),
+                     ignore_reinit_error=True)
+        except Exception as exc:  # ConnectionError, TimeoutError, ValueError for a bad address
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            raise RunFailure(f"cannot start or reach {where} ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:300]}); check --address (or drop it "
+                             "to start Ray here), or use --executor processes") from None
     try:
         gpus = 1 if any(str(getattr(t, "device", "")).startswith("cuda") for t in tasks) else 0
         remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(_with_plugins)

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dimple_stats.atomic import fsync_dir, fsync_tree
+from dimple_stats.atomic import cannot_write_beside, cannot_write_in, fsync_dir, fsync_tree
 from dimple_stats.errors import BadInput, RunFailure
 from dimple_stats.hashing import canonical_hash
 from runners.artifact_writer import ArtifactWriter
@@ -190,10 +190,9 @@ class ArtifactStore:
         if not existing.is_dir():
             raise StoreLocationError(f"{root}: {existing} is a file, so no folder can "
                                      "be made below it; name a folder")
-        if not os.access(existing, os.W_OK | os.X_OK):
-            what = "the store folder" if existing == root else f"its parent {existing}"
-            raise StoreLocationError(f"{root}: {what} is not writable; name a folder "
-                                     "you can write to")
+        # An unwritable store is no error yet: a run whose every stage is stored only reads
+        # it (a read-only copy of a finished store). The first stage it lacks is refused, by
+        # has(), before that stage computes.
         return self
 
     # ----------------------------------------------------------------------------------- keys
@@ -229,6 +228,14 @@ class ArtifactStore:
         found = (self.path(key) / META_FILE).is_file()
         if found:
             self.used.setdefault(str(key))
+        else:  # the caller computes it next: a store that cannot take it says so first
+            why = cannot_write_beside(self.root / "_") if not self.root.is_dir() else \
+                cannot_write_in(self.root)
+            if why:
+                raise StoreLocationError(
+                    f"{why}, and the store {self.root} lacks {key.stage} {key.digest[:12]}; "
+                    "name a store you can write to (a read-only store serves only a run whose "
+                    "every stage it holds)")
         return found
 
     def keys(self, stage: str | None = None) -> Iterator[ArtifactKey]:
@@ -247,7 +254,8 @@ class ArtifactStore:
                 if not DIGEST_RE.match(digest):
                     continue
                 key = ArtifactKey(stage_name, digest)
-                if self.has(key):
+                if (self.path(key) / META_FILE).is_file():  # not has(): a listing computes nothing
+                    self.used.setdefault(str(key))
                     yield key
 
     # -------------------------------------------------------------------------------- writing

@@ -109,7 +109,8 @@ def compare(
         for name in ("results.csv", "manifest.json"):
             if not (run_dir / name).is_file():
                 raise fail(f"dimple-stats compare: {run_dir}: not a report directory: {name} "
-                           "is missing")
+                           "is missing; name report folders that `dimple-stats run` wrote (a "
+                           "`report --out` folder renders one but holds no manifest.json)")
     if out is not None:
         from dimple_stats.report.destination import COMPARISON, check_destination
 

@@ -23,7 +23,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from dimple_stats.protocol.vocabulary import DATASETS, DatasetEntry
-from dimple_stats.strict_model import StrictScalars
+from dimple_stats.strict_model import StrictScalars, keyed_error
 
 __all__ = ["DatasetCommon", "DatasetConfig", "DigitsDataset", "Frozen", "ImageFolderDataset",
            "LinearSubspaceDataset", "LiveDatasets", "PixelRange", "SyntheticDataset",
@@ -94,8 +94,8 @@ class DatasetCommon(Frozen):
                 ids = getattr(self, field)
                 extra = sorted(c for c in ids or () if c >= count)
                 if extra:
-                    raise ValueError(f"{field}: {extra} are not classes of {self.name} "
-                                     f"(ids 0-{count - 1})")
+                    raise keyed_error(field, f"{extra} are not classes of {self.name} "
+                                      f"(ids 0-{count - 1})")
         return self
 
     @field_validator("pixel_range")

@@ -33,7 +33,7 @@ from dimple_stats.protocol.yaml_reader import (
     decode_text,
     fmt_path,
 )
-from dimple_stats.strict_model import SLIP
+from dimple_stats.strict_model import KEYED
 from dimple_stats.suggest import closest
 
 #: The largest protocol file read (the shipped ones are 1-5 kB).
@@ -138,7 +138,7 @@ def _issue_from_error(
     allowed: tuple[str, ...] = ()
     suggestion = None
     message = str(err["msg"]).removeprefix("Value error, ")
-    if kind == SLIP:  # raised by the section's model: the key is in its context
+    if kind == KEYED:  # raised by the section's model: the key is in its context
         path = path + (err["ctx"]["field"],)
         message = str(err["ctx"]["what"])
     elif kind == "extra_forbidden":

@@ -286,5 +286,6 @@ def decode_text(data: bytes, file: str) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ProtocolError([ProtocolIssue(
-            file, line, "", f"not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at offset {exc.start})"
+            file, line, "", f"not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save the file as UTF-8"
         )]) from None

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dimple_stats import interrupts
-from dimple_stats.atomic import cannot_write_beside, fsync_dir
+from dimple_stats.atomic import cannot_write_beside, cannot_write_in, fsync_dir
 from dimple_stats.errors import BadInput
 
 __all__ = ["BENCHMARKS", "COMPARISON", "OutputFolder", "REPORT", "ReportDestinationError",
@@ -165,7 +165,9 @@ def check_destination(path: str | os.PathLike[str], *,
                 "whole)")
         if output is REPORT and not replace:
             _check_not_another_run(out, protocol)
-    why = cannot_write_beside(out)  # found now, not when the finished report is renamed in
+    # Found now, not when the finished report is renamed in: its parent takes the staging
+    # folder, and an existing folder is renamed aside (an immutable one refuses).
+    why = cannot_write_beside(out) or (cannot_write_in(out) if out.is_dir() else None)
     if why:
         raise ReportDestinationError(f"{path}: {why}; name a folder you can write to")
     return out
@@ -310,19 +312,30 @@ def staged_report(path: str | os.PathLike[str], *,
     out.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:12]
     tmp = out.parent / f".{out.name}.tmp-{tag}"
+    old = out.parent / f".{out.name}.old-{tag}"
     with _staging(tmp):
         yield tmp
-    old = out.parent / f".{out.name}.old-{tag}"
-    if out.exists():
-        try:
-            # it may have changed during a long run
-            check_destination(out, **checks)
-        except ReportDestinationError as exc:
-            raise ReportDestinationError(f"{exc}; the finished report was kept at {tmp}") from None
-        os.rename(out, old)
-    os.rename(tmp, out)
-    fsync_dir(out.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        if out.exists():
+            try:
+                # it may have changed during a long run
+                check_destination(out, **checks)
+            except ReportDestinationError as exc:
+                raise ReportDestinationError(f"{exc}; the finished report was kept at {tmp}"
+                                             ) from None
+        # A stop signal between the renames would leave no report at `out`, and one during
+        # the deletion half an old one beside it: both wait until the swap is done.
+        with interrupts.held():
+            if out.exists():
+                os.rename(out, old)
+            os.rename(tmp, out)
+            fsync_dir(out.parent)
+            shutil.rmtree(old, ignore_errors=True)
+    except ReportDestinationError:
+        raise
+    except BaseException:  # a stop signal before the swap: the old report stays, alone
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def report_inputs() -> frozenset[str]:
@@ -365,11 +378,16 @@ def staged_render(run_dir: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"the report wrote {', '.join(stray)}, which is not a report output")
     old = folder / f".render-old-{tag}"
-    old.mkdir()
-    for name in present:
-        os.rename(folder / name, old / name)
-    for name in written:
-        os.rename(tmp / name, folder / name)
-    tmp.rmdir()
-    fsync_dir(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        with interrupts.held():  # the swap runs whole, as in staged_report
+            old.mkdir()
+            for name in present:
+                os.rename(folder / name, old / name)
+            for name in written:
+                os.rename(tmp / name, folder / name)
+            tmp.rmdir()
+            fsync_dir(folder)
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

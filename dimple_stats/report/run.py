@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from dimple_stats.errors import BadInput
 from dimple_stats.gallery import GALLERY_FILE, read_gallery
-from dimple_stats.measurements import TABLE_FILES, read_measurements
+from dimple_stats.measurements import TABLE_FILES, MeasurementsError, read_measurements
 from dimple_stats.protocol.schema import Protocol
 from dimple_stats.stats_config import StatsConfig
 
@@ -68,9 +68,24 @@ def protocol_from_json(data: Mapping[str, Any]) -> Protocol:
     return Protocol.model_validate(dict(data))
 
 
+#: What to do about a run folder that cannot be read, ending each such error line.
+_RERUN = ("a run folder's manifest.json and tables are written by `dimple-stats run`: name the "
+          "folder it wrote, or run the protocol again (finished stages load from its store)")
+
+
 def read_run(run_dir: str | os.PathLike[str]) -> RunData:
-    """Load and validate a run directory; :class:`RunDirError` says what is wrong."""
-    path = Path(run_dir)
+    """Load and validate a run directory; :class:`RunDirError` says what is wrong and what to
+    do."""
+    try:
+        return _read_run(Path(run_dir))
+    except (RunDirError, MeasurementsError) as exc:
+        text = str(exc)
+        if "re-run" in text or "run the protocol" in text:  # it says what to do already
+            raise
+        raise type(exc)(f"{text}; {_RERUN}") from None
+
+
+def _read_run(path: Path) -> RunData:
     if not path.is_dir():
         raise RunDirError(f"{path}: not a run directory (no such directory)")
     manifest_path = path / MANIFEST
@@ -178,12 +193,17 @@ def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
     # The report's prose names the correction and alpha it was adjusted with: it must read the
     # overridden ones, not the protocol file's.
     protocol = run.protocol.model_copy(update={"stats": stats})
-    if run.protocol.sweep is not None:
-        from dimple_stats.sweep import analyse_sweep
+    try:
+        if run.protocol.sweep is not None:
+            from dimple_stats.sweep import analyse_sweep
 
-        results = analyse_sweep(run.measurements, run.protocol, tables=run.tables, stats=stats)
-    else:
-        results = analyse(run.measurements, run.protocol, tables=run.tables, stats=stats)
+            results = analyse_sweep(run.measurements, run.protocol, tables=run.tables,
+                                    stats=stats)
+        else:
+            results = analyse(run.measurements, run.protocol, tables=run.tables, stats=stats)
+    except MeasurementsError as exc:  # a column a claim reads is missing or mistyped
+        raise MeasurementsError(f"{run.path}: {exc}; {_RERUN}") from None
+
     def render(folder: Path) -> list[Path]:
         return write_report(
             results, run.measurements, folder,

@@ -117,6 +117,9 @@ def test_an_option_or_override_error_names_its_source_not_a_file_line(tmp_path: 
     cases = [(["validate", str(protocol), "--set", "dataset.eval_samples=true"],
               "p.yaml: dataset.eval_samples: a boolean (true/false) where a number or name is "
               "expected [from --set dataset.eval_samples]"),
+             (["validate", str(protocol), "--set", "dataset.classes=[11]"],
+              "p.yaml: dataset.classes: [11] are not classes of digits (ids 0-9) "
+              "[from --set dataset.classes]"),
              (["run", str(protocol), "--device", "gpu0"],
               "got 'gpu0' [from --device]"),
              (["run", str(protocol), "--executor", "foo"],

@@ -333,3 +333,41 @@ def test_a_run_with_no_rows_exits_2(run_dir: Path) -> None:
         write_measurements(table.iloc[:0], run_dir / name, kind)  # type: ignore[arg-type]
     code, text = report(run_dir, *FAST)
     assert code == 2 and "no rows" in text, text
+
+
+def test_a_stop_signal_during_the_swap_waits_for_it(tmp_path: Path, monkeypatch) -> None:
+    """SIGTERM between the swap's renames once left the finished report as .NAME.tmp-* and
+    the old one half-deleted as .NAME.old-* (issue 32, row 23): it is now held until the swap
+    is done, then stops the command, and only the new report is left."""
+    import os
+    import signal
+
+    from dimple_stats import interrupts
+    from dimple_stats.report.destination import mark_rendered, staged_report
+
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "results.csv").write_text("old\n")
+    mark_rendered(out, "somewhere")
+    rename = os.rename
+
+    def rename_then_signal(src, dst):  # the signal lands right after the first rename
+        rename(src, dst)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = {s: signal.getsignal(s) for s in interrupts.STOP_SIGNALS}
+    interrupts.install()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            with staged_report(out) as staging:
+                (staging / "results.csv").write_text("new\n")
+                mark_rendered(staging, "somewhere")
+                monkeypatch.setattr(os, "rename", rename_then_signal)
+        assert stopped.value.code == 128 + signal.SIGTERM
+    finally:
+        monkeypatch.setattr(os, "rename", rename)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        interrupts._received.clear()
+    assert (out / "results.csv").read_text() == "new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no .rep.tmp-*, .rep.old-*

@@ -561,9 +561,25 @@ def test_an_out_folder_nobody_can_write_is_refused_before_compute(work: Path) ->
         one_line_error(result, 2, "--out", "locked is not writable", "name a folder you can write")
         rendered = cli("report", "report", "--out", "locked/r", cwd=work)
         one_line_error(rendered, 2, "--out", "locked is not writable")
+        # the folder itself immutable (empty, or an earlier report): it cannot be renamed aside
+        result = cli("run", "tiny.yaml", "--store", "store2", "--out", "locked", cwd=work)
+        one_line_error(result, 2, "--out", "locked is not writable")
     finally:
         subprocess.run(["chattr", "-i", str(locked)], check=True)
     assert not (work / "store2").exists()  # nothing computed
+    # A read-only store serves a run it holds whole, and refuses one stage short, before it
+    # computes (it once refused both; issue 32's held list).
+    subprocess.run(["chattr", "-R", "+i", str(work / "store")], check=True)
+    try:
+        cached = cli("run", "tiny.yaml", "--store", "store", "--out", "r3", cwd=work)
+        assert cached.returncode == 0, cached.stderr
+        more = cli("run", "tiny.yaml", "--store", "store", "--out", "r4", "--seeds", "1",
+                   cwd=work)
+        one_line_error(more, 2, "--store", "store is not writable", "lacks train_classifier",
+                       "name a store you can write to")
+        assert "epoch" not in more.stderr
+    finally:
+        subprocess.run(["chattr", "-R", "-i", str(work / "store")], check=True)
 
 
 def test_train_classes_an_image_folder_lacks_are_refused_before_training(tmp_path: Path) -> None:
