@@ -56,11 +56,16 @@ def main() -> None:
             if exc.code in (0, None):
                 raise SystemExit(128 + signum) from None
         raise
+    finally:
+        # The command is over: a signal during the interpreter's exit (atexit callbacks) now
+        # ends the process as the signal does, not as a traceback and exit 0.
+        for signum in interrupts.STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
 
 
 def _say_stopped(signum: int) -> None:
     """One line on stderr for a stopped command: a bare exit code 130 or 143 left a user (or a
     scheduler's log) not knowing whether the run failed, and what survived."""
     name = signal.Signals(signum).name
-    sys.stderr.write(f"dimple-stats: stopped by {name}; finished stages stay in the store and "
-                     "an earlier report is left whole: run the same command again to resume\n")
+    sys.stderr.write(f"dimple-stats: stopped by {name}; nothing finished was lost (the store's "
+                     "stages, a whole report at --out): run the same command again to resume\n")

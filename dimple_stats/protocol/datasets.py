@@ -110,7 +110,8 @@ class DatasetCommon(Frozen):
         if self.eval_classes is not None and self.classes is not None:
             extra = sorted(set(self.eval_classes) - set(self.classes))
             if extra:
-                raise ValueError(f"eval_classes {extra} are not in classes {list(self.classes)}")
+                raise keyed_error("eval_classes",
+                                  f"{extra} are not in classes {list(self.classes)}")
         return self
 
 

@@ -202,7 +202,9 @@ def report_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] 
         else:
             results = analyse(run.measurements, run.protocol, tables=run.tables, stats=stats)
     except MeasurementsError as exc:  # a column a claim reads is missing or mistyped
-        raise MeasurementsError(f"{run.path}: {exc}; {_RERUN}") from None
+        kind = str(exc).split(" table:", 1)[0]
+        where = run.path / TABLE_FILES[kind] if kind in TABLE_FILES else run.path
+        raise MeasurementsError(f"{where}: {exc}; {_RERUN}") from None
 
     def render(folder: Path) -> list[Path]:
         return write_report(

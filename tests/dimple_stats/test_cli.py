@@ -120,6 +120,10 @@ def test_an_option_or_override_error_names_its_source_not_a_file_line(tmp_path: 
              (["validate", str(protocol), "--set", "dataset.classes=[11]"],
               "p.yaml: dataset.classes: [11] are not classes of digits (ids 0-9) "
               "[from --set dataset.classes]"),
+             (["validate", str(protocol), "--set", "dataset.classes=[0, 1]", "--set",
+               "dataset.eval_classes=[7]"],
+              "p.yaml: dataset.eval_classes: [7] are not in classes [0, 1] "
+              "[from --set dataset.eval_classes]"),
              (["run", str(protocol), "--device", "gpu0"],
               "got 'gpu0' [from --device]"),
              (["run", str(protocol), "--executor", "foo"],

@@ -230,7 +230,7 @@ def _break(run_dir: Path, how: str) -> None:
     ("no protocol key", "no protocol object under the key 'protocol'"),
     ("invalid protocol", "stats.alpha"),
     ("no measurements", "measurements.parquet is missing"),
-    ("bad measurements", "measurements table: missing column 'r_T'"),
+    ("bad measurements", "measurements.parquet: measurements table: missing column 'r_T'"),
     ("no defense table", "needs the defense table (defense.parquet)"),
 ])
 def test_report_bad_run_dir_exits_2(run_dir: Path, how: str, message: str) -> None:

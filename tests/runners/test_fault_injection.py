@@ -486,8 +486,8 @@ def test_sigterm_stops_the_process_pool_workers_and_leaves_no_staging(work: Path
     assert proc.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err
     # one line says what happened and what to do (a bare 143 once said nothing)
     assert err.rstrip().splitlines()[-1] == (
-        "dimple-stats: stopped by SIGTERM; finished stages stay in the store and an earlier "
-        "report is left whole: run the same command again to resume"), err
+        "dimple-stats: stopped by SIGTERM; nothing finished was lost (the store's stages, a "
+        "whole report at --out): run the same command again to resume"), err
     time.sleep(1)
     assert not [p for p in workers if _alive(p)], "pool workers kept computing after SIGTERM"
     assert not [p for p in work.iterdir() if p.name.startswith(".report.")]
