@@ -37,8 +37,6 @@ def keyed_error(name: str, message: str) -> PydanticCustomError:
     return PydanticCustomError(KEYED, "{field}: {what}", {"field": name, "what": message})
 
 
-_slip = keyed_error
-
 
 def _holds_str(value: Any) -> bool:
     """A string, or a list or tuple with one somewhere inside."""
@@ -82,12 +80,12 @@ class StrictScalars(BaseModel):
             annotation = hints.get(name, field.annotation)
             if _bool_only(annotation):
                 if value is not None and not isinstance(value, bool):
-                    raise _slip(name, f"true or false, got {value!r}")
+                    raise keyed_error(name, f"true or false, got {value!r}")
                 continue
             text = str(annotation)
             if _holds_bool(value) and "bool" not in text and "Any" not in text:
-                raise _slip(name, "a boolean (true/false) where a number or name is expected")
+                raise keyed_error(name, "a boolean (true/false) where a number or name is expected")
             if _holds_str(value) and _numbers_only(text):
                 # A quoted "12" is a slip (or a number pasted as text), not a number.
-                raise _slip(name, f"a number, got the text {value!r}; write it without quotes")
+                raise keyed_error(name, f"a number, got the text {value!r}; write it without quotes")
         return data
